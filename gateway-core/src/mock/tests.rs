@@ -1,0 +1,651 @@
+use super::*;
+use crate::intent::{CaptureMethod, IntentStatus, NextAction};
+use crate::money::{Currency, Money};
+use crate::provider::CreateCustomer;
+use crate::refund::RefundStatus;
+use crate::webhook::EventObject;
+
+fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::new(text).unwrap()
+}
+
+fn usd(decimal: &str) -> Money {
+    Money::parse(decimal, Currency::USD).unwrap()
+}
+
+fn charge(amount: &str, payment_method: &str) -> CreateIntent {
+    let mut request = CreateIntent::new(usd(amount));
+    request.payment_method = Some(payment_method.to_owned());
+    request.confirm = true;
+    request.metadata.insert("order_id".into(), "order-1".into());
+    request
+}
+
+fn event_types(mock: &MockProvider) -> Vec<String> {
+    mock.events().into_iter().map(|event| event.event_type).collect()
+}
+
+#[tokio::test]
+async fn a_visa_payment_succeeds_and_emits_created_then_succeeded() {
+    let mock = MockProvider::new();
+    let intent = mock
+        .create_intent(charge("50.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(intent.status, IntentStatus::Succeeded);
+    assert_eq!((intent.amount, intent.amount_received), (5000, 5000));
+    assert_eq!(intent.order_id(), Some("order-1"));
+    assert!(intent
+        .client_secret
+        .as_deref()
+        .unwrap()
+        .starts_with(&format!("{}_secret_", intent.id)));
+    assert_eq!(mock.retrieve_intent(&intent.id).await.unwrap(), intent);
+    assert_eq!(
+        event_types(&mock),
+        ["payment_intent.created", "payment_intent.succeeded"]
+    );
+    assert_eq!(mock.events()[1].intent(), Some(&intent));
+    assert_eq!(mock.stats().charges_made, 1);
+}
+
+#[tokio::test]
+async fn each_decline_card_fails_with_stripes_codes() {
+    let cases = [
+        ("pm_card_chargeDeclined", "card_declined", "generic_decline"),
+        ("pm_card_declined", "card_declined", "generic_decline"),
+        (
+            "pm_card_chargeDeclinedInsufficientFunds",
+            "card_declined",
+            "insufficient_funds",
+        ),
+        (
+            "pm_card_chargeDeclinedExpiredCard",
+            "expired_card",
+            "expired_card",
+        ),
+        (
+            "pm_card_chargeDeclinedIncorrectCvc",
+            "incorrect_cvc",
+            "incorrect_cvc",
+        ),
+    ];
+    for (card, expected_code, expected_decline) in cases {
+        let mock = MockProvider::new();
+        let error = mock
+            .create_intent(charge("10.00", card), &key("k"))
+            .await
+            .unwrap_err();
+        let ProviderError::CardDeclined {
+            code,
+            decline_code,
+            intent,
+            ..
+        } = &error
+        else {
+            panic!("{card}: expected a decline, got {error:?}");
+        };
+        assert_eq!(code, expected_code, "{card}");
+        assert_eq!(decline_code.as_deref(), Some(expected_decline), "{card}");
+        let intent = intent.as_deref().unwrap();
+        assert_eq!(intent.status, IntentStatus::RequiresPaymentMethod, "{card}");
+        assert_eq!(intent.amount_received, 0);
+        let last = intent.last_payment_error.as_ref().unwrap();
+        assert_eq!(last.decline_code.as_deref(), Some(expected_decline));
+        assert_eq!(mock.retrieve_intent(&intent.id).await.unwrap(), *intent);
+        assert_eq!(
+            event_types(&mock),
+            ["payment_intent.created", "payment_intent.payment_failed"]
+        );
+        assert_eq!(mock.stats().charges_made, 0, "{card}");
+    }
+}
+
+#[tokio::test]
+async fn a_declined_intent_can_be_retried_with_another_card() {
+    let mock = MockProvider::new();
+    let error = mock
+        .create_intent(charge("10.00", "pm_card_chargeDeclined"), &key("k1"))
+        .await
+        .unwrap_err();
+    let intent_id = error.intent().unwrap().id.clone();
+    let confirm = ConfirmIntent {
+        payment_method: Some("pm_card_mastercard".into()),
+        ..Default::default()
+    };
+    let intent = mock
+        .confirm_intent(&intent_id, confirm, &key("k2"))
+        .await
+        .unwrap();
+    assert_eq!(intent.status, IntentStatus::Succeeded);
+    assert_eq!(intent.last_payment_error, None);
+}
+
+#[tokio::test]
+async fn three_d_secure_succeeds_after_authentication() {
+    let mock = MockProvider::new();
+    let mut request = charge("20.00", "pm_card_threeDSecure2Required");
+    request.return_url = Some("https://shop.example/return".into());
+    let intent = mock.create_intent(request, &key("k1")).await.unwrap();
+    assert_eq!(intent.status, IntentStatus::RequiresAction);
+    let Some(NextAction::RedirectToUrl { url, return_url }) = &intent.next_action else {
+        panic!("expected a redirect, got {:?}", intent.next_action);
+    };
+    assert!(url.ends_with(&intent.id));
+    assert_eq!(return_url.as_deref(), Some("https://shop.example/return"));
+    assert_eq!(mock.stats().charges_made, 0);
+
+    let done = mock.complete_authentication(&intent.id, true).unwrap();
+    assert_eq!(done.status, IntentStatus::Succeeded);
+    assert_eq!(done.next_action, None);
+    assert_eq!(done.amount_received, 2000);
+    assert_eq!(
+        event_types(&mock),
+        [
+            "payment_intent.created",
+            "payment_intent.requires_action",
+            "payment_intent.succeeded"
+        ]
+    );
+    assert_eq!(mock.stats().charges_made, 1);
+    assert!(
+        mock.complete_authentication(&intent.id, true).is_err(),
+        "only once"
+    );
+}
+
+#[tokio::test]
+async fn three_d_secure_failure_returns_to_requires_payment_method() {
+    let mock = MockProvider::new();
+    let intent = mock
+        .create_intent(charge("20.00", "pm_card_threeDSecure2Required"), &key("k1"))
+        .await
+        .unwrap();
+    let failed = mock.complete_authentication(&intent.id, false).unwrap();
+    assert_eq!(failed.status, IntentStatus::RequiresPaymentMethod);
+    assert_eq!(
+        failed.last_payment_error.unwrap().code.as_deref(),
+        Some("payment_intent_authentication_failure")
+    );
+    assert_eq!(
+        event_types(&mock).last().unwrap(),
+        "payment_intent.payment_failed"
+    );
+    assert_eq!(mock.stats().charges_made, 0);
+}
+
+#[tokio::test]
+async fn three_d_secure_off_session_is_declined_as_authentication_required() {
+    let mock = MockProvider::new();
+    let mut request = charge("20.00", "pm_card_threeDSecure2Required");
+    request.off_session = true;
+    let error = mock.create_intent(request, &key("k1")).await.unwrap_err();
+    assert!(
+        matches!(&error, ProviderError::AuthenticationRequired { decline_code: Some(d), .. } if d == "authentication_required"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.intent().unwrap().status,
+        IntentStatus::RequiresPaymentMethod
+    );
+}
+
+#[tokio::test]
+async fn manual_capture_in_part_releases_the_rest() {
+    let mock = MockProvider::new();
+    let mut request = charge("100.00", "pm_card_visa");
+    request.capture_method = CaptureMethod::Manual;
+    let intent = mock.create_intent(request, &key("k1")).await.unwrap();
+    assert_eq!(intent.status, IntentStatus::RequiresCapture);
+    assert_eq!((intent.amount_capturable, intent.amount_received), (10_000, 0));
+    assert_eq!(event_types(&mock)[1], "payment_intent.amount_capturable_updated");
+
+    let too_much = CaptureIntent {
+        amount_to_capture: Some(10_001),
+    };
+    let error = mock
+        .capture_intent(&intent.id, too_much, &key("k2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::InvalidRequest { ref param, .. } if param.as_deref() == Some("amount_to_capture"))
+    );
+
+    let partial = CaptureIntent {
+        amount_to_capture: Some(7_500),
+    };
+    let captured = mock
+        .capture_intent(&intent.id, partial, &key("k3"))
+        .await
+        .unwrap();
+    assert_eq!(captured.status, IntentStatus::Succeeded);
+    assert_eq!((captured.amount_received, captured.amount_capturable), (7_500, 0));
+    let again = mock
+        .capture_intent(&intent.id, CaptureIntent::default(), &key("k4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, ProviderError::InvalidRequest { ref code, .. } if code.as_deref() == Some("payment_intent_unexpected_state"))
+    );
+}
+
+#[tokio::test]
+async fn cancel_works_before_capture_and_not_after_success() {
+    let mock = MockProvider::new();
+    let mut request = charge("10.00", "pm_card_visa");
+    request.capture_method = CaptureMethod::Manual;
+    let held = mock.create_intent(request, &key("k1")).await.unwrap();
+    let canceled = mock
+        .cancel_intent(&held.id, CancelIntent::default(), &key("k2"))
+        .await
+        .unwrap();
+    assert_eq!(canceled.status, IntentStatus::Canceled);
+    assert_eq!(canceled.amount_capturable, 0);
+    assert_eq!(event_types(&mock).last().unwrap(), "payment_intent.canceled");
+
+    let paid = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k3"))
+        .await
+        .unwrap();
+    let error = mock
+        .cancel_intent(&paid.id, CancelIntent::default(), &key("k4"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), crate::ProviderErrorKind::InvalidRequest);
+}
+
+#[tokio::test]
+async fn refunds_in_part_then_in_full_never_above_what_was_captured() {
+    let mock = MockProvider::new();
+    let mut request = charge("100.00", "pm_card_visa");
+    request.capture_method = CaptureMethod::Manual;
+    let intent = mock.create_intent(request, &key("k1")).await.unwrap();
+    let capture = CaptureIntent {
+        amount_to_capture: Some(6_000),
+    };
+    mock.capture_intent(&intent.id, capture, &key("k2"))
+        .await
+        .unwrap();
+
+    let first = mock
+        .create_refund(CreateRefund::partial(&intent.id, 2_500), &key("r1"))
+        .await
+        .unwrap();
+    assert_eq!((first.amount, first.status), (2_500, RefundStatus::Succeeded));
+    assert_eq!(mock.retrieve_refund(&first.id).await.unwrap(), first);
+
+    let over = mock
+        .create_refund(CreateRefund::partial(&intent.id, 3_501), &key("r2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(over, ProviderError::InvalidRequest { ref code, .. } if code.as_deref() == Some("amount_too_large"))
+    );
+
+    let rest = mock
+        .create_refund(CreateRefund::full(&intent.id), &key("r3"))
+        .await
+        .unwrap();
+    assert_eq!(rest.amount, 3_500, "a full refund takes what remains");
+    let none_left = mock
+        .create_refund(CreateRefund::partial(&intent.id, 1), &key("r4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(none_left, ProviderError::InvalidRequest { ref code, .. } if code.as_deref() == Some("charge_already_refunded"))
+    );
+    let refund_events = mock.events().into_iter().filter(|e| e.refund().is_some()).count();
+    assert_eq!(refund_events, 2);
+}
+
+#[tokio::test]
+async fn refunding_an_unpaid_intent_is_refused() {
+    let mock = MockProvider::new();
+    let intent = mock
+        .create_intent(CreateIntent::new(usd("5.00")), &key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(intent.status, IntentStatus::RequiresPaymentMethod);
+    let error = mock
+        .create_refund(CreateRefund::full(&intent.id), &key("r1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::InvalidRequest { ref code, .. } if code.as_deref() == Some("charge_not_captured"))
+    );
+    let missing = mock
+        .create_refund(CreateRefund::full("pi_nope"), &key("r2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, ProviderError::InvalidRequest { ref code, .. } if code.as_deref() == Some("resource_missing"))
+    );
+}
+
+#[tokio::test]
+async fn same_key_same_parameters_replays_without_a_second_charge() {
+    let mock = MockProvider::new();
+    let first = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    let replay = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(first, replay);
+    let stats = mock.stats();
+    assert_eq!(
+        (stats.calls("create_intent"), stats.executed("create_intent")),
+        (2, 1)
+    );
+    assert_eq!((stats.replays, stats.charges_made), (1, 1));
+    assert_eq!(mock.events().len(), 2, "a replay emits nothing");
+
+    // Declines are replayed too: the first result stands.
+    let declined = mock
+        .create_intent(charge("10.00", "pm_card_chargeDeclined"), &key("k2"))
+        .await
+        .unwrap_err();
+    let again = mock
+        .create_intent(charge("10.00", "pm_card_chargeDeclined"), &key("k2"))
+        .await
+        .unwrap_err();
+    assert_eq!(declined.intent(), again.intent());
+}
+
+#[tokio::test]
+async fn same_key_different_parameters_is_a_conflict() {
+    let mock = MockProvider::new();
+    mock.create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    let error = mock
+        .create_intent(charge("10.01", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::IdempotencyConflict { .. }),
+        "{error:?}"
+    );
+    let other_operation = mock
+        .create_refund(CreateRefund::full("pi_x"), &key("k1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        other_operation,
+        ProviderError::IdempotencyConflict { .. }
+    ));
+    assert_eq!(mock.stats().charges_made, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_charge_once() {
+    let mock = MockProvider::new();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let mock = mock.clone();
+            tokio::spawn(async move {
+                mock.create_intent(charge("10.00", "pm_card_visa"), &key("same"))
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        ids.insert(task.await.unwrap().unwrap().id);
+    }
+    assert_eq!(ids.len(), 1);
+    let stats = mock.stats();
+    assert_eq!(
+        (stats.executed("create_intent"), stats.charges_made, stats.replays),
+        (1, 1, 19)
+    );
+}
+
+#[tokio::test]
+async fn an_unavailable_fault_fails_before_anything_happens() {
+    let mock = MockProvider::new();
+    mock.inject_fault(Fault::Unavailable);
+    let error = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable());
+    assert_eq!(mock.stats().charges_made, 0);
+    assert!(mock.events().is_empty());
+    let retried = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(retried.status, IntentStatus::Succeeded);
+    assert_eq!(mock.stats().charges_made, 1);
+}
+
+#[tokio::test]
+async fn a_rate_limit_fault_is_retryable() {
+    let mock = MockProvider::new();
+    mock.inject_fault(Fault::RateLimited);
+    let error = mock.retrieve_intent("pi_any").await.unwrap_err();
+    assert!(matches!(error, ProviderError::RateLimited { .. }) && error.is_retryable());
+}
+
+#[tokio::test]
+async fn a_lost_response_is_healed_by_retrying_the_same_key() {
+    let mock = MockProvider::new();
+    mock.inject_fault(Fault::LostResponse);
+    let error = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert_eq!(
+        mock.stats().charges_made,
+        1,
+        "the charge was made before the response was lost"
+    );
+    let retried = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(retried.status, IntentStatus::Succeeded);
+    assert_eq!(
+        mock.stats().charges_made,
+        1,
+        "the retry replays, it does not charge again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_fault_delays_on_tokios_clock() {
+    let mock = MockProvider::new();
+    mock.inject_fault(Fault::Slow(Duration::from_secs(30)));
+    let started = tokio::time::Instant::now();
+    let slow_key = key("k1");
+    let slow = mock.create_intent(charge("10.00", "pm_card_visa"), &slow_key);
+    let timed_out = tokio::time::timeout(Duration::from_secs(10), slow).await;
+    assert!(timed_out.is_err(), "the call is still waiting after 10 s");
+    assert_eq!(
+        mock.stats().charges_made,
+        0,
+        "a timed-out call that never ran charges nothing"
+    );
+
+    let intent = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(intent.status, IntentStatus::Succeeded);
+    assert!(started.elapsed() >= Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn customers_and_saved_cards() {
+    let mock = MockProvider::new();
+    let customer = mock
+        .create_customer(
+            CreateCustomer {
+                email: Some("ada@example.com".into()),
+                ..Default::default()
+            },
+            &key("c1"),
+        )
+        .await
+        .unwrap();
+    let visa = mock
+        .attach_payment_method(&customer.id, "pm_card_visa", &key("a1"))
+        .await
+        .unwrap();
+    let master = mock
+        .attach_payment_method(&customer.id, "pm_card_mastercard", &key("a2"))
+        .await
+        .unwrap();
+    assert_ne!(
+        visa.id, "pm_card_visa",
+        "attaching a test token creates a payment method"
+    );
+    let card = visa.card.as_ref().unwrap();
+    assert_eq!((card.brand.as_str(), card.last4.as_str()), ("visa", "4242"));
+    assert_eq!((card.exp_month, card.exp_year), (12, 2034));
+    let listed = mock.list_payment_methods(&customer.id).await.unwrap();
+    assert_eq!(listed, vec![master.clone(), visa.clone()], "newest first");
+
+    // Charge the saved card off-session.
+    let mut request = charge("12.00", &visa.id);
+    request.customer = Some(customer.id.clone());
+    request.off_session = true;
+    let intent = mock.create_intent(request, &key("p1")).await.unwrap();
+    assert_eq!(intent.status, IntentStatus::Succeeded);
+    assert_eq!(intent.customer.as_deref(), Some(customer.id.as_str()));
+
+    // Without its customer, the saved card is refused.
+    let error = mock
+        .create_intent(charge("12.00", &visa.id), &key("p2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::InvalidRequest { ref param, .. } if param.as_deref() == Some("payment_method"))
+    );
+
+    let detached = mock.detach_payment_method(&visa.id, &key("d1")).await.unwrap();
+    assert_eq!(detached.customer, None);
+    assert_eq!(
+        mock.list_payment_methods(&customer.id).await.unwrap(),
+        vec![master]
+    );
+    let mut request = charge("12.00", &visa.id);
+    request.customer = Some(customer.id.clone());
+    assert!(
+        mock.create_intent(request, &key("p3")).await.is_err(),
+        "a detached card is unusable"
+    );
+    assert!(mock.detach_payment_method(&visa.id, &key("d2")).await.is_err());
+    assert!(mock.list_payment_methods("cus_nope").await.is_err());
+}
+
+#[tokio::test]
+async fn update_changes_amount_before_confirmation_only() {
+    let mock = MockProvider::new();
+    let intent = mock
+        .create_intent(CreateIntent::new(usd("10.00")), &key("k1"))
+        .await
+        .unwrap();
+    let update = UpdateIntent {
+        amount: Some(usd("12.50")),
+        metadata: Some([("order_id".to_owned(), "o-9".to_owned())].into()),
+        description: None,
+    };
+    let updated = mock.update_intent(&intent.id, update, &key("k2")).await.unwrap();
+    assert_eq!((updated.amount, updated.order_id()), (1250, Some("o-9")));
+    let wrong_currency = UpdateIntent {
+        amount: Some(Money::parse("10", Currency::JPY).unwrap()),
+        ..Default::default()
+    };
+    assert!(mock
+        .update_intent(&intent.id, wrong_currency, &key("k3"))
+        .await
+        .is_err());
+    let confirm = ConfirmIntent {
+        payment_method: Some("pm_card_visa".into()),
+        ..Default::default()
+    };
+    mock.confirm_intent(&intent.id, confirm, &key("k4"))
+        .await
+        .unwrap();
+    let late = UpdateIntent {
+        amount: Some(usd("99.00")),
+        ..Default::default()
+    };
+    assert!(mock.update_intent(&intent.id, late, &key("k5")).await.is_err());
+}
+
+#[tokio::test]
+async fn client_side_flow_and_bad_requests() {
+    let mock = MockProvider::new();
+    let error = mock
+        .create_intent(
+            CreateIntent {
+                confirm: true,
+                ..CreateIntent::new(usd("1.00"))
+            },
+            &key("k1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::InvalidRequest { ref param, .. } if param.as_deref() == Some("payment_method"))
+    );
+    let unknown = mock
+        .create_intent(charge("1.00", "pm_card_bogus"), &key("k2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, ProviderError::InvalidRequest { ref code, .. } if code.as_deref() == Some("resource_missing"))
+    );
+    assert!(matches!(
+        mock.retrieve_intent("pi_missing").await,
+        Err(ProviderError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn events_reach_subscribers_and_round_trip_as_webhooks() {
+    let mock = MockProvider::new();
+    let mut subscriber = mock.subscribe();
+    let intent = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    let created = subscriber.recv().await.unwrap();
+    let succeeded = subscriber.recv().await.unwrap();
+    assert_eq!(created.event_type, "payment_intent.created");
+    assert_eq!(succeeded.intent(), Some(&intent));
+
+    let request = mock.webhook_request(&succeeded, 1_700_000_100);
+    let verified = mock.verify_webhook(&request).unwrap();
+    assert_eq!(verified.event_id, succeeded.id);
+    assert_eq!(verified.object_id.as_deref(), Some(intent.id.as_str()));
+    assert_eq!(mock.interpret_webhook(&verified).await.unwrap(), succeeded);
+
+    let unsigned = WebhookRequest::new(request.body.clone(), 0);
+    assert!(matches!(
+        mock.verify_webhook(&unsigned),
+        Err(WebhookError::MissingHeader { .. })
+    ));
+    let forged = WebhookRequest::new(request.body.clone(), 0).with_header(MOCK_SIGNATURE_HEADER, "nope");
+    assert_eq!(mock.verify_webhook(&forged), Err(WebhookError::BadSignature));
+    assert_eq!(mock.take_events().len(), 2);
+    assert!(mock.events().is_empty());
+    assert!(matches!(succeeded.object, EventObject::Intent { .. }));
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_ids() {
+    let run = || async {
+        let mock = MockProvider::new();
+        mock.create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+            .await
+            .unwrap()
+    };
+    assert_eq!(run().await, run().await);
+}

@@ -1,0 +1,77 @@
+//! Refunds of captured payments, in full or in part.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::intent::{Metadata, UnixTimestamp};
+use crate::money::Currency;
+
+/// Where a refund is in its life, mirroring Stripe's refund statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Submitted; the provider has not settled it yet.
+    Pending,
+    /// Needs the customer or merchant to act before it can complete.
+    RequiresAction,
+    /// Money returned to the customer.
+    Succeeded,
+    /// The refund failed; the money stays with the merchant.
+    Failed,
+    /// Canceled before it completed.
+    Canceled,
+}
+
+impl RefundStatus {
+    /// Whether the refund counts against what may still be refunded
+    /// (pending, requires action and succeeded refunds do; failed and canceled don't).
+    pub fn holds_funds(self) -> bool {
+        matches!(
+            self,
+            RefundStatus::Pending | RefundStatus::RequiresAction | RefundStatus::Succeeded
+        )
+    }
+
+    /// The wire name, e.g. `"succeeded"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::RequiresAction => "requires_action",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Failed => "failed",
+            RefundStatus::Canceled => "canceled",
+        }
+    }
+}
+
+impl fmt::Display for RefundStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refund of (part of) a captured payment intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// The provider's reference (`re_…` at Stripe).
+    pub id: String,
+    /// The provider that holds the refund.
+    pub provider: String,
+    /// The refunded intent's id.
+    pub payment_intent: String,
+    /// Amount refunded, in minor units of `currency`.
+    pub amount: i64,
+    /// The refund's currency (the intent's).
+    pub currency: Currency,
+    /// Where the refund is in its life.
+    pub status: RefundStatus,
+    /// Why it was refunded (`duplicate`, `fraudulent`, `requested_by_customer`).
+    pub reason: Option<String>,
+    /// Why it failed, when it did.
+    pub failure_reason: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Metadata,
+    /// When the provider created it.
+    pub created: UnixTimestamp,
+}

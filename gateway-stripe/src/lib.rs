@@ -1,0 +1,1 @@
+//! The Stripe provider for Gateway (in progress: see the Stripe provider issue).
