@@ -4,8 +4,11 @@
 //! Nothing here knows a concrete provider or the server: providers depend on
 //! this crate, never the other way round.
 
+mod bus;
 mod customer;
 mod error;
+mod events;
+mod handler;
 mod intent;
 mod money;
 mod provider;
@@ -16,8 +19,20 @@ mod webhook;
 #[cfg(feature = "mock")]
 pub mod mock;
 
+pub use bus::{
+    BusError, DispatchHandle, EventBus, EventBusBuilder, HandlerOutcome, Publication, WaitError, Watch,
+};
 pub use customer::{CardDetails, Customer, SavedPaymentMethod};
 pub use error::{ErrorSource, ProviderError, ProviderErrorKind};
+pub use events::{
+    AnyIntentEvent, ChangeSource, EventKind, IntentCanceled, IntentChange, IntentChangeContext,
+    IntentCreated, IntentEventType, IntentPaymentFailed, IntentProcessing, IntentRefunded,
+    IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, SharedChange,
+};
+pub use handler::{
+    call_handler, registered_handlers, HandlerCall, HandlerContext, HandlerError, HandlerFuture,
+    HandlerOptions, HandlerRegistration, Plugin, ProviderResolver, StaticProviders,
+};
 pub use intent::{
     CaptureMethod, IntentStatus, Metadata, NextAction, PaymentErrorDetails, PaymentIntent, PaymentStatus,
     UnixTimestamp, ORDER_ID_METADATA_KEY,
@@ -38,6 +53,13 @@ pub use webhook::{EventObject, ProviderEvent, VerifiedWebhook, WebhookError, Web
 /// Re-exports used by generated code and by this crate's macros. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use core::option::Option::{None, Some};
+    pub use core::result::Result;
+    pub use core::time::Duration;
+    pub use std::boxed::Box;
+
     pub use async_trait::async_trait;
     pub use inventory;
+
+    pub use crate::handler::{IsHandlerContext, IsHandlerResult};
 }

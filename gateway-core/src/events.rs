@@ -1,0 +1,334 @@
+//! Typed payment-intent events: what handlers and watchers receive.
+//!
+//! Every event is one [`IntentChange`] (the intent snapshot, the previous
+//! status, the refund if any, and the [`IntentChangeContext`]) shared behind
+//! an `Arc`. The typed wrappers ([`IntentSucceeded`], [`IntentCanceled`], …)
+//! dereference to it, so a handler reads `event.intent.amount`, and handing an
+//! event to a hundred handlers copies a pointer, not the intent.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::intent::{IntentStatus, PaymentIntent, UnixTimestamp};
+use crate::refund::Refund;
+
+/// Where a change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// A provider webhook.
+    Webhook,
+    /// A call to the gateway's API.
+    Api,
+    /// The reconciliation task, healing a missed webhook.
+    Reconcile,
+}
+
+/// Where and when a change was received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentChangeContext {
+    /// The event's id: the provider's event id for webhooks, the gateway's own otherwise.
+    /// Dispatch is deduplicated on it.
+    pub event_id: String,
+    /// Webhook, API or reconciliation.
+    pub source: ChangeSource,
+    /// `true` when this gateway instance received the change; `false` when it
+    /// arrived from another instance of a cluster, so handlers can avoid doing
+    /// the same work twice.
+    pub local: bool,
+    /// When the change was received.
+    pub received_at: UnixTimestamp,
+    /// The merchant the intent belongs to, when the gateway serves several.
+    pub merchant: Option<String>,
+}
+
+/// The kind of an intent event: which typed event it is delivered as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A new intent.
+    Created,
+    /// The provider is processing the payment.
+    Processing,
+    /// The customer must act (3-D Secure).
+    RequiresAction,
+    /// Authorized; waiting for capture.
+    RequiresCapture,
+    /// Funds captured.
+    Succeeded,
+    /// The payment attempt failed.
+    PaymentFailed,
+    /// Canceled.
+    Canceled,
+    /// (Part of) the payment was refunded.
+    Refunded,
+}
+
+impl EventKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [EventKind; 8] = [
+        EventKind::Created,
+        EventKind::Processing,
+        EventKind::RequiresAction,
+        EventKind::RequiresCapture,
+        EventKind::Succeeded,
+        EventKind::PaymentFailed,
+        EventKind::Canceled,
+        EventKind::Refunded,
+    ];
+
+    /// The kind that announces `intent` reaching its current status after
+    /// `previous` (`None` for a new intent). `None` when the change has no
+    /// event of its own (e.g. a payment method attached before confirmation).
+    pub fn for_intent(previous: Option<IntentStatus>, intent: &PaymentIntent) -> Option<EventKind> {
+        if previous.is_none() {
+            return Some(EventKind::Created);
+        }
+        match intent.status {
+            IntentStatus::Processing => Some(EventKind::Processing),
+            IntentStatus::RequiresAction => Some(EventKind::RequiresAction),
+            IntentStatus::RequiresCapture => Some(EventKind::RequiresCapture),
+            IntentStatus::Succeeded => Some(EventKind::Succeeded),
+            IntentStatus::Canceled => Some(EventKind::Canceled),
+            IntentStatus::RequiresPaymentMethod if intent.last_payment_error.is_some() => {
+                Some(EventKind::PaymentFailed)
+            }
+            IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresConfirmation => None,
+        }
+    }
+
+    /// The wire name, e.g. `"payment_failed"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Processing => "processing",
+            EventKind::RequiresAction => "requires_action",
+            EventKind::RequiresCapture => "requires_capture",
+            EventKind::Succeeded => "succeeded",
+            EventKind::PaymentFailed => "payment_failed",
+            EventKind::Canceled => "canceled",
+            EventKind::Refunded => "refunded",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One change of one payment intent, as published on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentChange {
+    /// Which typed event this is.
+    pub kind: EventKind,
+    /// The intent after the change.
+    pub intent: PaymentIntent,
+    /// The status before the change (`None` for a new intent).
+    pub previous_status: Option<IntentStatus>,
+    /// The refund, for [`EventKind::Refunded`].
+    pub refund: Option<Refund>,
+    /// Where and when the change was received.
+    pub context: IntentChangeContext,
+}
+
+impl IntentChange {
+    /// A change of `kind` with no refund.
+    pub fn new(
+        kind: EventKind,
+        intent: PaymentIntent,
+        previous_status: Option<IntentStatus>,
+        context: IntentChangeContext,
+    ) -> Self {
+        IntentChange {
+            kind,
+            intent,
+            previous_status,
+            refund: None,
+            context,
+        }
+    }
+
+    /// The event id the bus deduplicates on.
+    pub fn event_id(&self) -> &str {
+        &self.context.event_id
+    }
+}
+
+/// An [`IntentChange`] shared between the handlers and watchers that receive it.
+pub type SharedChange = Arc<IntentChange>;
+
+/// A type a payment handler can take as its event: one of the typed events
+/// below, or [`AnyIntentEvent`] for all of them.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a payment event type",
+    label = "not a payment event",
+    note = "the first argument of a payment handler is one of IntentCreated, IntentProcessing, IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, IntentPaymentFailed, IntentCanceled, IntentRefunded, or AnyIntentEvent"
+)]
+pub trait IntentEventType: Send + Sized + 'static {
+    /// The kind this type receives; `None` receives every kind.
+    const KIND: Option<EventKind>;
+
+    /// Wraps a published change (of a matching kind).
+    fn from_change(change: SharedChange) -> Self;
+
+    /// The change behind the event.
+    fn change(&self) -> &SharedChange;
+}
+
+macro_rules! typed_events {
+    ($($(#[$doc:meta])* $name:ident => $kind:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(SharedChange);
+
+        impl IntentEventType for $name {
+            const KIND: Option<EventKind> = $kind;
+
+            fn from_change(change: SharedChange) -> Self {
+                $name(change)
+            }
+
+            fn change(&self) -> &SharedChange {
+                &self.0
+            }
+        }
+
+        impl Deref for $name {
+            type Target = IntentChange;
+
+            fn deref(&self) -> &IntentChange {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("event_id", &self.0.context.event_id)
+                    .field("intent", &self.0.intent.id)
+                    .field("status", &self.0.intent.status)
+                    .field("previous_status", &self.0.previous_status)
+                    .finish()
+            }
+        }
+    )*};
+}
+
+typed_events! {
+    /// A new payment intent.
+    IntentCreated => Some(EventKind::Created);
+    /// The provider started processing the payment.
+    IntentProcessing => Some(EventKind::Processing);
+    /// The customer must act (3-D Secure); `intent.next_action` says how.
+    IntentRequiresAction => Some(EventKind::RequiresAction);
+    /// Authorized; capture it (in full or in part) or cancel it.
+    IntentRequiresCapture => Some(EventKind::RequiresCapture);
+    /// Funds captured: fulfil the order.
+    IntentSucceeded => Some(EventKind::Succeeded);
+    /// The attempt failed; `intent.last_payment_error` says why.
+    IntentPaymentFailed => Some(EventKind::PaymentFailed);
+    /// The intent was canceled.
+    IntentCanceled => Some(EventKind::Canceled);
+    /// (Part of) the payment was refunded; `refund` is the refund.
+    IntentRefunded => Some(EventKind::Refunded);
+    /// Every intent event, whatever its kind (`kind` tells which).
+    AnyIntentEvent => None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::{CaptureMethod, Metadata, PaymentErrorDetails};
+    use crate::money::Currency;
+
+    fn intent(status: IntentStatus) -> PaymentIntent {
+        PaymentIntent {
+            id: "pi_1".into(),
+            provider: "mock".into(),
+            amount: 100,
+            amount_received: 0,
+            amount_capturable: 0,
+            currency: Currency::USD,
+            status,
+            capture_method: CaptureMethod::Automatic,
+            customer: None,
+            payment_method: None,
+            client_secret: None,
+            metadata: Metadata::new(),
+            description: None,
+            next_action: None,
+            last_payment_error: None,
+            cancellation_reason: None,
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    #[test]
+    fn kinds_follow_the_new_status() {
+        use IntentStatus::*;
+        let kind = |previous, status| EventKind::for_intent(previous, &intent(status));
+        assert_eq!(kind(None, Succeeded), Some(EventKind::Created));
+        assert_eq!(
+            kind(Some(RequiresConfirmation), Succeeded),
+            Some(EventKind::Succeeded)
+        );
+        assert_eq!(
+            kind(Some(RequiresConfirmation), RequiresAction),
+            Some(EventKind::RequiresAction)
+        );
+        assert_eq!(
+            kind(Some(RequiresConfirmation), RequiresCapture),
+            Some(EventKind::RequiresCapture)
+        );
+        assert_eq!(kind(Some(RequiresCapture), Canceled), Some(EventKind::Canceled));
+        assert_eq!(
+            kind(Some(RequiresConfirmation), Processing),
+            Some(EventKind::Processing)
+        );
+        assert_eq!(kind(Some(RequiresPaymentMethod), RequiresConfirmation), None);
+        let mut failed = intent(RequiresPaymentMethod);
+        failed.last_payment_error = Some(PaymentErrorDetails {
+            code: Some("card_declined".into()),
+            decline_code: None,
+            message: "declined".into(),
+        });
+        assert_eq!(
+            EventKind::for_intent(Some(RequiresConfirmation), &failed),
+            Some(EventKind::PaymentFailed)
+        );
+    }
+
+    #[test]
+    fn typed_events_dereference_to_the_change() {
+        let context = IntentChangeContext {
+            event_id: "evt_1".into(),
+            source: ChangeSource::Webhook,
+            local: true,
+            received_at: 5,
+            merchant: None,
+        };
+        let change = Arc::new(IntentChange::new(
+            EventKind::Succeeded,
+            intent(IntentStatus::Succeeded),
+            Some(IntentStatus::RequiresConfirmation),
+            context,
+        ));
+        let event = IntentSucceeded::from_change(change.clone());
+        assert_eq!(event.intent.id, "pi_1");
+        assert_eq!(event.event_id(), "evt_1");
+        assert!(Arc::ptr_eq(event.change(), &change));
+        assert!(format!("{event:?}").contains("evt_1"));
+        assert_eq!(IntentSucceeded::KIND, Some(EventKind::Succeeded));
+        assert_eq!(AnyIntentEvent::KIND, None);
+    }
+}
