@@ -309,23 +309,49 @@ impl fmt::Debug for HandlerContext {
     }
 }
 
-/// The check `#[payment_handler]` emits on the second argument.
+/// What the second argument of a payment handler must be: [`HandlerContext`].
+/// `#[payment_handler]` converts through it, so a wrong type is reported on that argument.
 #[diagnostic::on_unimplemented(
     message = "the second argument of a payment handler must be `HandlerContext`, not `{Self}`",
     label = "expected `HandlerContext`",
     note = "write the handler as `async fn name(event: IntentSucceeded, ctx: HandlerContext) -> Result<(), HandlerError>`"
 )]
-pub trait IsHandlerContext {}
-impl IsHandlerContext for HandlerContext {}
+pub trait IsHandlerContext {
+    /// The context as the handler takes it.
+    fn from_context(context: HandlerContext) -> Self;
+}
 
-/// The check `#[payment_handler]` emits on the return type.
+impl IsHandlerContext for HandlerContext {
+    fn from_context(context: HandlerContext) -> Self {
+        context
+    }
+}
+
+/// What a payment handler must return: `Result<(), HandlerError>`.
 #[diagnostic::on_unimplemented(
     message = "a payment handler must return `Result<(), HandlerError>`, not `{Self}`",
     label = "expected `Result<(), HandlerError>`",
     note = "end the handler with `Ok(())`; use `?` to turn other errors into `HandlerError`"
 )]
-pub trait IsHandlerResult {}
-impl IsHandlerResult for Result<(), HandlerError> {}
+pub trait IsHandlerResult {
+    /// The result as the bus records it.
+    fn into_result(self) -> Result<(), HandlerError>;
+}
+
+impl IsHandlerResult for Result<(), HandlerError> {
+    fn into_result(self) -> Result<(), HandlerError> {
+        self
+    }
+}
+
+/// Boxes a handler's future (the one allocation a handler call makes).
+pub fn box_handler_future<F, R>(future: F) -> HandlerFuture
+where
+    F: Future<Output = R> + Send + 'static,
+    R: IsHandlerResult,
+{
+    Box::pin(async move { future.await.into_result() })
+}
 
 #[cfg(test)]
 mod tests {

@@ -61,5 +61,9 @@ pub mod __private {
     pub use async_trait::async_trait;
     pub use inventory;
 
-    pub use crate::handler::{IsHandlerContext, IsHandlerResult};
+    pub use crate::events::{IntentEventType, SharedChange};
+    pub use crate::handler::{
+        box_handler_future, HandlerContext, HandlerFuture, HandlerOptions, HandlerRegistration,
+        IsHandlerContext, IsHandlerResult,
+    };
 }

@@ -1,0 +1,6 @@
+use gateway::{payment_handler, HandlerContext, IntentSucceeded};
+
+#[payment_handler]
+async fn handler(_event: IntentSucceeded, _ctx: HandlerContext) {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use gateway::{payment_handler, HandlerContext, HandlerError, IntentSucceeded};
+
+#[payment_handler(retry = 3)]
+async fn handler(_event: IntentSucceeded, _ctx: HandlerContext) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn main() {}
