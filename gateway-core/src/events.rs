@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::intent::{IntentStatus, PaymentIntent, UnixTimestamp};
 use crate::refund::Refund;
+use crate::webhook::{EventObject, ProviderEvent};
 
 /// Where a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -160,6 +161,40 @@ impl IntentChange {
     /// The event id the bus deduplicates on.
     pub fn event_id(&self) -> &str {
         &self.context.event_id
+    }
+
+    /// The change a provider event makes to an intent last known in status
+    /// `previous` (`None`: not known yet), or `None` when it makes none:
+    /// a late or replayed status the legal-transition rule refuses, the same
+    /// status again, or an event type the gateway does not act on.
+    ///
+    /// `intent` is the intent as it is after the event: the event's own copy,
+    /// or for refund events the intent retrieved from the provider.
+    pub fn from_provider_event(
+        event: &ProviderEvent,
+        intent: PaymentIntent,
+        previous: Option<IntentStatus>,
+        context: IntentChangeContext,
+    ) -> Option<IntentChange> {
+        let (kind, refund) = match &event.object {
+            EventObject::Refund { refund } => (EventKind::Refunded, Some(refund.clone())),
+            EventObject::Intent { .. } => {
+                if let Some(previous) = previous {
+                    if previous == intent.status || !previous.can_transition_to(intent.status) {
+                        return None;
+                    }
+                }
+                (EventKind::for_intent(previous, &intent)?, None)
+            }
+            _ => return None,
+        };
+        Some(IntentChange {
+            kind,
+            intent,
+            previous_status: previous,
+            refund,
+            context,
+        })
     }
 }
 

@@ -14,6 +14,7 @@ mod money;
 mod provider;
 mod refund;
 mod registry;
+mod relay;
 mod webhook;
 
 #[cfg(feature = "mock")]
@@ -48,6 +49,7 @@ pub use refund::{Refund, RefundStatus};
 pub use registry::{
     build_provider, provider_factories, provider_factory, BuildProvider, ProviderConfig, ProviderFactory,
 };
+pub use relay::MemoryRelay;
 pub use webhook::{EventObject, ProviderEvent, VerifiedWebhook, WebhookError, WebhookRequest};
 
 /// Re-exports used by generated code and by this crate's macros. Not public API.

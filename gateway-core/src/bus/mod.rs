@@ -298,6 +298,11 @@ impl EventBus {
             .unwrap_or_else(|_| unreachable!("a bus without plugins always builds"))
     }
 
+    /// What handlers receive besides the event.
+    pub fn context(&self) -> &HandlerContext {
+        &self.inner.context
+    }
+
     /// The handlers' names, in dispatch order.
     pub fn handler_names(&self) -> Vec<&'static str> {
         self.inner.handlers.iter().map(|handler| handler.name).collect()

@@ -14,6 +14,7 @@ use crate::money::{Currency, Money};
 use crate::provider::{
     CancelIntent, CaptureIntent, CreateIntent, CreateRefund, IdempotencyKey, PaymentProvider,
 };
+use crate::relay::MemoryRelay;
 use crate::webhook::{EventObject, ProviderEvent};
 
 /// What the test handlers saw: (handler, event id, intent status).
@@ -116,49 +117,22 @@ fn shop_bus(mock: &MockProvider) -> EventBus {
         .unwrap()
 }
 
-/// Relays the mock's webhook events to the bus the way the server does: the
-/// legal-transition rule drops late events, refunds carry the intent.
+/// Relays the mock's webhook events to the bus, as the server does.
 struct Relay {
     mock: MockProvider,
-    bus: EventBus,
-    last: HashMap<String, IntentStatus>,
+    relay: MemoryRelay,
 }
 
 impl Relay {
     fn new(mock: &MockProvider, bus: &EventBus) -> Self {
         Relay {
             mock: mock.clone(),
-            bus: bus.clone(),
-            last: HashMap::new(),
+            relay: MemoryRelay::new(Arc::new(mock.clone()), bus.clone()),
         }
     }
 
     async fn deliver(&mut self, event: &ProviderEvent) -> Option<Vec<HandlerOutcome>> {
-        let (intent, refund) = match &event.object {
-            EventObject::Intent { intent } => (intent.clone(), None),
-            EventObject::Refund { refund } => {
-                let intent = self.mock.retrieve_intent(&refund.payment_intent).await.unwrap();
-                (intent, Some(refund.clone()))
-            }
-            _ => return None,
-        };
-        let previous = self.last.get(&intent.id).copied();
-        let kind = match (&refund, previous) {
-            (Some(_), _) => EventKind::Refunded,
-            (None, Some(previous)) if !previous.can_transition_to(intent.status) => return None,
-            (None, _) => EventKind::for_intent(previous, &intent)?,
-        };
-        self.last.insert(intent.id.clone(), intent.status);
-        let context = IntentChangeContext {
-            event_id: event.id.clone(),
-            source: ChangeSource::Webhook,
-            local: true,
-            received_at: event.created,
-            merchant: None,
-        };
-        let mut change = IntentChange::new(kind, intent, previous, context);
-        change.refund = refund;
-        Some(self.bus.publish(change).done().await)
+        Some(self.relay.relay(event).await.unwrap()?.done().await)
     }
 
     /// Delivers every event the mock emitted, until it emits no more.
@@ -587,4 +561,18 @@ async fn idle_waits_for_every_dispatch() {
     assert!(bus
         .publish(change("e3", IntentStatus::Succeeded, true))
         .is_duplicate());
+}
+
+#[test]
+fn a_plugin_whose_handlers_are_missing_fails_the_build() {
+    static DROPPED: crate::handler::Plugin = crate::handler::Plugin {
+        crate_name: "a-crate-the-linker-dropped",
+    };
+    let error = EventBus::builder().plugin(&DROPPED).build().unwrap_err();
+    assert_eq!(
+        error,
+        BusError::PluginHasNoHandlers {
+            crate_name: "a-crate-the-linker-dropped"
+        }
+    );
 }

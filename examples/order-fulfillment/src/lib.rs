@@ -1,0 +1,146 @@
+//! A shop's payment handlers, as a plugin crate any gateway binary can link.
+//!
+//! Run the demo with `cargo run -p example-order-fulfillment`.
+//!
+//! - a payment succeeded → the order is marked received;
+//! - a payment is authorized (`requires_capture`) → the funds are captured
+//!   at once for orders of waitlist items, through the provider in the context;
+//! - a payment failed → the decline reason is recorded on the order.
+//!
+//! Link it into a binary with `EventBus::builder().plugin(&example_order_fulfillment::PLUGIN)`:
+//! naming the plugin keeps the linker from dropping this crate and its handlers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use gateway::{
+    payment_handler, CaptureIntent, HandlerContext, HandlerError, IdempotencyKey, IntentPaymentFailed,
+    IntentRequiresCapture, IntentSucceeded,
+};
+
+gateway::declare_plugin!(PLUGIN);
+
+/// Where an order stands, as the shop sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderState {
+    /// Placed; no payment yet.
+    Placed,
+    /// Paid: `amount` minor units received.
+    Received {
+        /// Minor units received.
+        amount: i64,
+    },
+    /// The last payment attempt failed.
+    PaymentDeclined {
+        /// The issuer's decline code, or the provider's error code.
+        reason: String,
+    },
+}
+
+/// One order of the shop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// Whether the order holds waitlist items, whose funds are captured as soon as they are authorized.
+    pub waitlist: bool,
+    /// Where it stands.
+    pub state: OrderState,
+}
+
+/// The shop's orders, in memory. Handlers find it in the [`HandlerContext`].
+#[derive(Debug, Default)]
+pub struct OrderBook {
+    orders: Mutex<HashMap<String, Order>>,
+}
+
+impl OrderBook {
+    /// Records a new order.
+    pub fn place(&self, order_id: &str, waitlist: bool) {
+        let order = Order {
+            waitlist,
+            state: OrderState::Placed,
+        };
+        self.lock().insert(order_id.to_owned(), order);
+    }
+
+    /// The order, if it exists.
+    pub fn get(&self, order_id: &str) -> Option<Order> {
+        self.lock().get(order_id).cloned()
+    }
+
+    fn update(&self, order_id: &str, change: impl FnOnce(&mut Order)) -> Result<Order, HandlerError> {
+        let mut orders = self.lock();
+        let order = orders
+            .get_mut(order_id)
+            .ok_or_else(|| HandlerError::permanent(format!("no order {order_id}")))?;
+        change(order);
+        Ok(order.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Order>> {
+        self.orders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn order_book(ctx: &HandlerContext) -> Result<&OrderBook, HandlerError> {
+    ctx.extension::<OrderBook>()
+        .ok_or_else(|| HandlerError::permanent("the handler context has no OrderBook"))
+}
+
+/// Marks the order received once its payment succeeded.
+#[payment_handler(retries = 5, timeout = "10s")]
+pub async fn mark_order_received(event: IntentSucceeded, ctx: HandlerContext) -> Result<(), HandlerError> {
+    let Some(order_id) = event.intent.order_id() else {
+        return Ok(()); // Not a shop payment.
+    };
+    let amount = event.intent.amount_received;
+    order_book(&ctx)?.update(order_id, |order| order.state = OrderState::Received { amount })?;
+    Ok(())
+}
+
+/// Captures authorized funds at once for waitlist orders. Only on the
+/// instance that received the change, so a cluster captures once.
+#[payment_handler(local_only, timeout = "30s")]
+pub async fn capture_waitlist_items(
+    event: IntentRequiresCapture,
+    ctx: HandlerContext,
+) -> Result<(), HandlerError> {
+    let Some(order_id) = event.intent.order_id() else {
+        return Ok(());
+    };
+    let waitlist = order_book(&ctx)?
+        .get(order_id)
+        .is_some_and(|order| order.waitlist);
+    if !waitlist {
+        return Ok(());
+    }
+    let provider = ctx.provider_for(&event.intent, event.context.merchant.as_deref())?;
+    // One key per intent: a retried handler never captures twice.
+    let key = IdempotencyKey::new(format!("capture-waitlist:{}", event.intent.id))?;
+    provider
+        .capture_intent(&event.intent.id, CaptureIntent::default(), &key)
+        .await?;
+    Ok(())
+}
+
+/// Records why the payment failed, for the shop to tell the customer.
+#[payment_handler]
+pub async fn record_decline_reason(
+    event: IntentPaymentFailed,
+    ctx: HandlerContext,
+) -> Result<(), HandlerError> {
+    let Some(order_id) = event.intent.order_id() else {
+        return Ok(());
+    };
+    let reason = event
+        .intent
+        .last_payment_error
+        .as_ref()
+        .and_then(|error| error.decline_code.clone().or_else(|| error.code.clone()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    order_book(&ctx)?.update(order_id, |order| {
+        order.state = OrderState::PaymentDeclined { reason }
+    })?;
+    Ok(())
+}

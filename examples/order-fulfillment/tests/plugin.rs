@@ -1,0 +1,142 @@
+//! The plugin linked into a gateway: its handlers are all there, and do the shop's work.
+
+use std::sync::Arc;
+
+use example_order_fulfillment::{OrderBook, OrderState, PLUGIN};
+use gateway::{
+    CaptureMethod, CreateIntent, Currency, EventBus, HandlerContext, IdempotencyKey, IntentStatus,
+    MemoryRelay, MockProvider, Money, PaymentProvider, StaticProviders,
+};
+
+struct Shop {
+    mock: MockProvider,
+    bus: EventBus,
+    relay: MemoryRelay,
+}
+
+impl Shop {
+    fn new() -> Shop {
+        let mock = MockProvider::new();
+        let bus = EventBus::builder()
+            .plugin(&PLUGIN)
+            .context(
+                HandlerContext::new()
+                    .with_providers(StaticProviders::new().with(Arc::new(mock.clone())))
+                    .with_extension(OrderBook::default()),
+            )
+            .build()
+            .expect("the plugin is linked");
+        let relay = MemoryRelay::new(Arc::new(mock.clone()), bus.clone());
+        Shop { mock, bus, relay }
+    }
+
+    fn orders(&self) -> &OrderBook {
+        self.bus.context().extension().unwrap()
+    }
+
+    async fn pay(&self, order_id: &str, card: &str, waitlist: bool) {
+        self.orders().place(order_id, waitlist);
+        let mut request = CreateIntent::new(Money::parse("30.00", Currency::USD).unwrap());
+        request.payment_method = Some(card.into());
+        request.confirm = true;
+        if waitlist {
+            request.capture_method = CaptureMethod::Manual;
+        }
+        request.metadata.insert("order_id".into(), order_id.into());
+        let _ = self
+            .mock
+            .create_intent(request, &IdempotencyKey::new(order_id).unwrap())
+            .await;
+        loop {
+            let events = self.mock.take_events();
+            if events.is_empty() {
+                break;
+            }
+            self.relay.relay_all(&events).await.unwrap();
+        }
+    }
+
+    fn state(&self, order_id: &str) -> OrderState {
+        self.orders().get(order_id).unwrap().state
+    }
+}
+
+/// Fails if the linker dropped the plugin's handlers, or one is missing.
+#[test]
+fn every_handler_of_the_linked_plugin_is_registered() {
+    let bus = EventBus::builder()
+        .plugin(&PLUGIN)
+        .build()
+        .expect("the plugin registered handlers");
+    let names = bus.handler_names();
+    assert_eq!(
+        names,
+        [
+            "capture_waitlist_items",
+            "mark_order_received",
+            "record_decline_reason"
+        ],
+        "handlers of {} missing: is the crate linked with `EventBus::builder().plugin(..)`?",
+        PLUGIN.crate_name
+    );
+    let registered: Vec<_> = gateway::registered_handlers()
+        .into_iter()
+        .filter(|handler| handler.crate_name == PLUGIN.crate_name)
+        .map(|handler| (handler.name, handler.options.local_only))
+        .collect();
+    assert_eq!(
+        registered,
+        [
+            ("capture_waitlist_items", true),
+            ("mark_order_received", false),
+            ("record_decline_reason", false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_paid_order_is_marked_received() {
+    let shop = Shop::new();
+    shop.pay("o-1", "pm_card_visa", false).await;
+    assert_eq!(shop.state("o-1"), OrderState::Received { amount: 3000 });
+}
+
+#[tokio::test]
+async fn a_declined_order_records_the_reason() {
+    let shop = Shop::new();
+    shop.pay("o-2", "pm_card_chargeDeclinedExpiredCard", false).await;
+    assert_eq!(
+        shop.state("o-2"),
+        OrderState::PaymentDeclined {
+            reason: "expired_card".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn waitlist_orders_are_captured_at_once_and_others_wait() {
+    let shop = Shop::new();
+    shop.pay("o-3", "pm_card_visa", true).await;
+    assert_eq!(shop.state("o-3"), OrderState::Received { amount: 3000 });
+    assert_eq!(shop.mock.stats().executed("capture_intent"), 1);
+
+    // A manual-capture order that is not a waitlist order stays authorized.
+    shop.orders().place("o-4", false);
+    let mut request = CreateIntent::new(Money::parse("10.00", Currency::USD).unwrap());
+    request.payment_method = Some("pm_card_visa".into());
+    request.confirm = true;
+    request.capture_method = CaptureMethod::Manual;
+    request.metadata.insert("order_id".into(), "o-4".into());
+    let intent = shop
+        .mock
+        .create_intent(request, &IdempotencyKey::new("o-4").unwrap())
+        .await
+        .unwrap();
+    shop.relay.relay_all(&shop.mock.take_events()).await.unwrap();
+    assert_eq!(shop.state("o-4"), OrderState::Placed);
+    assert_eq!(
+        shop.mock.retrieve_intent(&intent.id).await.unwrap().status,
+        IntentStatus::RequiresCapture
+    );
+    assert_eq!(shop.mock.stats().executed("capture_intent"), 1);
+}
