@@ -79,8 +79,8 @@ fn check_signature(function: &ItemFn) -> syn::Result<(&Type, &Type, &Type)> {
         ));
     }
     if sig.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(
-            &sig.fn_token,
+        return Err(syn::Error::new(
+            sig.fn_token.span,
             format!("a payment handler must be async: write `async fn`; {SIGNATURE}"),
         ));
     }

@@ -323,11 +323,15 @@ impl EventBus {
         let bus = self.clone();
         let task = tokio::spawn(async move {
             let inner = &bus.inner;
-            let selected: Vec<&Handler> = inner.by_kind[change.kind.index()]
-                .iter()
-                .map(|&index| &inner.handlers[index])
-                .filter(|handler| change.context.local || !handler.options.local_only)
-                .collect();
+            let indices = &inner.by_kind[change.kind.index()];
+            // Sized once: one allocation per change, never one per handler.
+            let mut selected: Vec<&Handler> = Vec::with_capacity(indices.len());
+            selected.extend(
+                indices
+                    .iter()
+                    .map(|&index| &inner.handlers[index])
+                    .filter(|handler| change.context.local || !handler.options.local_only),
+            );
             let context = inner.context.clone().with_bus(bus.clone());
             let outcomes = dispatch::run_handlers(&selected, &change, &context, inner.retry_backoff).await;
             drop(selected);
