@@ -177,7 +177,20 @@ impl StripeProvider {
                     if !error.is_retryable() || retry >= self.config.max_retries {
                         return Err(error);
                     }
-                    tokio::time::sleep(self.backoff(retry, &error)).await;
+                    let pause = self.backoff(retry, &error);
+                    // Kind and status only: messages and keys stay out of logs.
+                    tracing::warn!(
+                        kind = %error.kind(),
+                        status = ?match &error {
+                            ProviderError::Unavailable { status, .. } => *status,
+                            _ => None,
+                        },
+                        retry = retry + 1,
+                        max_retries = self.config.max_retries,
+                        pause_ms = pause.as_millis() as u64,
+                        "retrying a Stripe call with the same idempotency key"
+                    );
+                    tokio::time::sleep(pause).await;
                     retry += 1;
                 }
             }

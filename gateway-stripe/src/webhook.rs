@@ -290,6 +290,33 @@ fn next_action(action: &Value) -> Option<NextAction> {
     }
 }
 
+/// `next_source_action` of API versions before 2019-02-11: `authorize_with_url` instead of `redirect_to_url`.
+fn old_next_action(action: &Value) -> Option<NextAction> {
+    if !action.is_object() {
+        return None;
+    }
+    match action.pointer("/authorize_with_url/url").and_then(Value::as_str) {
+        Some(url) => Some(NextAction::RedirectToUrl {
+            url: url.to_owned(),
+            return_url: action
+                .pointer("/authorize_with_url/return_url")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }),
+        None => Some(NextAction::UseSdk),
+    }
+}
+
+/// Stripe's intent status names, including those of API versions before
+/// 2019-02-11 (`requires_source`, `requires_source_action`).
+fn intent_status(name: &str) -> Option<IntentStatus> {
+    match name {
+        "requires_source" => Some(IntentStatus::RequiresPaymentMethod),
+        "requires_source_action" => Some(IntentStatus::RequiresAction),
+        other => IntentStatus::parse(other),
+    }
+}
+
 /// Reads a payment intent from an event's object in any API version, or
 /// names the first needed field it lacks.
 ///
@@ -306,7 +333,7 @@ pub(crate) fn intent_from_event_object(
     let status = object
         .get("status")
         .and_then(Value::as_str)
-        .and_then(IntentStatus::parse)
+        .and_then(intent_status)
         .ok_or(Incomplete("status"))?;
     let capture_method = match object.get("capture_method").and_then(Value::as_str) {
         Some("manual") => CaptureMethod::Manual,
@@ -328,7 +355,10 @@ pub(crate) fn intent_from_event_object(
         client_secret: str_field(object, "client_secret"),
         metadata: metadata_field(object),
         description: str_field(object, "description"),
-        next_action: object.get("next_action").and_then(next_action),
+        next_action: object
+            .get("next_action")
+            .and_then(next_action)
+            .or_else(|| object.get("next_source_action").and_then(old_next_action)),
         last_payment_error: object.get("last_payment_error").and_then(error_details),
         cancellation_reason: str_field(object, "cancellation_reason"),
         created,

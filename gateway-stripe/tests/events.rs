@@ -273,6 +273,39 @@ async fn an_old_api_version_intent_is_understood_without_the_api() {
 }
 
 #[tokio::test]
+async fn a_2018_api_version_intent_with_source_statuses_is_understood() {
+    let server = MockServer::start().await;
+    let stripe = stripe(&server);
+    // Before 2019-02-11: `requires_source_action` and `next_source_action.authorize_with_url`.
+    let mut old = intent(json!({
+        "id": "pi_2018", "status": "requires_source_action", "next_action": null,
+        "next_source_action": {"type": "authorize_with_url", "authorize_with_url": {
+            "url": "https://hooks.stripe.com/redirect/authenticate/src_1", "return_url": "https://shop.example/back"
+        }},
+        "charges": {"object": "list", "data": [], "has_more": false, "total_count": 0, "url": "/v1/charges?payment_intent=pi_2018"},
+    }));
+    old.as_object_mut().unwrap().remove("next_action");
+    old.as_object_mut().unwrap().remove("latest_charge");
+    let mut old_event = event("payment_intent.requires_action", old);
+    old_event["api_version"] = "2018-11-08".into();
+    old_event["request"] = "req_2018".into();
+    let mapped = deliver(&stripe, &old_event).await;
+    let intent = intent_of(&mapped);
+    assert_eq!(intent.status, IntentStatus::RequiresAction);
+    assert_eq!(
+        intent.next_action,
+        Some(NextAction::RedirectToUrl {
+            url: "https://hooks.stripe.com/redirect/authenticate/src_1".into(),
+            return_url: Some("https://shop.example/back".into()),
+        })
+    );
+    let source_status = common::intent(json!({"id": "pi_2018b", "status": "requires_source"}));
+    let mapped = deliver(&stripe, &event("payment_intent.created", source_status)).await;
+    assert_eq!(intent_of(&mapped).status, IntentStatus::RequiresPaymentMethod);
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn an_object_lacking_needed_fields_is_retrieved_through_the_api() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
