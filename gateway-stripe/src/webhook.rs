@@ -124,7 +124,9 @@ fn encode_hex(bytes: &[u8]) -> String {
 /// [`SignatureError::NoSignature`], a mismatch is
 /// [`SignatureError::BadSignature`], and only a good signature is then held
 /// to the `tolerance` around `now`, in the past and in the future
-/// ([`SignatureError::OutsideTolerance`]).
+/// ([`SignatureError::OutsideTolerance`]). A zero tolerance demands the
+/// exact second; unlike some of Stripe's libraries, it never turns the
+/// replay check off.
 pub fn verify_signature<S: AsRef<[u8]>>(
     header: &str,
     payload: &[u8],
