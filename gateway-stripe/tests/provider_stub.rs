@@ -773,3 +773,55 @@ async fn an_unreachable_stripe_is_unavailable() {
     let error = stripe.retrieve_intent("pi_x").await.unwrap_err();
     assert_eq!(error.kind(), ProviderErrorKind::Unavailable, "{error:?}");
 }
+
+#[tokio::test]
+async fn a_rate_limit_is_retried_and_an_invalid_request_is_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(stripe_error(
+            json!({"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests."}),
+        )))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let refund = with(
+        resource("refund"),
+        json!({"id": "re_after_429", "payment_intent": "pi_paid"}),
+    );
+    stub(&server, "POST", "/v1/refunds", 200, refund).await;
+    stub(
+        &server,
+        "POST",
+        "/v1/payment_intents/pi_bad",
+        400,
+        stripe_error(json!({"type": "invalid_request_error", "code": "amount_too_small", "param": "amount", "message": "Amount must be at least 50 cents."})),
+    )
+    .await;
+    let stripe = provider(&server, 3, QUICK);
+    let refund = stripe
+        .create_refund(CreateRefund::full("pi_paid"), &key("k-429"))
+        .await
+        .unwrap();
+    assert_eq!(refund.id, "re_after_429");
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert!(sent
+        .iter()
+        .all(|request| header(request, "idempotency-key") == Some("k-429")));
+
+    let update = UpdateIntent {
+        amount: Some(Money::from_minor(10, Currency::USD).unwrap()),
+        ..UpdateIntent::default()
+    };
+    let error = stripe
+        .update_intent("pi_bad", update, &key("k-400"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ProviderError::InvalidRequest { param: Some(ref p), .. } if p == "amount"));
+    assert_eq!(
+        requests(&server).await.len(),
+        3,
+        "an invalid request is sent once"
+    );
+}
