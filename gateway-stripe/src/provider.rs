@@ -547,6 +547,10 @@ impl PaymentProvider for StripeProvider {
                 };
                 EventObject::Refund { refund }
             }
+            // A charge made without a payment intent (the legacy Charges API) is not the gateway's.
+            EventKind::ChargeRefunded if object.get("payment_intent") == Some(&Value::Null) => {
+                EventObject::Unhandled
+            }
             EventKind::ChargeRefunded => EventObject::Refund {
                 refund: self.charge_refund(object).await?,
             },

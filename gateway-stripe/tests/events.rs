@@ -354,6 +354,10 @@ async fn unknown_types_are_acknowledged_as_unhandled() {
     assert_eq!(mapped.event_type, "plan.created");
     assert_eq!(mapped.id, fixture["id"].as_str().unwrap());
 
+    // The fixture charge has no payment intent: a legacy charge, not one of the gateway's.
+    let legacy = deliver(&stripe, &event("charge.refunded", resource("charge"))).await;
+    assert_eq!(legacy.object, EventObject::Unhandled);
+
     let customer = deliver(&stripe, &event("customer.created", resource("customer"))).await;
     assert_eq!(customer.object, EventObject::Unhandled);
     let future = deliver(
