@@ -1,0 +1,628 @@
+//! [`StripeProvider`]: the [`PaymentProvider`] trait on async-stripe.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gateway_core::{
+    CancelIntent, Capabilities, CaptureIntent, CaptureMethod, ConfirmIntent, CreateCustomer, CreateIntent,
+    CreateRefund, Customer, EventObject, IdempotencyKey, Metadata, PaymentIntent, PaymentProvider,
+    ProviderConfig, ProviderError, ProviderEvent, ProviderFactory, Refund, SavedPaymentMethod, UpdateIntent,
+    VerifiedWebhook, WebhookError, WebhookRequest,
+};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use stripe::{Client, ClientBuilder, RequestStrategy, StripeRequest};
+use stripe_core::customer::{
+    CreateCustomer as StripeCreateCustomer, ListPaymentMethodsCustomer, ListPaymentMethodsCustomerType,
+};
+use stripe_core::payment_intent::{
+    CancelPaymentIntent, CancelPaymentIntentCancellationReason, CapturePaymentIntent, ConfirmPaymentIntent,
+    ConfirmPaymentIntentOffSession, CreatePaymentIntent, CreatePaymentIntentOffSession,
+    RetrievePaymentIntent, UpdatePaymentIntent,
+};
+use stripe_core::refund::{
+    CreateRefund as StripeCreateRefund, CreateRefundReason, ListRefund, RetrieveRefund,
+};
+use stripe_core::PaymentIntentCaptureMethod;
+use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod};
+
+use crate::config::StripeConfig;
+use crate::convert::{
+    customer_from_stripe, intent_from_stripe, method_from_stripe, refund_from_stripe, refund_names_intent,
+    stripe_currency,
+};
+use crate::error::map_error;
+use crate::webhook::{
+    event_kind, intent_from_event_object, refund_from_event_object, verify_request, EventKind,
+};
+
+/// The name the Stripe provider is registered under.
+pub const STRIPE_PROVIDER_NAME: &str = "stripe";
+
+/// The longest pause between two retries, whatever the backoff says.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Pages of saved payment methods read at most (100 each).
+const MAX_LIST_PAGES: usize = 10;
+
+/// One Stripe account behind the [`PaymentProvider`] trait.
+///
+/// Every mutating call sends the caller's [`IdempotencyKey`] as Stripe's
+/// `Idempotency-Key`; retryable failures (rate limits, 5xx, connection
+/// errors, timeouts) are retried up to [`StripeConfig::max_retries`] times
+/// with exponential backoff, always with the same key, so a retry never
+/// charges twice. Calls the trait does not cover go through [`StripeProvider::client`].
+#[derive(Clone)]
+pub struct StripeProvider {
+    client: Client,
+    config: Arc<StripeConfig>,
+}
+
+impl fmt::Debug for StripeProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeProvider")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `http://host:port`, `http://host:port/` or `http://host:port/v1` → `http://host:port/`.
+fn normalize_api_base(api_base: &str) -> Result<String, ProviderError> {
+    let trimmed = api_base.trim().trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        return Err(ProviderError::invalid(
+            Some("invalid_setting"),
+            Some("api_base"),
+            "api_base must be an http:// or https:// URL, e.g. http://127.0.0.1:12111",
+        ));
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+fn idempotent(key: &IdempotencyKey) -> Result<RequestStrategy, ProviderError> {
+    // Core keys are 1..=255 visible ASCII characters, which Stripe's key type accepts.
+    stripe::IdempotencyKey::new(key.as_str())
+        .map(RequestStrategy::Idempotent)
+        .map_err(|_| ProviderError::invalid(Some("invalid_idempotency_key"), None, "invalid idempotency key"))
+}
+
+fn stripe_metadata(metadata: &Metadata) -> HashMap<String, String> {
+    metadata
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+fn invalid_event(message: impl Into<String>) -> ProviderError {
+    ProviderError::invalid(Some("invalid_event"), None, message)
+}
+
+impl StripeProvider {
+    /// A provider for the account `config` describes.
+    pub fn new(config: StripeConfig) -> Result<Self, ProviderError> {
+        let mut builder = ClientBuilder::new(config.expose_secret_key())
+            .timeout(config.timeout)
+            // Retries are ours (with the caller's idempotency key), never the client's.
+            .request_strategy(RequestStrategy::Once)
+            .app_info("gateway", Some(env!("CARGO_PKG_VERSION").to_owned()), None);
+        if let Some(api_base) = &config.api_base {
+            builder = builder.url(normalize_api_base(api_base)?);
+        }
+        let client = builder.build().map_err(|error| {
+            // The client's configuration errors name the setting, never its value.
+            ProviderError::invalid(Some("invalid_setting"), None, error.to_string())
+        })?;
+        Ok(StripeProvider {
+            client,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Builds a provider from the registry's settings (see [`StripeConfig::from_provider_config`]).
+    pub fn from_provider_config(config: &ProviderConfig) -> Result<Self, ProviderError> {
+        StripeProvider::new(StripeConfig::from_provider_config(config)?)
+    }
+
+    /// The underlying async-stripe client, for the Stripe calls the trait does not cover.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The account's settings.
+    pub fn config(&self) -> &StripeConfig {
+        &self.config
+    }
+
+    fn backoff(&self, retry: u32, error: &ProviderError) -> Duration {
+        let exponential = self
+            .config
+            .retry_backoff
+            .saturating_mul(2u32.saturating_pow(retry));
+        let asked = match error {
+            ProviderError::RateLimited {
+                retry_after: Some(after),
+                ..
+            } => *after,
+            _ => Duration::ZERO,
+        };
+        exponential.max(asked).min(MAX_BACKOFF)
+    }
+
+    /// Sends `request`, with `key` as the `Idempotency-Key` when given, retrying
+    /// retryable failures with backoff and the same key.
+    async fn execute<R>(&self, request: &R, key: Option<&IdempotencyKey>) -> Result<R::Output, ProviderError>
+    where
+        R: StripeRequest + Sync,
+        R::Output: miniserde::Deserialize + Send,
+    {
+        let strategy = match key {
+            Some(key) => idempotent(key)?,
+            None => RequestStrategy::Once,
+        };
+        let mut retry = 0;
+        loop {
+            let result = request
+                .customize()
+                .request_strategy(strategy.clone())
+                .send(&self.client)
+                .await;
+            match result {
+                Ok(output) => return Ok(output),
+                Err(error) => {
+                    let error = map_error(error, STRIPE_PROVIDER_NAME);
+                    if !error.is_retryable() || retry >= self.config.max_retries {
+                        return Err(error);
+                    }
+                    let pause = self.backoff(retry, &error);
+                    // Kind and status only: messages and keys stay out of logs.
+                    tracing::warn!(
+                        kind = %error.kind(),
+                        status = ?match &error {
+                            ProviderError::Unavailable { status, .. } => *status,
+                            _ => None,
+                        },
+                        retry = retry + 1,
+                        max_retries = self.config.max_retries,
+                        pause_ms = pause.as_millis() as u64,
+                        "retrying a Stripe call with the same idempotency key"
+                    );
+                    tokio::time::sleep(pause).await;
+                    retry += 1;
+                }
+            }
+        }
+    }
+
+    /// The refund, with its intent resolved through the charge when Stripe did not name it.
+    async fn fetch_refund(&self, refund_id: &str) -> Result<Refund, ProviderError> {
+        let refund = self.execute(&RetrieveRefund::new(refund_id), None).await?;
+        if refund_names_intent(&refund) {
+            return refund_from_stripe(&refund, STRIPE_PROVIDER_NAME, None);
+        }
+        let expanded = RetrieveRefund::new(refund_id).expand(vec!["charge".to_owned()]);
+        let refund = self.execute(&expanded, None).await?;
+        refund_from_stripe(&refund, STRIPE_PROVIDER_NAME, None)
+    }
+
+    /// The event's intent from its object, or from the API when the object lacks a needed field.
+    async fn event_intent(&self, object: &Value, created: i64) -> Result<PaymentIntent, ProviderError> {
+        match intent_from_event_object(object, STRIPE_PROVIDER_NAME, created) {
+            Ok(intent) => Ok(intent),
+            Err(_incomplete) => {
+                let id = object
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid_event("payment_intent event without an object id"))?;
+                self.retrieve_intent(id).await
+            }
+        }
+    }
+
+    /// The refund a `charge.refunded` event is about: the newest in the charge's
+    /// `refunds` list (older API versions), or the newest listed through the API.
+    async fn charge_refund(&self, charge: &Value) -> Result<Refund, ProviderError> {
+        let charge_intent = charge.get("payment_intent").and_then(|intent| match intent {
+            Value::String(id) => Some(id.as_str()),
+            other => other.get("id").and_then(Value::as_str),
+        });
+        let newest = charge
+            .pointer("/refunds/data")
+            .and_then(Value::as_array)
+            .and_then(|refunds| {
+                refunds
+                    .iter()
+                    .max_by_key(|refund| refund.get("created").and_then(Value::as_i64).unwrap_or(i64::MIN))
+            });
+        if let Some(refund) = newest {
+            match refund_from_event_object(refund, STRIPE_PROVIDER_NAME, charge_intent) {
+                Ok(refund) => return Ok(refund),
+                Err(_incomplete) => {
+                    if let Some(id) = refund.get("id").and_then(Value::as_str) {
+                        return self.fetch_refund(id).await;
+                    }
+                }
+            }
+        }
+        let charge_id = charge
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid_event("charge.refunded event without a charge id"))?;
+        let listed = self
+            .execute(&ListRefund::new().charge(charge_id).limit(1), None)
+            .await?;
+        let refund = listed
+            .data
+            .first()
+            .ok_or_else(|| invalid_event(format!("charge {charge_id} has no refund")))?;
+        refund_from_stripe(refund, STRIPE_PROVIDER_NAME, charge_intent.map(str::to_owned))
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for StripeProvider {
+    fn name(&self) -> &str {
+        STRIPE_PROVIDER_NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            webhooks: !self.config.webhook_secrets.is_empty(),
+            ..Capabilities::FULL
+        }
+    }
+
+    async fn create_intent(
+        &self,
+        request: CreateIntent,
+        key: &IdempotencyKey,
+    ) -> Result<PaymentIntent, ProviderError> {
+        let capture_method = match request.capture_method {
+            CaptureMethod::Automatic => PaymentIntentCaptureMethod::Automatic,
+            CaptureMethod::Manual => PaymentIntentCaptureMethod::Manual,
+        };
+        let mut create = CreatePaymentIntent::new(
+            request.amount.minor_units(),
+            stripe_currency(request.amount.currency()),
+        )
+        .capture_method(capture_method)
+        .confirm(request.confirm);
+        if !request.metadata.is_empty() {
+            create = create.metadata(stripe_metadata(&request.metadata));
+        }
+        if let Some(customer) = request.customer {
+            create = create.customer(customer);
+        }
+        if let Some(method) = request.payment_method {
+            create = create.payment_method(method);
+        }
+        if request.off_session {
+            create = create.off_session(CreatePaymentIntentOffSession::Bool(true));
+        }
+        if let Some(return_url) = request.return_url {
+            create = create.return_url(return_url);
+        }
+        if let Some(description) = request.description {
+            create = create.description(description);
+        }
+        if let Some(suffix) = request.statement_descriptor_suffix {
+            create = create.statement_descriptor_suffix(suffix);
+        }
+        if let Some(email) = request.receipt_email {
+            create = create.receipt_email(email);
+        }
+        let intent = self.execute(&create, Some(key)).await?;
+        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+    }
+
+    async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent, ProviderError> {
+        let intent = self.execute(&RetrievePaymentIntent::new(intent_id), None).await?;
+        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+    }
+
+    async fn update_intent(
+        &self,
+        intent_id: &str,
+        request: UpdateIntent,
+        key: &IdempotencyKey,
+    ) -> Result<PaymentIntent, ProviderError> {
+        let mut update = UpdatePaymentIntent::new(intent_id);
+        if let Some(amount) = request.amount {
+            // The currency goes along, so an amount is never read in another currency.
+            update = update
+                .amount(amount.minor_units())
+                .currency(stripe_currency(amount.currency()));
+        }
+        if let Some(metadata) = request.metadata {
+            // Stripe merges the keys sent into the intent's metadata.
+            update = update.metadata(stripe_metadata(&metadata));
+        }
+        if let Some(description) = request.description {
+            update = update.description(description);
+        }
+        let intent = self.execute(&update, Some(key)).await?;
+        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+    }
+
+    async fn confirm_intent(
+        &self,
+        intent_id: &str,
+        request: ConfirmIntent,
+        key: &IdempotencyKey,
+    ) -> Result<PaymentIntent, ProviderError> {
+        let mut confirm = ConfirmPaymentIntent::new(intent_id);
+        if let Some(method) = request.payment_method {
+            confirm = confirm.payment_method(method);
+        }
+        if let Some(return_url) = request.return_url {
+            confirm = confirm.return_url(return_url);
+        }
+        if request.off_session {
+            confirm = confirm.off_session(ConfirmPaymentIntentOffSession::Bool(true));
+        }
+        let intent = self.execute(&confirm, Some(key)).await?;
+        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+    }
+
+    async fn capture_intent(
+        &self,
+        intent_id: &str,
+        request: CaptureIntent,
+        key: &IdempotencyKey,
+    ) -> Result<PaymentIntent, ProviderError> {
+        let mut capture = CapturePaymentIntent::new(intent_id);
+        if let Some(amount) = request.amount_to_capture {
+            capture = capture.amount_to_capture(amount);
+        }
+        let intent = self.execute(&capture, Some(key)).await?;
+        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+    }
+
+    async fn cancel_intent(
+        &self,
+        intent_id: &str,
+        request: CancelIntent,
+        key: &IdempotencyKey,
+    ) -> Result<PaymentIntent, ProviderError> {
+        let mut cancel = CancelPaymentIntent::new(intent_id);
+        if let Some(reason) = request.reason {
+            let reason = match reason.as_str() {
+                "duplicate" => CancelPaymentIntentCancellationReason::Duplicate,
+                "fraudulent" => CancelPaymentIntentCancellationReason::Fraudulent,
+                "requested_by_customer" => CancelPaymentIntentCancellationReason::RequestedByCustomer,
+                "abandoned" => CancelPaymentIntentCancellationReason::Abandoned,
+                other => {
+                    return Err(ProviderError::invalid(
+                        Some("parameter_invalid"),
+                        Some("cancellation_reason"),
+                        format!("unknown cancellation reason {other:?}"),
+                    ))
+                }
+            };
+            cancel = cancel.cancellation_reason(reason);
+        }
+        let intent = self.execute(&cancel, Some(key)).await?;
+        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+    }
+
+    async fn create_refund(
+        &self,
+        request: CreateRefund,
+        key: &IdempotencyKey,
+    ) -> Result<Refund, ProviderError> {
+        let mut create = StripeCreateRefund::new().payment_intent(request.payment_intent.clone());
+        if let Some(amount) = request.amount {
+            create = create.amount(amount);
+        }
+        if let Some(reason) = request.reason {
+            let reason = match reason.as_str() {
+                "duplicate" => CreateRefundReason::Duplicate,
+                "fraudulent" => CreateRefundReason::Fraudulent,
+                "requested_by_customer" => CreateRefundReason::RequestedByCustomer,
+                other => {
+                    return Err(ProviderError::invalid(
+                        Some("parameter_invalid"),
+                        Some("reason"),
+                        format!("unknown refund reason {other:?}"),
+                    ))
+                }
+            };
+            create = create.reason(reason);
+        }
+        if !request.metadata.is_empty() {
+            create = create.metadata(stripe_metadata(&request.metadata));
+        }
+        let refund = self.execute(&create, Some(key)).await?;
+        refund_from_stripe(&refund, STRIPE_PROVIDER_NAME, Some(request.payment_intent))
+    }
+
+    async fn retrieve_refund(&self, refund_id: &str) -> Result<Refund, ProviderError> {
+        self.fetch_refund(refund_id).await
+    }
+
+    async fn create_customer(
+        &self,
+        request: CreateCustomer,
+        key: &IdempotencyKey,
+    ) -> Result<Customer, ProviderError> {
+        let mut create = StripeCreateCustomer::new();
+        if let Some(email) = request.email {
+            create = create.email(email);
+        }
+        if let Some(name) = request.name {
+            create = create.name(name);
+        }
+        if !request.metadata.is_empty() {
+            create = create.metadata(stripe_metadata(&request.metadata));
+        }
+        let customer = self.execute(&create, Some(key)).await?;
+        Ok(customer_from_stripe(&customer, STRIPE_PROVIDER_NAME))
+    }
+
+    async fn attach_payment_method(
+        &self,
+        customer_id: &str,
+        payment_method_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<SavedPaymentMethod, ProviderError> {
+        let attach = AttachPaymentMethod::new(payment_method_id).customer(customer_id);
+        let method = self.execute(&attach, Some(key)).await?;
+        Ok(method_from_stripe(&method, STRIPE_PROVIDER_NAME))
+    }
+
+    async fn list_payment_methods(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<SavedPaymentMethod>, ProviderError> {
+        let mut methods = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut list = ListPaymentMethodsCustomer::new(customer_id)
+                .type_(ListPaymentMethodsCustomerType::Card)
+                .limit(100);
+            if let Some(after) = &after {
+                list = list.starting_after(after.clone());
+            }
+            let page = self.execute(&list, None).await?;
+            methods.extend(
+                page.data
+                    .iter()
+                    .map(|method| method_from_stripe(method, STRIPE_PROVIDER_NAME)),
+            );
+            match (page.has_more, page.data.last()) {
+                (true, Some(last)) => after = Some(last.id.as_str().to_owned()),
+                _ => break,
+            }
+        }
+        Ok(methods)
+    }
+
+    async fn detach_payment_method(
+        &self,
+        payment_method_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<SavedPaymentMethod, ProviderError> {
+        let method = self
+            .execute(&DetachPaymentMethod::new(payment_method_id), Some(key))
+            .await?;
+        Ok(method_from_stripe(&method, STRIPE_PROVIDER_NAME))
+    }
+
+    fn verify_webhook(&self, request: &WebhookRequest) -> Result<VerifiedWebhook, WebhookError> {
+        let secrets: Vec<&[u8]> = self
+            .config
+            .webhook_secrets
+            .iter()
+            .map(|secret| secret.expose_secret().as_bytes())
+            .collect();
+        verify_request(request, &secrets, self.config.webhook_tolerance)
+    }
+
+    async fn interpret_webhook(&self, webhook: &VerifiedWebhook) -> Result<ProviderEvent, ProviderError> {
+        let event: Value = serde_json::from_slice(&webhook.body)
+            .map_err(|error| invalid_event(format!("the event is not JSON: {error}")))?;
+        let created = event
+            .get("created")
+            .and_then(Value::as_i64)
+            .or(webhook.created)
+            .unwrap_or_default();
+        let object = event.pointer("/data/object").unwrap_or(&Value::Null);
+        let object = match event_kind(&webhook.event_type, object) {
+            EventKind::Intent => EventObject::Intent {
+                intent: self.event_intent(object, created).await?,
+            },
+            EventKind::Refund => {
+                let refund = match refund_from_event_object(object, STRIPE_PROVIDER_NAME, None) {
+                    Ok(refund) => refund,
+                    Err(_incomplete) => {
+                        let id = object
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| invalid_event("refund event without an object id"))?;
+                        self.fetch_refund(id).await?
+                    }
+                };
+                EventObject::Refund { refund }
+            }
+            // A charge made without a payment intent (the legacy Charges API) is not the gateway's.
+            EventKind::ChargeRefunded if object.get("payment_intent") == Some(&Value::Null) => {
+                EventObject::Unhandled
+            }
+            EventKind::ChargeRefunded => EventObject::Refund {
+                refund: self.charge_refund(object).await?,
+            },
+            EventKind::Unhandled => EventObject::Unhandled,
+        };
+        Ok(ProviderEvent {
+            id: webhook.event_id.clone(),
+            provider: STRIPE_PROVIDER_NAME.to_owned(),
+            event_type: webhook.event_type.clone(),
+            created,
+            object,
+        })
+    }
+}
+
+fn build_stripe(config: &ProviderConfig) -> Result<Arc<dyn PaymentProvider>, ProviderError> {
+    Ok(Arc::new(StripeProvider::from_provider_config(config)?))
+}
+
+gateway_core::submit_provider!(ProviderFactory {
+    name: STRIPE_PROVIDER_NAME,
+    description: "Stripe, through async-stripe (API base URL configurable for a local double)",
+    build: build_stripe,
+});
+
+/// Keeps this crate's provider registration in the binary.
+///
+/// A crate nothing refers to can be dropped by the linker, and its
+/// registration with it (dtolnay/inventory#7). Call this once (for example
+/// at the start of `main`) in a binary that only links `gateway-stripe` for
+/// its registration; naming any other item of the crate works as well.
+pub fn link() -> &'static str {
+    STRIPE_PROVIDER_NAME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_bases_are_normalized() {
+        assert_eq!(
+            normalize_api_base("http://127.0.0.1:1").unwrap(),
+            "http://127.0.0.1:1/"
+        );
+        assert_eq!(
+            normalize_api_base("http://127.0.0.1:1/v1/").unwrap(),
+            "http://127.0.0.1:1/"
+        );
+        assert!(normalize_api_base("127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let mut config = StripeConfig::new("sk_test_x");
+        config.retry_backoff = Duration::from_millis(100);
+        let provider = StripeProvider::new(config).unwrap();
+        let outage = ProviderError::unavailable("down");
+        assert_eq!(provider.backoff(0, &outage), Duration::from_millis(100));
+        assert_eq!(provider.backoff(2, &outage), Duration::from_millis(400));
+        assert_eq!(provider.backoff(40, &outage), MAX_BACKOFF);
+        let limited = ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+            message: "slow down".into(),
+        };
+        assert_eq!(provider.backoff(0, &limited), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn debug_leaves_the_key_out() {
+        let provider = StripeProvider::new(StripeConfig::new("sk_test_very_secret")).unwrap();
+        let debug = format!("{provider:?}");
+        assert!(!debug.contains("very_secret"), "{debug}");
+    }
+}
