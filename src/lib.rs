@@ -77,3 +77,6 @@
 
 pub use gateway_core::*;
 pub use gateway_macros::payment_handler;
+/// The Stripe provider (feature `stripe`).
+#[cfg(feature = "stripe")]
+pub use gateway_stripe as stripe;

@@ -144,7 +144,10 @@ pub struct PaymentErrorDetails {
 }
 
 /// A payment intent as a provider reports it: one attempt to collect an amount.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` leaves the client secret out, so an intent (or an error carrying
+/// one) can be logged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentIntent {
     /// The provider's reference for the intent (`pi_…` at Stripe); the key
     /// watchers and events use.
@@ -183,6 +186,34 @@ pub struct PaymentIntent {
     pub created: UnixTimestamp,
     /// When the provider last changed the intent, as far as the gateway knows.
     pub updated: UnixTimestamp,
+}
+
+impl fmt::Debug for PaymentIntent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentIntent")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("amount", &self.amount)
+            .field("amount_received", &self.amount_received)
+            .field("amount_capturable", &self.amount_capturable)
+            .field("currency", &self.currency)
+            .field("status", &self.status)
+            .field("capture_method", &self.capture_method)
+            .field("customer", &self.customer)
+            .field("payment_method", &self.payment_method)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("metadata", &self.metadata)
+            .field("description", &self.description)
+            .field("next_action", &self.next_action)
+            .field("last_payment_error", &self.last_payment_error)
+            .field("cancellation_reason", &self.cancellation_reason)
+            .field("created", &self.created)
+            .field("updated", &self.updated)
+            .finish()
+    }
 }
 
 impl PaymentIntent {
@@ -318,6 +349,14 @@ mod tests {
             created: 0,
             updated: 0,
         }
+    }
+
+    #[test]
+    fn debug_leaves_the_client_secret_out() {
+        let mut secretive = intent(Succeeded, 1000);
+        secretive.client_secret = Some("pi_1_secret_hush".into());
+        let debug = format!("{secretive:?}");
+        assert!(!debug.contains("hush") && debug.contains("<redacted>"), "{debug}");
     }
 
     #[test]
