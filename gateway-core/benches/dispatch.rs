@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gateway_core::{
-    CaptureMethod, ChangeSource, Currency, EventBus, EventKind, HandlerContext, HandlerError, HandlerOptions,
-    IntentChange, IntentChangeContext, IntentStatus, IntentSucceeded, PaymentIntent,
+    ChangeSource, Currency, EventBus, EventKind, HandlerContext, HandlerError, HandlerOptions, IntentChange,
+    IntentChangeContext, IntentStatus, IntentSucceeded, Money, PaymentIntent,
 };
 
 async fn noop(event: IntentSucceeded, _ctx: HandlerContext) -> Result<(), HandlerError> {
@@ -26,25 +26,10 @@ fn bus_with(handlers: usize) -> EventBus {
 }
 
 fn change(event_id: String) -> IntentChange {
+    let amount = Money::from_minor(5000, Currency::USD).expect("positive");
     let intent = PaymentIntent {
-        id: "pi_bench".into(),
-        provider: "mock".into(),
-        amount: 5000,
         amount_received: 5000,
-        amount_capturable: 0,
-        currency: Currency::USD,
-        status: IntentStatus::Succeeded,
-        capture_method: CaptureMethod::Automatic,
-        customer: None,
-        payment_method: None,
-        client_secret: None,
-        metadata: Default::default(),
-        description: None,
-        next_action: None,
-        last_payment_error: None,
-        cancellation_reason: None,
-        created: 0,
-        updated: 0,
+        ..PaymentIntent::new("pi_bench", "mock", amount, IntentStatus::Succeeded)
     };
     let context = IntentChangeContext {
         event_id,

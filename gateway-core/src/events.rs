@@ -282,30 +282,16 @@ typed_events! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intent::{CaptureMethod, Metadata, PaymentErrorDetails};
-    use crate::money::Currency;
+    use crate::intent::PaymentErrorDetails;
+    use crate::money::{Currency, Money};
 
     fn intent(status: IntentStatus) -> PaymentIntent {
-        PaymentIntent {
-            id: "pi_1".into(),
-            provider: "mock".into(),
-            amount: 100,
-            amount_received: 0,
-            amount_capturable: 0,
-            currency: Currency::USD,
+        PaymentIntent::new(
+            "pi_1",
+            "mock",
+            Money::from_minor(100, Currency::USD).unwrap(),
             status,
-            capture_method: CaptureMethod::Automatic,
-            customer: None,
-            payment_method: None,
-            client_secret: None,
-            metadata: Metadata::new(),
-            description: None,
-            next_action: None,
-            last_payment_error: None,
-            cancellation_reason: None,
-            created: 0,
-            updated: 0,
-        }
+        )
     }
 
     #[test]

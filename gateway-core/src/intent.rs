@@ -217,6 +217,37 @@ impl fmt::Debug for PaymentIntent {
 }
 
 impl PaymentIntent {
+    /// An intent `id` at `provider` for `amount`, in `status`, with nothing
+    /// received or capturable yet, automatic capture, and every optional field
+    /// empty: the start a provider fills in.
+    pub fn new(
+        id: impl Into<String>,
+        provider: impl Into<String>,
+        amount: Money,
+        status: IntentStatus,
+    ) -> Self {
+        PaymentIntent {
+            id: id.into(),
+            provider: provider.into(),
+            amount: amount.minor_units(),
+            amount_received: 0,
+            amount_capturable: 0,
+            currency: amount.currency(),
+            status,
+            capture_method: CaptureMethod::Automatic,
+            customer: None,
+            payment_method: None,
+            client_secret: None,
+            metadata: Metadata::new(),
+            description: None,
+            next_action: None,
+            last_payment_error: None,
+            cancellation_reason: None,
+            created: 0,
+            updated: 0,
+        }
+    }
+
     /// The amount to collect as [`Money`].
     pub fn amount_money(&self) -> Result<Money, MoneyError> {
         Money::from_minor(self.amount, self.currency)
@@ -329,25 +360,10 @@ mod tests {
     }
 
     fn intent(status: IntentStatus, received: i64) -> PaymentIntent {
+        let amount = Money::from_minor(1000, Currency::USD).unwrap();
         PaymentIntent {
-            id: "pi_1".into(),
-            provider: "mock".into(),
-            amount: 1000,
             amount_received: received,
-            amount_capturable: 0,
-            currency: Currency::USD,
-            status,
-            capture_method: CaptureMethod::Automatic,
-            customer: None,
-            payment_method: None,
-            client_secret: None,
-            metadata: Metadata::new(),
-            description: None,
-            next_action: None,
-            last_payment_error: None,
-            cancellation_reason: None,
-            created: 0,
-            updated: 0,
+            ..PaymentIntent::new("pi_1", "mock", amount, status)
         }
     }
 

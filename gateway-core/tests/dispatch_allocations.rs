@@ -5,8 +5,8 @@
 //! the whole dispatch on it.
 
 use gateway_core::{
-    CaptureMethod, ChangeSource, Currency, EventBus, EventKind, HandlerContext, HandlerError, HandlerOptions,
-    IntentChange, IntentChangeContext, IntentStatus, IntentSucceeded, PaymentIntent,
+    ChangeSource, Currency, EventBus, EventKind, HandlerContext, HandlerError, HandlerOptions, IntentChange,
+    IntentChangeContext, IntentStatus, IntentSucceeded, Money, PaymentIntent,
 };
 
 async fn noop(_event: IntentSucceeded, _ctx: HandlerContext) -> Result<(), HandlerError> {
@@ -37,25 +37,10 @@ const NAMES: [&str; 100] = {
 };
 
 fn change(event_id: &str) -> IntentChange {
+    let amount = Money::from_minor(5000, Currency::USD).expect("positive");
     let intent = PaymentIntent {
-        id: "pi_alloc".into(),
-        provider: "mock".into(),
-        amount: 100,
-        amount_received: 100,
-        amount_capturable: 0,
-        currency: Currency::USD,
-        status: IntentStatus::Succeeded,
-        capture_method: CaptureMethod::Automatic,
-        customer: None,
-        payment_method: None,
-        client_secret: None,
-        metadata: Default::default(),
-        description: None,
-        next_action: None,
-        last_payment_error: None,
-        cancellation_reason: None,
-        created: 0,
-        updated: 0,
+        amount_received: 5000,
+        ..PaymentIntent::new("pi_alloc", "mock", amount, IntentStatus::Succeeded)
     };
     let context = IntentChangeContext {
         event_id: event_id.to_owned(),

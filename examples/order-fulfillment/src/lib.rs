@@ -11,14 +11,34 @@
 //! naming the plugin keeps the linker from dropping this crate and its handlers.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use gateway::{
-    payment_handler, CaptureIntent, HandlerContext, HandlerError, IdempotencyKey, IntentPaymentFailed,
-    IntentRequiresCapture, IntentSucceeded,
+    payment_handler, BusError, CaptureIntent, EventBus, HandlerContext, HandlerError, IdempotencyKey,
+    IntentPaymentFailed, IntentRequiresCapture, IntentSucceeded, PaymentProvider, StaticProviders,
 };
 
 gateway::declare_plugin!(PLUGIN);
+
+/// A bus with this plugin linked in, an empty [`OrderBook`] and `provider`
+/// in the handlers' context.
+pub fn shop_bus(provider: Arc<dyn PaymentProvider>) -> Result<EventBus, BusError> {
+    EventBus::builder()
+        .plugin(&PLUGIN)
+        .context(
+            HandlerContext::new()
+                .with_providers(StaticProviders::new().with(provider))
+                .with_extension(OrderBook::default()),
+        )
+        .build()
+}
+
+/// The order book in a bus made by [`shop_bus`].
+pub fn orders(bus: &EventBus) -> &OrderBook {
+    bus.context()
+        .extension::<OrderBook>()
+        .expect("shop_bus puts an OrderBook in the context")
+}
 
 /// Where an order stands, as the shop sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

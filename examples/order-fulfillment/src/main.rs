@@ -5,23 +5,15 @@
 
 use std::sync::Arc;
 
-use example_order_fulfillment::{OrderBook, PLUGIN};
+use example_order_fulfillment::{orders as bus_orders, shop_bus};
 use gateway::{
-    CaptureMethod, CreateIntent, Currency, EventBus, HandlerContext, IdempotencyKey, MemoryRelay,
-    MockProvider, Money, PaymentProvider, StaticProviders,
+    CaptureMethod, CreateIntent, Currency, IdempotencyKey, MemoryRelay, MockProvider, Money, PaymentProvider,
 };
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mock = MockProvider::new();
-    let bus = EventBus::builder()
-        .plugin(&PLUGIN)
-        .context(
-            HandlerContext::new()
-                .with_providers(StaticProviders::new().with(Arc::new(mock.clone())))
-                .with_extension(OrderBook::default()),
-        )
-        .build()?;
+    let bus = shop_bus(Arc::new(mock.clone()))?;
     println!("handlers: {}", bus.handler_names().join(", "));
     let relay = MemoryRelay::new(Arc::new(mock.clone()), bus.clone());
 
@@ -64,10 +56,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-fn bus_orders(bus: &EventBus) -> &OrderBook {
-    bus.context()
-        .extension::<OrderBook>()
-        .expect("the order book was added above")
 }

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use example_order_fulfillment::{OrderBook, OrderState, PLUGIN};
+use example_order_fulfillment::{orders, shop_bus, OrderBook, OrderState, PLUGIN};
 use gateway::{
-    CaptureMethod, CreateIntent, Currency, EventBus, HandlerContext, IdempotencyKey, IntentStatus,
-    MemoryRelay, MockProvider, Money, PaymentProvider, StaticProviders,
+    CaptureMethod, CreateIntent, Currency, EventBus, IdempotencyKey, IntentStatus, MemoryRelay, MockProvider,
+    Money, PaymentProvider,
 };
 
 struct Shop {
@@ -17,21 +17,13 @@ struct Shop {
 impl Shop {
     fn new() -> Shop {
         let mock = MockProvider::new();
-        let bus = EventBus::builder()
-            .plugin(&PLUGIN)
-            .context(
-                HandlerContext::new()
-                    .with_providers(StaticProviders::new().with(Arc::new(mock.clone())))
-                    .with_extension(OrderBook::default()),
-            )
-            .build()
-            .expect("the plugin is linked");
+        let bus = shop_bus(Arc::new(mock.clone())).expect("the plugin is linked");
         let relay = MemoryRelay::new(Arc::new(mock.clone()), bus.clone());
         Shop { mock, bus, relay }
     }
 
     fn orders(&self) -> &OrderBook {
-        self.bus.context().extension().unwrap()
+        orders(&self.bus)
     }
 
     async fn pay(&self, order_id: &str, card: &str, waitlist: bool) {

@@ -319,25 +319,10 @@ async fn duplicate_and_late_events_are_not_dispatched() {
 }
 
 fn change(event_id: &str, status: IntentStatus, local: bool) -> IntentChange {
+    let amount = Money::from_minor(100, Currency::USD).unwrap();
     let intent = PaymentIntent {
-        id: "pi_test".into(),
-        provider: "mock".into(),
-        amount: 100,
         amount_received: 100,
-        amount_capturable: 0,
-        currency: Currency::USD,
-        status,
-        capture_method: CaptureMethod::Automatic,
-        customer: None,
-        payment_method: None,
-        client_secret: None,
-        metadata: Default::default(),
-        description: None,
-        next_action: None,
-        last_payment_error: None,
-        cancellation_reason: None,
-        created: 0,
-        updated: 0,
+        ..PaymentIntent::new("pi_test", "mock", amount, status)
     };
     let kind = EventKind::for_intent(Some(IntentStatus::RequiresConfirmation), &intent).unwrap();
     let context = IntentChangeContext {
