@@ -15,6 +15,7 @@ mod provider;
 mod refund;
 mod registry;
 mod relay;
+pub mod signature;
 mod webhook;
 
 #[cfg(feature = "mock")]

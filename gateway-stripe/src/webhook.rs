@@ -13,180 +13,20 @@
 
 use std::time::Duration;
 
+pub use gateway_core::signature::{verify_header as verify_signature, SignatureError};
 use gateway_core::{
     CaptureMethod, Currency, IntentStatus, Metadata, NextAction, PaymentErrorDetails, PaymentIntent, Refund,
     RefundStatus, UnixTimestamp, VerifiedWebhook, WebhookError, WebhookRequest,
 };
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 /// The header Stripe signs webhooks in.
 pub const SIGNATURE_HEADER: &str = "Stripe-Signature";
 
-/// The only signature scheme Stripe uses for live webhooks; `v0` is a test scheme and is ignored.
-const SCHEME: &str = "v1";
-
-/// Why a `Stripe-Signature` header was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SignatureError {
-    /// The header has no readable timestamp (`t=`), or cannot be read at all.
-    #[error("malformed Stripe-Signature header: {0}")]
-    Malformed(&'static str),
-    /// The header has a timestamp but no `v1` signature.
-    #[error("no v1 signature in the Stripe-Signature header")]
-    NoSignature,
-    /// No `v1` signature matches the body under any configured secret.
-    #[error("no signature matches the payload")]
-    BadSignature,
-    /// The signature is good but its timestamp is too far from now, in the past or the future.
-    #[error("timestamp {timestamp} is outside the tolerance of {tolerance_secs} s around {now}")]
-    OutsideTolerance {
-        /// The signed timestamp.
-        timestamp: i64,
-        /// The time it was checked against.
-        now: i64,
-        /// The tolerance in seconds.
-        tolerance_secs: u64,
-    },
-    /// No webhook secret is configured, so nothing can be verified.
-    #[error("no webhook secret configured")]
-    NoSecrets,
-}
-
-impl From<SignatureError> for WebhookError {
-    fn from(error: SignatureError) -> Self {
-        match error {
-            SignatureError::Malformed(reason) => WebhookError::Malformed {
-                reason: reason.to_owned(),
-            },
-            SignatureError::NoSignature => WebhookError::NoSignature,
-            SignatureError::BadSignature => WebhookError::BadSignature,
-            SignatureError::OutsideTolerance { tolerance_secs, .. } => {
-                WebhookError::OutsideTolerance { tolerance_secs }
-            }
-            SignatureError::NoSecrets => WebhookError::NotConfigured,
-        }
-    }
-}
-
-type HmacSha256 = Hmac<Sha256>;
-
-fn signature_for(secret: &[u8], timestamp: &str, payload: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(payload);
-    mac.finalize().into_bytes().into()
-}
-
-fn decode_hex_32(hex: &str) -> Option<[u8; 32]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
-    }
-    out
-}
-
-/// Checks a `Stripe-Signature` header against the raw `payload`, as Stripe's
-/// own libraries do, and returns the signed timestamp.
-///
-/// The header is `t=<unix time>,v1=<hex HMAC-SHA256>[,v1=…][,v0=…]`; the
-/// signature is HMAC-SHA256 under a webhook secret of `"{t}.{payload}"`.
-/// Any `v1` value may match, under any of `secrets` (rotation); comparisons
-/// are constant-time. Checks run in Stripe's order: a header without a
-/// timestamp is [`SignatureError::Malformed`], one without `v1` is
-/// [`SignatureError::NoSignature`], a mismatch is
-/// [`SignatureError::BadSignature`], and only a good signature is then held
-/// to the `tolerance` around `now`, in the past and in the future
-/// ([`SignatureError::OutsideTolerance`]). A zero tolerance demands the
-/// exact second; unlike some of Stripe's libraries, it never turns the
-/// replay check off.
-pub fn verify_signature<S: AsRef<[u8]>>(
-    header: &str,
-    payload: &[u8],
-    secrets: &[S],
-    tolerance: Duration,
-    now: UnixTimestamp,
-) -> Result<UnixTimestamp, SignatureError> {
-    let mut timestamp_text = None;
-    let mut signatures = Vec::new();
-    for item in header.split(',') {
-        let Some((key, value)) = item.split_once('=') else {
-            continue;
-        };
-        match key.trim() {
-            "t" if timestamp_text.is_none() => timestamp_text = Some(value.trim()),
-            SCHEME => signatures.push(value.trim()),
-            _ => {}
-        }
-    }
-    let timestamp_text =
-        timestamp_text.ok_or(SignatureError::Malformed("no timestamp (t=) in the header"))?;
-    let timestamp: i64 = timestamp_text
-        .parse()
-        .map_err(|_| SignatureError::Malformed("the timestamp (t=) is not a whole number"))?;
-    if signatures.is_empty() {
-        return Err(SignatureError::NoSignature);
-    }
-    if secrets.is_empty() {
-        return Err(SignatureError::NoSecrets);
-    }
-    let candidates: Vec<[u8; 32]> = signatures.iter().filter_map(|s| decode_hex_32(s)).collect();
-    let mut matched = false;
-    for secret in secrets {
-        // The timestamp is signed exactly as it appears in the header.
-        let expected = signature_for(secret.as_ref(), timestamp_text, payload);
-        for candidate in &candidates {
-            matched |= bool::from(expected.ct_eq(candidate));
-        }
-    }
-    if !matched {
-        return Err(SignatureError::BadSignature);
-    }
-    let tolerance_secs = tolerance.as_secs();
-    let tolerance_i64 = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
-    if now.saturating_sub(timestamp) > tolerance_i64 || timestamp.saturating_sub(now) > tolerance_i64 {
-        return Err(SignatureError::OutsideTolerance {
-            timestamp,
-            now,
-            tolerance_secs,
-        });
-    }
-    Ok(timestamp)
-}
-
 /// A valid `Stripe-Signature` header for `payload` signed with `secret` at
 /// `timestamp`, as Stripe would send it: for tests and local tools.
 pub fn generate_test_header(payload: &[u8], secret: &str, timestamp: UnixTimestamp) -> String {
-    let timestamp = timestamp.to_string();
-    let signature = signature_for(secret.as_bytes(), &timestamp, payload);
-    format!("t={timestamp},{SCHEME}={}", encode_hex(&signature))
+    gateway_core::signature::sign_header(payload, secret.as_bytes(), timestamp)
 }
 
 /// Verifies an inbound request and reads, leniently, what is needed to store it.
@@ -452,37 +292,6 @@ pub(crate) fn event_kind(event_type: &str, object: &Value) -> EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SECRET: &str = "whsec_test_secret";
-
-    #[test]
-    fn generated_headers_verify_and_tampering_does_not() {
-        let body = br#"{"id":"evt_1","type":"payment_intent.created"}"#;
-        let header = generate_test_header(body, SECRET, 1_000);
-        assert_eq!(
-            verify_signature(&header, body, &[SECRET], Duration::from_secs(300), 1_010),
-            Ok(1_000)
-        );
-        assert_eq!(
-            verify_signature(&header, b"{}", &[SECRET], Duration::from_secs(300), 1_010),
-            Err(SignatureError::BadSignature)
-        );
-        let empty: [&str; 0] = [];
-        assert_eq!(
-            verify_signature(&header, body, &empty, Duration::from_secs(300), 1_010),
-            Err(SignatureError::NoSecrets)
-        );
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
-        let hex = encode_hex(&bytes);
-        assert_eq!(decode_hex_32(&hex).unwrap().to_vec(), bytes);
-        assert_eq!(decode_hex_32(&hex.to_uppercase()).unwrap().to_vec(), bytes);
-        assert!(decode_hex_32("zz").is_none());
-        assert!(decode_hex_32(&"g".repeat(64)).is_none());
-    }
 
     #[test]
     fn event_kinds_follow_type_and_object() {
