@@ -179,6 +179,22 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     }
 }
 
+/// Creates a merchant and an API key with the comma-separated `scopes` in the
+/// database `config` names; returns the merchant id and the key. (What
+/// `gateway merchant create` and `gateway apikey create` do, for scripts and tests.)
+pub async fn create_merchant_with_key(
+    config: &Config,
+    name: &str,
+    scopes: &str,
+) -> Result<(String, String), String> {
+    let scopes = Scopes::parse_list(scopes).map_err(|bad| format!("unknown scope {bad:?}"))?;
+    let store = open(config).await?;
+    let (id, key) = create_merchant(&store, name, Some(scopes))
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok((id, key.unwrap_or_default()))
+}
+
 async fn open(config: &Config) -> Result<SqliteStore, String> {
     SqliteStore::open(&config.database_url)
         .await
