@@ -116,3 +116,30 @@ async fn a_lost_provider_response_is_retried_without_a_second_charge() {
     assert_eq!(server.payment_count().await, 1);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn many_concurrent_distinct_payments_are_all_stored() {
+    let server = TestServer::start().await;
+    let bodies: Vec<(String, String)> = (0..60)
+        .map(|i| {
+            (
+                format!("k-{i}"),
+                payment_body(&format!("{}.00", i + 1), "pm_card_visa", ""),
+            )
+        })
+        .collect();
+    let requests = bodies
+        .iter()
+        .map(|(key, body)| server.post_idem("/v1/payments", key, body));
+    let replies = futures_util::future::join_all(requests).await;
+    assert!(replies.iter().all(|reply| reply.status == StatusCode::OK));
+    assert_eq!(server.payment_count().await, 60);
+    assert_eq!(server.stats().executed("create_intent"), 60);
+    let server = server.restart().await;
+    for (reply, (key, body)) in replies.iter().zip(&bodies) {
+        let again = server.post_idem("/v1/payments", key, body).await;
+        assert!(again.replayed);
+        assert_eq!(again.data()["id"], reply.data()["id"]);
+    }
+    server.stop().await;
+}

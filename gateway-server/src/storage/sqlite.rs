@@ -4,8 +4,10 @@
 //! answers each caller after the single fsync. Reads use a small pool.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -46,10 +48,25 @@ struct WriteJob {
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// The most payments kept in the read cache.
+const CACHE_CAPACITY: usize = 4096;
+
+/// Recently read or written payments. A SQLite file has one server process
+/// writing it, and every payment write goes through [`SqliteStore::commit`],
+/// which refreshes the cache after the commit, so reads can skip the
+/// database. A generation counter keeps a read that raced a write (or a
+/// flush) from caching a stale row.
+#[derive(Default)]
+struct PaymentCache {
+    rows: HashMap<String, PaymentRow>,
+    generation: u64,
+}
+
 /// SQLite storage.
 pub(crate) struct SqliteStore {
     reads: SqlitePool,
     writes: mpsc::Sender<WriteJob>,
+    cache: Mutex<PaymentCache>,
 }
 
 /// The file a `sqlite://` URL names (`sqlite://./gateway.db`, `sqlite:gateway.db`).
@@ -62,6 +79,24 @@ pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
 }
 
 impl SqliteStore {
+    fn cache(&self) -> std::sync::MutexGuard<'_, PaymentCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts committed payment rows into the cache.
+    fn remember_committed(&self, changes: &[Change]) {
+        let mut cache = self.cache();
+        for change in changes {
+            if let Change::InsertPayment(row) | Change::UpdatePayment(row) = change {
+                if cache.rows.len() >= CACHE_CAPACITY && !cache.rows.contains_key(&row.id) {
+                    cache.rows.clear();
+                }
+                cache.generation += 1;
+                cache.rows.insert(row.id.clone(), (**row).clone());
+            }
+        }
+    }
+
     /// Opens (creating if needed) and migrates the database at `url`.
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
         if !url.starts_with("sqlite:") {
@@ -87,6 +122,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             reads,
             writes: sender,
+            cache: Mutex::new(PaymentCache::default()),
         })
     }
 }
@@ -131,14 +167,118 @@ fn clone_error(error: &StoreError) -> StoreError {
     }
 }
 
+/// Applies a batch in one transaction. New payments and idempotency records
+/// (nearly every write under load) go in multi-row statements, so a batch
+/// costs a few round trips to SQLite instead of one per row; merchants go
+/// first (payments reference them) and everything else follows in order.
 async fn apply_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<(), StoreError> {
     let mut tx = conn.begin().await?;
-    for job in batch {
-        for change in &job.changes {
-            apply(&mut tx, change).await?;
-        }
+    let changes: Vec<&Change> = batch.iter().flat_map(|job| job.changes.iter()).collect();
+    for change in changes.iter().filter(|c| matches!(c, Change::InsertMerchant(_))) {
+        apply(&mut tx, change).await?;
+    }
+    let payments: Vec<&PaymentRow> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::InsertPayment(row) => Some(&**row),
+            _ => None,
+        })
+        .collect();
+    for chunk in chunks(&payments) {
+        insert_payments(&mut tx, chunk).await?;
+    }
+    let records: Vec<&IdempotencyRow> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::SaveIdempotency(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    for chunk in chunks(&records) {
+        save_idempotency(&mut tx, chunk).await?;
+    }
+    for change in changes.iter().filter(|c| {
+        !matches!(
+            c,
+            Change::InsertMerchant(_) | Change::InsertPayment(_) | Change::SaveIdempotency(_)
+        )
+    }) {
+        apply(&mut tx, change).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Splits rows into chunks of 32, 8 and 1, so only three statement shapes get prepared.
+fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    for size in [32, 8, 1] {
+        while rest.len() >= size {
+            let (chunk, tail) = rest.split_at(size);
+            out.push(chunk);
+            rest = tail;
+        }
+    }
+    out
+}
+
+fn values_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!("{head} VALUES {}{tail}", vec![row; rows].join(", "))
+}
+
+async fn insert_payments(conn: &mut SqliteConnection, rows: &[&PaymentRow]) -> Result<(), StoreError> {
+    let sql = values_sql(
+        "INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, \
+         amount_refunded, idempotency_key, saved_card_id, customer_email, return_url, intent, created_at, \
+         updated_at)",
+        15,
+        rows.len(),
+        "",
+    );
+    let mut query = sqlx::query(&sql);
+    for p in rows {
+        query = query
+            .bind(&p.id)
+            .bind(&p.merchant_id)
+            .bind(&p.provider)
+            .bind(&p.intent.id)
+            .bind(p.status().as_str())
+            .bind(p.intent.currency.code())
+            .bind(amount_e4(p.intent.amount, p.intent.currency.exponent()))
+            .bind(p.amount_refunded)
+            .bind(&p.idempotency_key)
+            .bind(&p.saved_card_id)
+            .bind(&p.customer_email)
+            .bind(&p.return_url)
+            .bind(to_json(&p.intent)?)
+            .bind(p.created_at)
+            .bind(p.updated_at);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn save_idempotency(conn: &mut SqliteConnection, rows: &[&IdempotencyRow]) -> Result<(), StoreError> {
+    let sql = values_sql(
+        "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, created_at)",
+        6,
+        rows.len(),
+        " ON CONFLICT (merchant_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+         status = excluded.status, body = excluded.body, created_at = excluded.created_at",
+    );
+    let mut query = sqlx::query(&sql);
+    for i in rows {
+        query = query
+            .bind(&i.merchant_id)
+            .bind(&i.key)
+            .bind(&i.fingerprint)
+            .bind(i64::from(i.status))
+            .bind(&i.body)
+            .bind(i.created_at);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -199,31 +339,7 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), Store
             .execute(&mut *conn)
             .await?;
         }
-        Change::InsertPayment(p) => {
-            let intent = to_json(&p.intent)?;
-            sqlx::query(
-                "INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, \
-                 amount_refunded, idempotency_key, saved_card_id, customer_email, return_url, intent, \
-                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&p.id)
-            .bind(&p.merchant_id)
-            .bind(&p.provider)
-            .bind(&p.intent.id)
-            .bind(p.status().as_str())
-            .bind(p.intent.currency.code())
-            .bind(amount_e4(p.intent.amount, p.intent.currency.exponent()))
-            .bind(p.amount_refunded)
-            .bind(&p.idempotency_key)
-            .bind(&p.saved_card_id)
-            .bind(&p.customer_email)
-            .bind(&p.return_url)
-            .bind(intent)
-            .bind(p.created_at)
-            .bind(p.updated_at)
-            .execute(&mut *conn)
-            .await?;
-        }
+        Change::InsertPayment(p) => insert_payments(conn, &[&**p]).await?,
         Change::UpdatePayment(p) => {
             let intent = to_json(&p.intent)?;
             sqlx::query(
@@ -309,22 +425,7 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), Store
                 .execute(&mut *conn)
                 .await?;
         }
-        Change::SaveIdempotency(i) => {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (merchant_id, key) DO UPDATE SET \
-                 fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, \
-                 created_at = excluded.created_at",
-            )
-            .bind(&i.merchant_id)
-            .bind(&i.key)
-            .bind(&i.fingerprint)
-            .bind(i64::from(i.status))
-            .bind(&i.body)
-            .bind(i.created_at)
-            .execute(&mut *conn)
-            .await?;
-        }
+        Change::SaveIdempotency(i) => save_idempotency(conn, &[i]).await?,
     }
     Ok(())
 }
@@ -429,11 +530,26 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
+        let touches_payments = changes
+            .iter()
+            .any(|change| matches!(change, Change::InsertPayment(_) | Change::UpdatePayment(_)));
+        let cached = touches_payments.then(|| changes.clone());
         self.writes
             .send(WriteJob { changes, reply })
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        let result = answer.await.map_err(|_| StoreError::WriterGone)?;
+        match (&result, cached) {
+            (Ok(()), Some(changes)) => self.remember_committed(&changes),
+            // The outcome of a failed commit is unknown to the cache: forget it all.
+            (Err(_), Some(_)) => {
+                let mut cache = self.cache();
+                cache.rows.clear();
+                cache.generation += 1;
+            }
+            _ => {}
+        }
+        result
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -492,14 +608,27 @@ impl Store for SqliteStore {
     }
 
     async fn payment(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentRow>, StoreError> {
-        sqlx::query("SELECT * FROM payments WHERE id = ? AND merchant_id = ?")
+        let generation = {
+            let cache = self.cache();
+            if let Some(row) = cache.rows.get(id) {
+                return Ok((row.merchant_id == merchant_id).then(|| row.clone()));
+            }
+            cache.generation
+        };
+        let row = sqlx::query("SELECT * FROM payments WHERE id = ?")
             .bind(id)
-            .bind(merchant_id)
             .fetch_optional(&self.reads)
             .await?
             .as_ref()
             .map(payment_row)
-            .transpose()
+            .transpose()?;
+        if let Some(row) = &row {
+            let mut cache = self.cache();
+            if cache.generation == generation && cache.rows.len() < CACHE_CAPACITY {
+                cache.rows.entry(row.id.clone()).or_insert_with(|| row.clone());
+            }
+        }
+        Ok(row.filter(|row| row.merchant_id == merchant_id))
     }
 
     async fn payments(
@@ -651,6 +780,15 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_of_32_8_and_1() {
+        let rows: Vec<u32> = (0..45).collect();
+        let sizes: Vec<usize> = chunks(&rows).iter().map(|chunk| chunk.len()).collect();
+        assert_eq!(sizes, vec![32, 8, 1, 1, 1, 1, 1]);
+        assert_eq!(chunks(&rows).concat(), rows);
+        assert!(chunks::<u32>(&[]).is_empty());
+    }
 
     #[test]
     fn sqlite_urls() {
