@@ -48,7 +48,7 @@ pub(crate) struct IntentUpdate {
 }
 
 /// Records a new payment: the change to commit and the update to publish.
-pub(crate) fn new_payment(row: &PaymentRow, source: ChangeSource) -> (Change, IntentUpdate) {
+pub(crate) fn new_payment(row: PaymentRow, source: ChangeSource) -> (Change, IntentUpdate) {
     let update = IntentUpdate {
         kind: UpdateKind::Created,
         source,
@@ -59,7 +59,7 @@ pub(crate) fn new_payment(row: &PaymentRow, source: ChangeSource) -> (Change, In
         intent: row.intent.clone(),
         status: row.status(),
     };
-    (Change::InsertPayment(Box::new(row.clone())), update)
+    (Change::InsertPayment(Box::new(row)), update)
 }
 
 /// Applies the provider's view of the intent to `row` if the move is legal.

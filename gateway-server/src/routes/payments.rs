@@ -383,8 +383,8 @@ pub(crate) async fn create(
             created_at: now,
             updated_at: now,
         };
-        let (change, update) = new_payment(&row, ChangeSource::Api);
         let (status, body) = payment_outcome(&row, error);
+        let (change, update) = new_payment(row, ChangeSource::Api);
         Ok(Outcome {
             status,
             body,

@@ -83,16 +83,16 @@ impl SqliteStore {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Puts committed payment rows into the cache.
+    /// Refreshes cached payments that a commit changed. New payments are not
+    /// cached here (reads bring them in), so a stream of creations does not churn the cache.
     fn remember_committed(&self, changes: &[Change]) {
         let mut cache = self.cache();
         for change in changes {
-            if let Change::InsertPayment(row) | Change::UpdatePayment(row) = change {
-                if cache.rows.len() >= CACHE_CAPACITY && !cache.rows.contains_key(&row.id) {
-                    cache.rows.clear();
-                }
+            if let Change::UpdatePayment(row) | Change::InsertPayment(row) = change {
                 cache.generation += 1;
-                cache.rows.insert(row.id.clone(), (**row).clone());
+                if let Some(cached) = cache.rows.get_mut(&row.id) {
+                    *cached = (**row).clone();
+                }
             }
         }
     }
@@ -530,10 +530,16 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
-        let touches_payments = changes
+        let cached: Option<Vec<Change>> = changes
             .iter()
-            .any(|change| matches!(change, Change::InsertPayment(_) | Change::UpdatePayment(_)));
-        let cached = touches_payments.then(|| changes.clone());
+            .any(|change| matches!(change, Change::UpdatePayment(_)))
+            .then(|| {
+                changes
+                    .iter()
+                    .filter(|change| matches!(change, Change::UpdatePayment(_)))
+                    .cloned()
+                    .collect()
+            });
         self.writes
             .send(WriteJob { changes, reply })
             .await
