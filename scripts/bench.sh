@@ -52,7 +52,7 @@ LUA
 payment=$(curl -sf "http://127.0.0.1:$PORT/v1/payments" -H "X-API-Key: $key" -H 'Content-Type: application/json' \
   -d '{"amount": 50.00, "currency": "USD", "payment_method": "pm_card_visa"}' | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
 
-echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "== machine: $(nproc) cores ($(lscpu | sed -n "s/^Model name: *//p")), load average $(cut -d" " -f1-3 /proc/loadavg), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "== idle RSS: $((idle_rss / 1024)) MiB"
 echo
 echo "== POST /v1/payments: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency"
@@ -63,5 +63,5 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "X-API-Key: $key
   "http://127.0.0.1:$PORT/v1/payments/$payment"
 echo
 echo "== peak RSS: $(( $(rss_kb VmHWM) / 1024 )) MiB; RSS after load: $(( $(rss_kb VmRSS) / 1024 )) MiB"
-echo "== non-2xx responses by route and status:"
+echo "== requests by route and status (from /metrics):"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep '^gateway_http_requests_total' || true
