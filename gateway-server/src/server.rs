@@ -123,6 +123,14 @@ impl ServerBuilder {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(web::PathConfig::default().error_handler(|error, req| {
+                    crate::errors::ApiError::new(
+                        actix_web::http::StatusCode::NOT_FOUND,
+                        "resource_missing",
+                        format!("no such object at {}: {error}", req.path()),
+                    )
+                    .into()
+                }))
                 .wrap(from_fn(observe))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::not_found))

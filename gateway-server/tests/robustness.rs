@@ -82,6 +82,29 @@ async fn hostile_bodies_get_envelopes_on_every_post_route() {
             );
         }
     }
+    // Paths that do not decode still answer in the envelope.
+    for path in [
+        "/v1/payments/%FF%FE",
+        "/v1/refunds/%C0",
+        "/v1/payments/%00/capture",
+    ] {
+        let reply = server.send("GET", path, Some(&server.key), &[], None).await;
+        assert!(
+            reply.body["success"] == false,
+            "{path}: {} {}",
+            reply.status,
+            reply.text
+        );
+        let reply = server
+            .send("POST", path, Some(&server.key), &[], Some("{}"))
+            .await;
+        assert!(
+            reply.body["success"] == false,
+            "{path}: {} {}",
+            reply.status,
+            reply.text
+        );
+    }
     // Still serving (an empty body is a valid full capture, so the payment is captured once).
     let read = server.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(read.data()["intent_status"], "succeeded");

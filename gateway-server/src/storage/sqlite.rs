@@ -787,6 +787,86 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    fn merchant(id: &str) -> MerchantRow {
+        MerchantRow {
+            id: id.to_owned(),
+            name: "m".to_owned(),
+            webhook_url: None,
+            created_at: 1,
+        }
+    }
+
+    fn record(key: &str, created_at: i64) -> IdempotencyRow {
+        IdempotencyRow {
+            merchant_id: "m1".to_owned(),
+            key: key.to_owned(),
+            fingerprint: "f".to_owned(),
+            status: 200,
+            body: b"{}".to_vec(),
+            created_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn idempotency_records_round_trip_and_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store
+            .commit(vec![
+                Change::InsertMerchant(merchant("m1")),
+                Change::SaveIdempotency(record("old", 1_000)),
+                Change::SaveIdempotency(record("new", 5_000)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.idempotency("m1", "old").await.unwrap().unwrap().status, 200);
+        assert!(
+            store.idempotency("m2", "old").await.unwrap().is_none(),
+            "keys are per merchant"
+        );
+        assert_eq!(store.purge_idempotency(2_000).await.unwrap(), 1);
+        assert!(store.idempotency("m1", "old").await.unwrap().is_none());
+        assert!(store.idempotency("m1", "new").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failing_change_rolls_back_its_whole_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = std::sync::Arc::new(SqliteStore::open(&url).await.unwrap());
+        store
+            .commit(vec![Change::InsertMerchant(merchant("m1"))])
+            .await
+            .unwrap();
+        // The duplicate merchant fails; the idempotency record in the same commit must not land,
+        // and a concurrent, valid commit in the same batch must.
+        let bad = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .commit(vec![
+                        Change::SaveIdempotency(record("with-bad", 1)),
+                        Change::InsertMerchant(merchant("m1")),
+                    ])
+                    .await
+            })
+        };
+        let good = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .commit(vec![Change::SaveIdempotency(record("good", 1))])
+                    .await
+            })
+        };
+        assert!(bad.await.unwrap().is_err());
+        good.await.unwrap().unwrap();
+        assert!(store.idempotency("m1", "with-bad").await.unwrap().is_none());
+        assert!(store.idempotency("m1", "good").await.unwrap().is_some());
+        assert_eq!(store.merchant_count().await.unwrap(), 1);
+    }
+
     #[test]
     fn chunks_of_32_8_and_1() {
         let rows: Vec<u32> = (0..45).collect();
