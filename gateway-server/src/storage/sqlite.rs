@@ -109,8 +109,16 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-8000");
-        let mut writer = options.clone().connect().await?;
+            .pragma("cache_size", "-8000")
+            .pragma("journal_size_limit", "67108864");
+        // The writer never checkpoints inside a commit (a checkpoint copies
+        // the WAL into the database and fsyncs it: a latency spike for every
+        // request waiting on that commit); `checkpoint_loop` does it beside.
+        let mut writer = options
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            .connect()
+            .await?;
         migrator().run_direct(&mut writer).await?;
         let reads = SqlitePoolOptions::new()
             .min_connections(1)
@@ -119,11 +127,39 @@ impl SqliteStore {
             .await?;
         let (sender, receiver) = mpsc::channel(4096);
         tokio::spawn(run_writer(writer, receiver));
+        tokio::spawn(checkpoint_loop(reads.clone()));
         Ok(SqliteStore {
             reads,
             writes: sender,
             cache: Mutex::new(PaymentCache::default()),
         })
+    }
+}
+
+/// Copies the WAL back into the database every 250 ms without blocking the
+/// writer (`PASSIVE`), and truncates the WAL file once it has grown past 64 MiB.
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut interval = tokio::time::interval(Duration::from_millis(250));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(row) => {
+                let wal_pages: i64 = row.try_get(1).unwrap_or(0);
+                if wal_pages > 16_384 {
+                    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .execute(&pool)
+                        .await;
+                }
+            }
+            Err(error) => tracing::debug!(%error, "WAL checkpoint failed; retrying"),
+        }
     }
 }
 
