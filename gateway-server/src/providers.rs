@@ -292,7 +292,40 @@ impl Providers {
     }
 }
 
+/// A provider configuration from stored settings. The API guide's
+/// `webhook_secret` is also passed as `webhook_secrets` (the registry's name
+/// for the comma-separated list) unless that is set too.
+pub(crate) fn provider_config(settings: &BTreeMap<String, String>) -> ProviderConfig {
+    let mut config = ProviderConfig::new();
+    for (key, value) in settings {
+        config.set(key.clone(), value.clone());
+    }
+    if let Some(secret) = settings.get("webhook_secret") {
+        if !settings.contains_key("webhook_secrets") {
+            config.set("webhook_secrets", secret.clone());
+        }
+    }
+    config
+}
+
 /// The associated data that binds sealed credentials to their merchant and provider.
 pub(crate) fn credential_aad(merchant_id: &str, provider: &str) -> String {
     format!("provider-credentials:{merchant_id}:{provider}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_secret_is_aliased() {
+        let settings: BTreeMap<String, String> = [
+            ("secret_key".to_owned(), "sk_test_x".to_owned()),
+            ("webhook_secret".to_owned(), "whsec_1".to_owned()),
+        ]
+        .into();
+        let config = provider_config(&settings);
+        assert_eq!(config.get("webhook_secrets"), Some("whsec_1"));
+        assert_eq!(config.get("secret_key"), Some("sk_test_x"));
+    }
 }

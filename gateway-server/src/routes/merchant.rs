@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use gateway_core::{build_provider, provider_factory, ProviderConfig};
+use gateway_core::{build_provider, provider_factory};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,7 +17,7 @@ use crate::crypto::mask;
 use crate::errors::{ok, success_bytes, ApiError};
 use crate::idempotency::{self, Outcome};
 use crate::ids::{hash_api_key, new_api_key, new_id};
-use crate::providers::credential_aad;
+use crate::providers::{credential_aad, provider_config};
 use crate::state::AppState;
 use crate::storage::{ApiKeyRow, Change, CredentialRow, MerchantRow};
 
@@ -188,7 +188,6 @@ pub(crate) async fn put_providers(
     if settings.is_empty() || settings.len() > 20 {
         return Err(ApiError::invalid_param(&name, "send 1 to 20 settings"));
     }
-    let mut config = ProviderConfig::new();
     for (key, value) in &settings {
         if key.is_empty() || key.len() > 64 || value.len() > 4096 {
             return Err(ApiError::invalid_param(
@@ -196,8 +195,8 @@ pub(crate) async fn put_providers(
                 "setting names are 1 to 64 characters, values at most 4096",
             ));
         }
-        config.set(key.clone(), value.clone());
     }
+    let config = provider_config(&settings);
     // Building checks the settings without contacting the provider.
     build_provider(&name, &config).map_err(|error| {
         let api = ApiError::from(error);
