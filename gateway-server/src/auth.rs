@@ -186,6 +186,46 @@ impl KeyCache {
     }
 }
 
+/// A token bucket per API key: `rate` requests per second, bursts up to `rate`.
+pub(crate) struct RateLimiter {
+    rate: f64,
+    buckets: Mutex<HashMap<Arc<str>, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_second` requests per second per key; 0 disables limiting.
+    pub(crate) fn new(per_second: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(per_second),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key_id`; 429 when the bucket is empty.
+    fn check(&self, key_id: &Arc<str>) -> Result<(), ApiError> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() > 100_000 {
+            buckets.clear();
+        }
+        let (tokens, last) = buckets.entry(key_id.clone()).or_insert((self.rate, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(ApiError::rate_limited(format!(
+                "more than {} requests per second with this API key; retry shortly",
+                self.rate
+            )))
+        }
+    }
+}
+
 fn presented_key(req: &HttpRequest) -> Option<&str> {
     if let Some(value) = req.headers().get("x-api-key") {
         return value.to_str().ok().map(str::trim);
@@ -212,7 +252,9 @@ async fn authenticate(state: web::Data<AppState>, key: Option<String>) -> Result
     };
     let hash = hash_api_key(&key);
     if let Some(cached) = state.keys.get(&hash) {
-        return cached.ok_or_else(invalid);
+        let auth = cached.ok_or_else(invalid)?;
+        state.rate_limiter.check(&auth.key_id)?;
+        return Ok(auth);
     }
     let row = state.store.api_key_by_hash(&hash).await?;
     let auth = row.filter(|row| row.revoked_at.is_none()).map(|row| Auth {
@@ -221,7 +263,9 @@ async fn authenticate(state: web::Data<AppState>, key: Option<String>) -> Result
         scopes: row.scopes,
     });
     state.keys.put(hash, auth.clone());
-    auth.ok_or_else(invalid)
+    let auth = auth.ok_or_else(invalid)?;
+    state.rate_limiter.check(&auth.key_id)?;
+    Ok(auth)
 }
 
 impl FromRequest for Auth {
@@ -251,6 +295,19 @@ mod tests {
         assert_eq!(Scopes::parse_list("payments:read,nope"), Err("nope".to_owned()));
         assert_eq!(Scopes::parse_list(&Scopes::all().to_string()), Ok(Scopes::all()));
         assert!(Scopes::all().covers(scopes) && !scopes.covers(Scopes::all()));
+    }
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_refuses() {
+        let limiter = RateLimiter::new(3);
+        let key: Arc<str> = "key_1".into();
+        for _ in 0..3 {
+            assert!(limiter.check(&key).is_ok());
+        }
+        assert!(limiter.check(&key).is_err());
+        assert!(limiter.check(&"key_2".into()).is_ok(), "buckets are per key");
+        let unlimited = RateLimiter::new(0);
+        assert!((0..1000).all(|_| unlimited.check(&key).is_ok()));
     }
 
     #[test]

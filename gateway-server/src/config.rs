@@ -42,6 +42,9 @@ pub struct Config {
     pub providers: BTreeMap<String, BTreeMap<String, String>>,
     /// Create a sandbox merchant and print its key when the database is empty.
     pub sandbox: bool,
+    /// Requests per second allowed per API key, bursts up to the same number
+    /// (`GATEWAY_RATE_LIMIT`); 0 (the default) means no limit.
+    pub rate_limit_per_second: u32,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             default_provider: None,
             providers: BTreeMap::new(),
             sandbox: true,
+            rate_limit_per_second: 0,
         }
     }
 }
@@ -79,6 +83,7 @@ impl fmt::Debug for Config {
             .field("default_provider", &self.default_provider)
             .field("providers", &providers)
             .field("sandbox", &self.sandbox)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
             .finish()
     }
 }
@@ -121,6 +126,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     default_provider: Option<String>,
     sandbox: Option<bool>,
+    rate_limit_per_second: Option<u32>,
     #[serde(default)]
     providers: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -193,6 +199,15 @@ impl Config {
         config.sandbox = match env("GATEWAY_SANDBOX") {
             Some(text) => matches!(text.trim(), "1" | "true" | "yes"),
             None => file.sandbox.unwrap_or(true),
+        };
+        config.rate_limit_per_second = match env("GATEWAY_RATE_LIMIT") {
+            Some(text) => u32::try_from(parse_number("rate_limit_per_second", &text)?).map_err(|_| {
+                ConfigError::Invalid {
+                    name: "rate_limit_per_second",
+                    message: "too large".to_owned(),
+                }
+            })?,
+            None => file.rate_limit_per_second.unwrap_or(0),
         };
         config.providers = file.providers;
         let stripe = [

@@ -113,6 +113,13 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// 429 with `Retry-After: 1`.
+    pub(crate) fn rate_limited(message: impl Into<String>) -> Self {
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        error.0.retry_after = Some(1);
+        error
+    }
+
     /// 500 without details (they go to the log, never to the client).
     pub(crate) fn internal() -> Self {
         ApiError::new(

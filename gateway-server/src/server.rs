@@ -13,7 +13,7 @@ use actix_web::{web, App, HttpServer};
 use gateway_core::{build_provider, provider_factories, PaymentProvider, ProviderConfig};
 use tracing::Instrument;
 
-use crate::auth::{KeyCache, Scopes};
+use crate::auth::{KeyCache, RateLimiter, Scopes};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::crypto::{MasterKey, Sealer};
@@ -112,6 +112,7 @@ impl ServerBuilder {
             store: store.clone(),
             providers,
             keys: KeyCache::new(),
+            rate_limiter: RateLimiter::new(config.rate_limit_per_second),
             sealer: Sealer::new(&master_key),
             metrics,
             idempotency_locks: KeyedLocks::new(),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::KeyCache;
+use crate::auth::{KeyCache, RateLimiter};
 use crate::crypto::Sealer;
 use crate::locks::KeyedLocks;
 use crate::metrics::Metrics;
@@ -14,6 +14,7 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) providers: Providers,
     pub(crate) keys: KeyCache,
+    pub(crate) rate_limiter: RateLimiter,
     pub(crate) sealer: Sealer,
     pub(crate) metrics: Arc<Metrics>,
     /// Serializes requests sharing a merchant's idempotency key.

@@ -282,3 +282,21 @@ async fn webhook_url_is_validated() {
     );
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn requests_past_the_rate_limit_get_429() {
+    let server = TestServer::start_with(|config| config.rate_limit_per_second = 5).await;
+    let (_, other) = server.merchant(ALL_SCOPES).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(server.get("/v1/payments").await);
+    }
+    assert!(statuses[..5].iter().all(|reply| reply.status == StatusCode::OK));
+    let limited = statuses.last().unwrap();
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    assert_eq!(limited.retry_after.as_deref(), Some("1"));
+    // Limits are per key.
+    assert_eq!(server.get_as(&other, "/v1/payments").await.status, StatusCode::OK);
+    server.stop().await;
+}

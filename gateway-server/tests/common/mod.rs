@@ -21,6 +21,7 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub replayed: bool,
+    pub retry_after: Option<String>,
     pub request_id: Option<String>,
     pub content_type: Option<String>,
     pub text: String,
@@ -75,8 +76,14 @@ fn config_for(dir: &tempfile::TempDir) -> Config {
 impl TestServer {
     /// A fresh database, a fresh mock, the sandbox merchant.
     pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with the configuration adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let config = config_for(&dir);
+        let mut config = config_for(&dir);
+        adjust(&mut config);
         let mock = MockProvider::new();
         let server = ServerBuilder::new(config.clone())
             .provider(Arc::new(mock.clone()))
@@ -192,6 +199,7 @@ impl TestServer {
                 .map(str::to_owned)
         };
         let replayed = header("idempotent-replayed").as_deref() == Some("true");
+        let retry_after = header("retry-after");
         let request_id = header("request-id");
         let content_type = header("content-type");
         let bytes = response.body().limit(8 << 20).await.expect("body read");
@@ -200,6 +208,7 @@ impl TestServer {
             status: response.status(),
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             replayed,
+            retry_after,
             request_id,
             content_type,
             text,
