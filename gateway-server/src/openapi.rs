@@ -3,9 +3,34 @@
 use std::sync::OnceLock;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{cards, merchant, payments, refunds};
+
+/// The error object of every failure.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ApiErrorObject {
+    /// Machine-readable: `parameter_invalid`, `card_declined`, `insufficient_scope`, …
+    code: String,
+    /// What went wrong, for people.
+    message: String,
+    /// The issuer's reason on a decline (`insufficient_funds`, …).
+    decline_code: Option<String>,
+    /// The request parameter or header at fault.
+    param: Option<String>,
+    /// The payment a decline concerns (it is stored as failed).
+    payment_id: Option<String>,
+}
+
+/// `{"success": false, "error": {…}}`: the body of every 4xx and 5xx.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ErrorEnvelope {
+    /// Always `false`.
+    success: bool,
+    error: ApiErrorObject,
+}
 
 struct ApiKeyScheme;
 
@@ -36,6 +61,7 @@ impl Modify for ApiKeyScheme {
         merchant::get, merchant::put_providers, merchant::put_webhook, merchant::get_webhook,
         merchant::create_key, merchant::list_keys, merchant::revoke_key
     ),
+    components(schemas(ErrorEnvelope, ApiErrorObject)),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "payments", description = "Create, confirm, capture, cancel and list payments"),
@@ -68,5 +94,6 @@ mod tests {
             assert!(doc["paths"].get(path).is_some(), "{path}");
         }
         assert!(doc["components"]["schemas"].get("PaymentView").is_some());
+        assert!(doc["components"]["schemas"].get("ErrorEnvelope").is_some());
     }
 }
