@@ -1,9 +1,7 @@
-//! The `gateway` binary.
+//! The `gateway` binary: see `gateway --help`.
 
-fn main() {
-    let providers: Vec<_> = gateway_core::provider_factories()
-        .iter()
-        .map(|f| f.name)
-        .collect();
-    println!("gateway: providers linked in: {}", providers.join(", "));
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    gateway_server::cli::main()
 }

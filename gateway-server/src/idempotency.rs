@@ -1,0 +1,197 @@
+//! `Idempotency-Key` on every POST.
+//!
+//! * Requests with one key (per merchant) run one at a time: concurrent
+//!   duplicates wait for the first and then replay its stored response, so
+//!   they make exactly one provider call.
+//! * The response of a request that ran is stored in the same transaction as
+//!   its changes and replayed with `Idempotent-Replayed: true` for 24 hours;
+//!   the same key with a different method, path or body is refused with 422.
+//! * Validation failures and retryable provider failures (5xx, 429) are not
+//!   stored, so a retry runs again.
+//! * The key sent to the provider is derived from the merchant's key, so a
+//!   retry after a crash between the provider call and the commit reuses it
+//!   and the provider replays its first result instead of charging again.
+
+use std::future::Future;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use gateway_core::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN};
+
+use crate::auth::Auth;
+use crate::clock::now_ms;
+use crate::errors::{json_response, ApiError};
+use crate::ids::{new_id, sha256_hex};
+use crate::payments::{publish_committed, IntentUpdate};
+use crate::state::AppState;
+use crate::storage::{Change, IdempotencyRow};
+
+/// How long a stored response is replayed.
+pub(crate) const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The header carrying the merchant's key.
+pub(crate) const HEADER: &str = "Idempotency-Key";
+
+/// What a POST handler produced: the response and the changes to commit with it.
+pub(crate) struct Outcome {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
+    pub(crate) changes: Vec<Change>,
+    /// Intent changes to publish once committed.
+    pub(crate) updates: Vec<IntentUpdate>,
+}
+
+/// The provider keys for one request: derived from the merchant's key when it
+/// sent one, random otherwise.
+#[derive(Clone, Debug)]
+pub(crate) struct ProviderKeys {
+    base: String,
+}
+
+impl ProviderKeys {
+    fn derived(merchant_id: &str, key: &str) -> Self {
+        let digest = sha256_hex(format!("{merchant_id}\n{key}").as_bytes());
+        ProviderKeys {
+            base: format!("gw_{}", &digest[..40]),
+        }
+    }
+
+    fn random() -> Self {
+        ProviderKeys {
+            base: format!("gw_{}", new_id()),
+        }
+    }
+
+    /// The provider key for one step of the request (`create_intent`, `refund`, …).
+    pub(crate) fn step(&self, step: &str) -> Result<IdempotencyKey, ApiError> {
+        IdempotencyKey::new(format!("{}:{step}", self.base)).map_err(|_| ApiError::internal())
+    }
+}
+
+/// Runs `handler` once per merchant key, storing and replaying its outcome.
+pub(crate) async fn run<F, Fut>(
+    state: &AppState,
+    auth: &Auth,
+    req: &HttpRequest,
+    body: &[u8],
+    handler: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(ProviderKeys) -> Fut,
+    Fut: Future<Output = Result<Outcome, ApiError>>,
+{
+    let Some(key) = header_key(req)? else {
+        let outcome = handler(ProviderKeys::random()).await?;
+        return finish(state, outcome, None).await;
+    };
+    let fingerprint = {
+        let mut material = Vec::with_capacity(body.len() + 64);
+        material.extend_from_slice(req.method().as_str().as_bytes());
+        material.push(b' ');
+        material.extend_from_slice(req.path().as_bytes());
+        material.push(b'\n');
+        material.extend_from_slice(body);
+        sha256_hex(&material)
+    };
+    let _guard = state
+        .idempotency_locks
+        .lock((auth.merchant_id.clone(), key.clone()))
+        .await;
+    if let Some(stored) = state.store.idempotency(&auth.merchant_id, &key).await? {
+        if stored.created_at >= now_ms() - RETENTION_MS {
+            if stored.fingerprint != fingerprint {
+                return Err(ApiError::unprocessable(
+                    "idempotency_key_reused",
+                    format!(
+                        "the Idempotency-Key {key:?} was used with a different request; \
+                         use a new key for a new request"
+                    ),
+                )
+                .with_param(HEADER));
+            }
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            let mut response = json_response(status, stored.body);
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+                actix_web::http::header::HeaderValue::from_static("true"),
+            );
+            return Ok(response);
+        }
+    }
+    let keys = ProviderKeys::derived(&auth.merchant_id, &key);
+    let outcome = handler(keys).await?;
+    let record = IdempotencyRow {
+        merchant_id: auth.merchant_id.to_string(),
+        key,
+        fingerprint,
+        status: outcome.status.as_u16(),
+        body: outcome.body.clone(),
+        created_at: now_ms(),
+    };
+    finish(state, outcome, Some(record)).await
+}
+
+async fn finish(
+    state: &AppState,
+    mut outcome: Outcome,
+    record: Option<IdempotencyRow>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(record) = record {
+        outcome.changes.push(Change::SaveIdempotency(record));
+    }
+    state.store.commit(outcome.changes).await?;
+    publish_committed(state, &outcome.updates);
+    Ok(json_response(outcome.status, outcome.body))
+}
+
+fn header_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_invalid",
+            format!("the Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+        )
+        .with_param(HEADER)
+    };
+    let key = value.to_str().map_err(|_| invalid())?.trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Deletes stored responses older than 24 hours, every ten minutes.
+pub(crate) async fn purge_loop(store: std::sync::Arc<dyn crate::storage::Store>) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        interval.tick().await;
+        match store.purge_idempotency(now_ms() - RETENTION_MS).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+            Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_keys_are_derived_per_merchant_and_step() {
+        let a = ProviderKeys::derived("m1", "order-1");
+        let b = ProviderKeys::derived("m1", "order-1");
+        let c = ProviderKeys::derived("m2", "order-1");
+        let step = |keys: &ProviderKeys, step: &str| keys.step(step).unwrap();
+        assert_eq!(step(&a, "create_intent"), step(&b, "create_intent"));
+        assert_ne!(step(&a, "create_intent"), step(&c, "create_intent"));
+        assert_ne!(step(&a, "create_intent"), step(&a, "capture"));
+        assert_ne!(
+            step(&ProviderKeys::random(), "x"),
+            step(&ProviderKeys::random(), "x")
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! The Gateway server: an actix-web API over payment providers, with
+//! merchants and scoped API keys, idempotent POSTs, and SQLite storage.
+//!
+//! Run it with `cargo run -p gateway-server` (the `gateway` binary); embed it
+//! (tests do) with [`ServerBuilder`].
+
+mod auth;
+mod body;
+mod clock;
+mod config;
+mod crypto;
+mod errors;
+mod idempotency;
+mod ids;
+mod locks;
+mod metrics;
+mod openapi;
+mod payments;
+mod providers;
+mod routes;
+mod server;
+mod state;
+mod storage;
+
+pub mod cli;
+
+pub use config::{Config, ConfigError, LogFormat};
+pub use crypto::MasterKey;
+pub use server::{RunningServer, ServerBuilder, StartError};

@@ -1,0 +1,170 @@
+//! Prometheus metrics: requests by route and status, a latency histogram,
+//! and provider calls and errors. Written in the text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum_micros: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, &'static str, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    provider_calls: BTreeMap<(String, &'static str, &'static str), u64>,
+}
+
+/// The server's counters.
+pub(crate) struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        Metrics {
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Records one finished request.
+    pub(crate) fn observe_request(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match inner.requests.get_mut(&(route.to_owned(), method, status)) {
+            Some(count) => *count += 1,
+            None => {
+                inner.requests.insert((route.to_owned(), method, status), 1);
+            }
+        }
+        let histogram = match inner.latency.get_mut(route) {
+            Some(histogram) => histogram,
+            None => inner.latency.entry(route.to_owned()).or_default(),
+        };
+        let seconds = elapsed.as_secs_f64();
+        for (bucket, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum_micros += elapsed.as_micros() as u64;
+    }
+
+    /// Records one provider call and its outcome (`ok` or an error kind).
+    pub(crate) fn observe_provider(&self, provider: &str, operation: &'static str, outcome: &'static str) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        *inner
+            .provider_calls
+            .entry((provider.to_owned(), operation, outcome))
+            .or_default() += 1;
+    }
+
+    /// The text exposition.
+    pub(crate) fn render(&self) -> String {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP gateway_http_requests_total HTTP requests by route, method and status.\n");
+        out.push_str("# TYPE gateway_http_requests_total counter\n");
+        for ((route, method, status), count) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "gateway_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {count}",
+                escape(route)
+            );
+        }
+        out.push_str("# HELP gateway_http_request_duration_seconds HTTP request latency by route.\n");
+        out.push_str("# TYPE gateway_http_request_duration_seconds histogram\n");
+        for (route, histogram) in &inner.latency {
+            let route = escape(route);
+            for (bound, count) in BUCKETS.iter().zip(histogram.counts) {
+                let _ = writeln!(
+                    out,
+                    "gateway_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "gateway_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(
+                out,
+                "gateway_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                histogram.sum_micros as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "gateway_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                histogram.count
+            );
+        }
+        out.push_str(
+            "# HELP gateway_provider_calls_total Calls to payment providers by operation and outcome.\n",
+        );
+        out.push_str("# TYPE gateway_provider_calls_total counter\n");
+        for ((provider, operation, outcome), count) in &inner.provider_calls {
+            let _ = writeln!(
+                out,
+                "gateway_provider_calls_total{{provider=\"{}\",operation=\"{operation}\",outcome=\"{outcome}\"}} {count}",
+                escape(provider)
+            );
+        }
+        out.push_str("# HELP gateway_provider_errors_total Failed calls to payment providers.\n");
+        out.push_str("# TYPE gateway_provider_errors_total counter\n");
+        let mut errors: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for ((provider, operation, outcome), count) in &inner.provider_calls {
+            if *outcome != "ok" {
+                *errors.entry((provider, operation)).or_default() += count;
+            }
+        }
+        for ((provider, operation), count) in errors {
+            let _ = writeln!(
+                out,
+                "gateway_provider_errors_total{{provider=\"{}\",operation=\"{operation}\"}} {count}",
+                escape(provider)
+            );
+        }
+        out
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let metrics = Metrics::new();
+        metrics.observe_request("/v1/payments", "POST", 200, Duration::from_millis(3));
+        metrics.observe_request("/v1/payments", "POST", 200, Duration::from_millis(30));
+        metrics.observe_provider("mock", "create_intent", "ok");
+        metrics.observe_provider("mock", "create_intent", "card_declined");
+        let text = metrics.render();
+        assert!(text.contains(
+            "gateway_http_requests_total{route=\"/v1/payments\",method=\"POST\",status=\"200\"} 2"
+        ));
+        assert!(text
+            .contains("gateway_http_request_duration_seconds_bucket{route=\"/v1/payments\",le=\"0.005\"} 1"));
+        assert!(text.contains("gateway_http_request_duration_seconds_count{route=\"/v1/payments\"} 2"));
+        assert!(
+            text.contains("gateway_provider_errors_total{provider=\"mock\",operation=\"create_intent\"} 1")
+        );
+    }
+}

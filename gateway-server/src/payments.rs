@@ -1,0 +1,211 @@
+//! The one place a payment's intent changes.
+//!
+//! Every change to a stored intent — from an API call, and later from
+//! webhooks and reconciliation — goes through [`apply_intent_change`], which
+//! refuses illegal transitions with [`IntentStatus::can_transition_to`], so a
+//! late or replayed update never moves a payment backwards. Once the change
+//! is committed, [`publish_committed`] hands it to the event bus hook.
+
+use gateway_core::{IntentStatus, PaymentIntent, PaymentStatus};
+
+use crate::clock::now_ms;
+use crate::state::AppState;
+use crate::storage::{Change, PaymentRow};
+
+/// Where a change came from (the bus's `IntentChangeContext::source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeSource {
+    /// A merchant's API call.
+    Api,
+    /// The gateway asked the provider for the intent's current state.
+    Reconcile,
+}
+
+/// What happened to a payment, for the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpdateKind {
+    /// The payment was created.
+    Created,
+    /// The intent moved (or its amounts changed).
+    IntentChanged,
+    /// A refund changed what was refunded.
+    Refunded,
+}
+
+/// A committed-to-be change of one payment.
+#[derive(Debug, Clone)]
+pub(crate) struct IntentUpdate {
+    pub(crate) kind: UpdateKind,
+    pub(crate) source: ChangeSource,
+    pub(crate) merchant_id: String,
+    pub(crate) payment_id: String,
+    /// The intent's status before the change (`None` for a new payment).
+    pub(crate) previous: Option<IntentStatus>,
+    pub(crate) previous_status: Option<PaymentStatus>,
+    /// The intent after the change.
+    pub(crate) intent: PaymentIntent,
+    pub(crate) status: PaymentStatus,
+}
+
+/// Records a new payment: the change to commit and the update to publish.
+pub(crate) fn new_payment(row: PaymentRow, source: ChangeSource) -> (Change, IntentUpdate) {
+    let update = IntentUpdate {
+        kind: UpdateKind::Created,
+        source,
+        merchant_id: row.merchant_id.clone(),
+        payment_id: row.id.clone(),
+        previous: None,
+        previous_status: None,
+        intent: row.intent.clone(),
+        status: row.status(),
+    };
+    (Change::InsertPayment(Box::new(row)), update)
+}
+
+/// Applies the provider's view of the intent to `row` if the move is legal.
+///
+/// Returns the change to commit and the update to publish, or `None` when
+/// nothing changed or the transition is illegal (a stale or replayed state:
+/// the stored one is kept).
+pub(crate) fn apply_intent_change(
+    row: &mut PaymentRow,
+    intent: PaymentIntent,
+    source: ChangeSource,
+) -> Option<(Change, IntentUpdate)> {
+    if intent == row.intent {
+        return None;
+    }
+    let from = row.intent.status;
+    if intent.status != from && !from.can_transition_to(intent.status) {
+        tracing::warn!(
+            payment = %row.id,
+            from = %from,
+            to = %intent.status,
+            "ignored an illegal intent transition (stale or replayed state)"
+        );
+        return None;
+    }
+    if intent.status == from && from.is_terminal() && intent.amount_received < row.intent.amount_received {
+        return None;
+    }
+    let previous_status = row.status();
+    row.intent = intent;
+    row.updated_at = now_ms();
+    let update = IntentUpdate {
+        kind: UpdateKind::IntentChanged,
+        source,
+        merchant_id: row.merchant_id.clone(),
+        payment_id: row.id.clone(),
+        previous: Some(from),
+        previous_status: Some(previous_status),
+        intent: row.intent.clone(),
+        status: row.status(),
+    };
+    Some((Change::UpdatePayment(Box::new(row.clone())), update))
+}
+
+/// Adds `amount` minor units to what was refunded of `row`.
+pub(crate) fn apply_refund(
+    row: &mut PaymentRow,
+    amount: i64,
+    source: ChangeSource,
+) -> (Change, IntentUpdate) {
+    let previous_status = row.status();
+    row.amount_refunded = row.amount_refunded.saturating_add(amount);
+    row.updated_at = now_ms();
+    let update = IntentUpdate {
+        kind: UpdateKind::Refunded,
+        source,
+        merchant_id: row.merchant_id.clone(),
+        payment_id: row.id.clone(),
+        previous: Some(row.intent.status),
+        previous_status: Some(previous_status),
+        intent: row.intent.clone(),
+        status: row.status(),
+    };
+    (Change::UpdatePayment(Box::new(row.clone())), update)
+}
+
+/// Called once the changes behind `updates` are committed.
+///
+/// EVENT BUS HOOK: this is where the server publishes to gateway-core's
+/// `EventBus` when it lands — map each update to its typed event
+/// (`IntentCreated`, `IntentSucceeded`, `IntentPaymentFailed`,
+/// `IntentRefunded`, …) with the intent snapshot, `previous` and an
+/// `IntentChangeContext { source, local: true, … }`, then `bus.publish(…)`.
+/// The outbound merchant webhooks (`payment.completed`, …) hang off the same point.
+pub(crate) fn publish_committed(_state: &AppState, updates: &[IntentUpdate]) {
+    for update in updates {
+        tracing::debug!(
+            merchant = %update.merchant_id,
+            payment = %update.payment_id,
+            kind = ?update.kind,
+            source = ?update.source,
+            previous = ?update.previous,
+            previous_status = ?update.previous_status,
+            intent_status = %update.intent.status,
+            status = %update.status,
+            "payment changed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_core::{CaptureMethod, Currency, Metadata};
+
+    use super::*;
+
+    fn row(status: IntentStatus) -> PaymentRow {
+        PaymentRow {
+            id: "p1".into(),
+            merchant_id: "m1".into(),
+            provider: "mock".into(),
+            intent: PaymentIntent {
+                id: "pi_1".into(),
+                provider: "mock".into(),
+                amount: 1000,
+                amount_received: 0,
+                amount_capturable: 0,
+                currency: Currency::USD,
+                status,
+                capture_method: CaptureMethod::Automatic,
+                customer: None,
+                payment_method: None,
+                client_secret: None,
+                metadata: Metadata::new(),
+                description: None,
+                next_action: None,
+                last_payment_error: None,
+                cancellation_reason: None,
+                created: 0,
+                updated: 0,
+            },
+            amount_refunded: 0,
+            idempotency_key: None,
+            saved_card_id: None,
+            customer_email: None,
+            return_url: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn legal_changes_apply_and_illegal_ones_are_ignored() {
+        let mut payment = row(IntentStatus::RequiresAction);
+        let mut next = payment.intent.clone();
+        next.status = IntentStatus::Succeeded;
+        next.amount_received = 1000;
+        let (_, update) = apply_intent_change(&mut payment, next.clone(), ChangeSource::Api).unwrap();
+        assert_eq!(update.previous, Some(IntentStatus::RequiresAction));
+        assert_eq!(update.status, PaymentStatus::Completed);
+        let mut stale = next.clone();
+        stale.status = IntentStatus::Processing;
+        assert!(apply_intent_change(&mut payment, stale, ChangeSource::Reconcile).is_none());
+        assert_eq!(payment.intent.status, IntentStatus::Succeeded);
+        assert!(apply_intent_change(&mut payment, next, ChangeSource::Api).is_none());
+        let (_, update) = apply_refund(&mut payment, 400, ChangeSource::Api);
+        assert_eq!(update.status, PaymentStatus::PartiallyRefunded);
+    }
+}

@@ -1,0 +1,349 @@
+//! Building and running the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpServer};
+use gateway_core::{build_provider, provider_factories, PaymentProvider, ProviderConfig};
+use tracing::Instrument;
+
+use crate::auth::{KeyCache, RateLimiter, Scopes};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::crypto::{MasterKey, Sealer};
+use crate::ids::{new_id, new_request_id};
+use crate::locks::KeyedLocks;
+use crate::metrics::Metrics;
+use crate::providers::Providers;
+use crate::state::AppState;
+use crate::storage::{sqlite_path, Change, MerchantRow, SqliteStore, Store, StoreError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The master key file could not be read or written.
+    #[error("master key: {0}")]
+    MasterKey(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<StoreError> for StartError {
+    fn from(error: StoreError) -> Self {
+        StartError::Storage(error.to_string())
+    }
+}
+
+/// Configures and starts a gateway server.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use gateway_core::MockProvider;
+/// use gateway_server::{Config, ServerBuilder};
+///
+/// let mut config = Config::default();
+/// config.listen = "127.0.0.1:0".into();
+/// config.database_url = "sqlite:///tmp/gateway-test.db".into();
+/// let server = ServerBuilder::new(config).provider(Arc::new(MockProvider::new())).start().await?;
+/// println!("listening on {}", server.addr());
+/// server.stop().await;
+/// # Ok(()) }
+/// ```
+pub struct ServerBuilder {
+    config: Config,
+    providers: Vec<Arc<dyn PaymentProvider>>,
+}
+
+impl ServerBuilder {
+    /// A server from `config`, with the providers registered in this binary.
+    pub fn new(config: Config) -> Self {
+        ServerBuilder {
+            config,
+            providers: Vec::new(),
+        }
+    }
+
+    /// Uses `provider` (e.g. a `MockProvider` a test keeps a handle to) instead
+    /// of building providers from the registry. Call once per provider.
+    pub fn provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// Opens the database, then binds and starts serving in the background.
+    pub async fn start(self) -> Result<RunningServer, StartError> {
+        let config = self.config;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_url).await?);
+        let master_key = master_key(&config)?;
+        let sandbox_key = if config.sandbox && store.merchant_count().await? == 0 {
+            let (merchant_id, key) = create_merchant(&*store, "sandbox", Some(Scopes::all())).await?;
+            tracing::info!(merchant = %merchant_id, "created the sandbox merchant");
+            key
+        } else {
+            None
+        };
+        let metrics = Arc::new(Metrics::new());
+        let providers = if self.providers.is_empty() {
+            registry_providers(&config)
+        } else {
+            self.providers
+        };
+        let providers = Providers::new(providers, config.default_provider.clone(), metrics.clone());
+        tracing::info!(providers = ?providers.global_names(), "providers");
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            providers,
+            keys: KeyCache::new(),
+            rate_limiter: RateLimiter::new(config.rate_limit_per_second),
+            sealer: Sealer::new(&master_key),
+            metrics,
+            idempotency_locks: KeyedLocks::new(),
+            payment_locks: KeyedLocks::new(),
+            customer_locks: KeyedLocks::new(),
+            max_body_bytes: config.max_body_bytes,
+        });
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::PathConfig::default().error_handler(|error, req| {
+                    crate::errors::ApiError::new(
+                        actix_web::http::StatusCode::NOT_FOUND,
+                        "resource_missing",
+                        format!("no such object at {}: {error}", req.path()),
+                    )
+                    .into()
+                }))
+                .wrap(from_fn(observe))
+                .configure(crate::routes::configure)
+                .default_service(web::to(crate::routes::not_found))
+        });
+        if config.workers > 0 {
+            server = server.workers(config.workers);
+        }
+        let server = server.bind(&config.listen).map_err(|source| StartError::Bind {
+            address: config.listen.clone(),
+            source,
+        })?;
+        let addr = server.addrs().first().copied().ok_or_else(|| StartError::Bind {
+            address: config.listen.clone(),
+            source: std::io::Error::other("no address bound"),
+        })?;
+        let server = server.disable_signals().shutdown_timeout(5).run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        let purge = tokio::spawn(crate::idempotency::purge_loop(store));
+        tracing::info!(%addr, "gateway listening");
+        Ok(RunningServer {
+            addr,
+            handle,
+            task,
+            purge,
+            sandbox_key,
+        })
+    }
+}
+
+/// A started server; stop it with [`RunningServer::stop`].
+pub struct RunningServer {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    purge: tokio::task::JoinHandle<()>,
+    sandbox_key: Option<String>,
+}
+
+impl RunningServer {
+    /// The address it listens on (the real port when configured with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The sandbox merchant's API key, when this start created it (empty database).
+    pub fn sandbox_key(&self) -> Option<&str> {
+        self.sandbox_key.as_deref()
+    }
+
+    /// Stops accepting, finishes in-flight requests, and waits.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.purge.abort();
+        let _ = self.task.await;
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Builds every provider linked into the binary that its settings (or none) allow.
+fn registry_providers(config: &Config) -> Vec<Arc<dyn PaymentProvider>> {
+    let mut providers = Vec::new();
+    for factory in provider_factories() {
+        let mut settings = ProviderConfig::new();
+        for (key, value) in config.providers.get(factory.name).into_iter().flatten() {
+            settings.set(key.clone(), value.clone());
+        }
+        match build_provider(factory.name, &settings) {
+            Ok(provider) => providers.push(provider),
+            Err(error) => tracing::info!(provider = factory.name, %error, "provider not enabled"),
+        }
+    }
+    providers
+}
+
+/// The configured master key, or one kept in a file beside the database.
+fn master_key(config: &Config) -> Result<MasterKey, StartError> {
+    if let Some(hex) = &config.master_key {
+        return MasterKey::from_hex(hex).ok_or_else(|| StartError::MasterKey("not 64 hex characters".into()));
+    }
+    let Some(db) = sqlite_path(&config.database_url) else {
+        tracing::warn!("no GATEWAY_MASTER_KEY: using a key that lives only as long as this process");
+        return Ok(MasterKey::generate());
+    };
+    let mut path = db.into_os_string();
+    path.push(".master-key");
+    let path = Path::new(&path);
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return MasterKey::from_hex(&text).ok_or_else(|| {
+            StartError::MasterKey(format!("{} does not hold 64 hex characters", path.display()))
+        });
+    }
+    let key = MasterKey::generate();
+    write_private(path, &key.to_hex())
+        .map_err(|error| StartError::MasterKey(format!("{}: {error}", path.display())))?;
+    tracing::warn!(
+        file = %path.display(),
+        "no GATEWAY_MASTER_KEY configured: generated one into this file; set GATEWAY_MASTER_KEY in production"
+    );
+    Ok(key)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// Creates a merchant, and an API key with `scopes` when given; returns the id and key.
+pub(crate) async fn create_merchant(
+    store: &dyn Store,
+    name: &str,
+    scopes: Option<Scopes>,
+) -> Result<(String, Option<String>), StoreError> {
+    let merchant = MerchantRow {
+        id: new_id(),
+        name: name.to_owned(),
+        webhook_url: None,
+        created_at: now_ms(),
+    };
+    let mut changes = vec![Change::InsertMerchant(merchant.clone())];
+    let key = scopes.map(|scopes| {
+        let (row, key) = crate::routes::merchant::new_key_row(&merchant.id, scopes);
+        changes.push(Change::InsertApiKey(row));
+        key
+    });
+    store.commit(changes).await?;
+    Ok((merchant.id, key))
+}
+
+/// Request id, access log and metrics for every request.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let request_id = new_request_id();
+    let method = method_name(req.method());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let span = tracing::info_span!("request", request_id = %request_id, method, path = %req.path());
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("request-id"), value);
+    }
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.observe_request(&route, method, status, elapsed);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            route = %route,
+            latency_us = elapsed.as_micros() as u64,
+            "request"
+        )
+    });
+    Ok(response)
+}
+
+fn method_name(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}

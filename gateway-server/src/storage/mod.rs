@@ -1,0 +1,246 @@
+//! Storage: the rows the server keeps and the [`Store`] interface over them.
+//!
+//! Handlers only see [`Store`]; `sqlite` implements it today and a PostgreSQL
+//! implementation can fill it later without touching them. Every write is a
+//! list of [`Change`]s committed together in one transaction.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use gateway_core::{PaymentIntent, PaymentStatus, Refund};
+
+pub(crate) use self::sqlite::{sqlite_path, SqliteStore};
+use crate::auth::Scopes;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// The database stayed locked past the busy timeout.
+    #[error("database busy")]
+    Busy,
+    /// A stored value could not be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database URL names a backend this build cannot open.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+    /// The writer task stopped (the server is shutting down).
+    #[error("storage writer stopped")]
+    WriterGone,
+    /// Any other database error.
+    #[error(transparent)]
+    Database(sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error {
+            let code = db.code();
+            if matches!(code.as_deref(), Some("5" | "6" | "261" | "517")) {
+                return StoreError::Busy;
+            }
+        }
+        StoreError::Database(error)
+    }
+}
+
+/// A merchant: the owner of keys, credentials and payments.
+#[derive(Debug, Clone)]
+pub(crate) struct MerchantRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) webhook_url: Option<String>,
+    pub(crate) created_at: i64,
+}
+
+/// An API key as stored: its hash, never the key.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiKeyRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) key_hash: String,
+    /// The first characters of the key, to recognize it in listings.
+    pub(crate) prefix: String,
+    pub(crate) scopes: Scopes,
+    pub(crate) created_at: i64,
+    pub(crate) revoked_at: Option<i64>,
+}
+
+/// A merchant's credentials for one provider, sealed with the master key.
+#[derive(Debug, Clone)]
+pub(crate) struct CredentialRow {
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) sealed: Vec<u8>,
+    /// JSON object of masked values, for display.
+    pub(crate) masked: String,
+    pub(crate) updated_at: i64,
+}
+
+/// A payment: the provider's intent as last seen, plus what the gateway adds.
+#[derive(Debug, Clone)]
+pub(crate) struct PaymentRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) intent: PaymentIntent,
+    /// Minor units refunded (refunds that hold funds).
+    pub(crate) amount_refunded: i64,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) saved_card_id: Option<String>,
+    pub(crate) customer_email: Option<String>,
+    pub(crate) return_url: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
+impl PaymentRow {
+    /// The merchant-facing status: always derived, never stored on its own.
+    /// (The `status` column is written from this function only, as a filter index.)
+    pub(crate) fn status(&self) -> PaymentStatus {
+        PaymentStatus::derive(&self.intent, self.amount_refunded)
+    }
+}
+
+/// A refund of a payment.
+#[derive(Debug, Clone)]
+pub(crate) struct RefundRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) payment_id: String,
+    pub(crate) refund: Refund,
+    pub(crate) created_at: i64,
+}
+
+/// A provider customer the gateway created for a merchant's customer email.
+#[derive(Debug, Clone)]
+pub(crate) struct CustomerRow {
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) email: String,
+    pub(crate) provider_customer_id: String,
+    pub(crate) created_at: i64,
+}
+
+/// A card saved at a provider.
+#[derive(Debug, Clone)]
+pub(crate) struct CardRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) provider_customer_id: String,
+    pub(crate) provider_payment_method: String,
+    pub(crate) customer_email: String,
+    pub(crate) brand: String,
+    pub(crate) last4: String,
+    pub(crate) exp_month: i64,
+    pub(crate) exp_year: i64,
+    pub(crate) is_default: bool,
+    pub(crate) active: bool,
+    pub(crate) created_at: i64,
+}
+
+/// A stored response for an idempotency key.
+#[derive(Debug, Clone)]
+pub(crate) struct IdempotencyRow {
+    pub(crate) merchant_id: String,
+    pub(crate) key: String,
+    /// SHA-256 of method, path and body.
+    pub(crate) fingerprint: String,
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) created_at: i64,
+}
+
+/// One row-level change; a list of them commits atomically.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    InsertMerchant(MerchantRow),
+    SetWebhookUrl {
+        merchant_id: String,
+        url: Option<String>,
+    },
+    InsertApiKey(ApiKeyRow),
+    RevokeApiKey {
+        merchant_id: String,
+        id: String,
+        at: i64,
+    },
+    UpsertCredential(CredentialRow),
+    InsertPayment(Box<PaymentRow>),
+    UpdatePayment(Box<PaymentRow>),
+    InsertRefund(Box<RefundRow>),
+    InsertCustomer(CustomerRow),
+    InsertCard(CardRow),
+    /// Makes `card_id` the only default card of its customer email.
+    SetDefaultCard {
+        merchant_id: String,
+        email: String,
+        card_id: String,
+    },
+    DeactivateCard {
+        merchant_id: String,
+        id: String,
+    },
+    SaveIdempotency(IdempotencyRow),
+}
+
+/// Filters for listing payments; amounts in minor units of `currency` or, without
+/// a currency, in ten-thousandths of the major unit (see `amount_e4`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PaymentFilter {
+    pub(crate) provider: Option<String>,
+    pub(crate) status: Option<PaymentStatus>,
+    pub(crate) currency: Option<String>,
+    pub(crate) min_amount_e4: Option<i64>,
+    pub(crate) max_amount_e4: Option<i64>,
+    pub(crate) since_ms: Option<i64>,
+    pub(crate) until_ms: Option<i64>,
+    /// Only payments older (in list order) than this payment id.
+    pub(crate) after_id: Option<String>,
+    pub(crate) limit: u32,
+}
+
+/// The storage interface handlers use.
+#[async_trait]
+pub(crate) trait Store: Send + Sync + 'static {
+    /// Applies every change in one transaction: all or nothing.
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn merchant(&self, id: &str) -> Result<Option<MerchantRow>, StoreError>;
+    async fn merchant_count(&self) -> Result<i64, StoreError>;
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
+    async fn api_keys(&self, merchant_id: &str) -> Result<Vec<ApiKeyRow>, StoreError>;
+    async fn credentials(&self, merchant_id: &str) -> Result<Vec<CredentialRow>, StoreError>;
+    async fn payment(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentRow>, StoreError>;
+    /// Newest first, at most `filter.limit` rows.
+    async fn payments(
+        &self,
+        merchant_id: &str,
+        filter: &PaymentFilter,
+    ) -> Result<Vec<PaymentRow>, StoreError>;
+    async fn refund(&self, merchant_id: &str, id: &str) -> Result<Option<RefundRow>, StoreError>;
+    async fn customer(
+        &self,
+        merchant_id: &str,
+        provider: &str,
+        email: &str,
+    ) -> Result<Option<CustomerRow>, StoreError>;
+    async fn card(&self, merchant_id: &str, id: &str) -> Result<Option<CardRow>, StoreError>;
+    /// Active cards, newest first.
+    async fn cards(&self, merchant_id: &str, email: Option<&str>) -> Result<Vec<CardRow>, StoreError>;
+    async fn idempotency(&self, merchant_id: &str, key: &str) -> Result<Option<IdempotencyRow>, StoreError>;
+    /// Deletes idempotency records created before `before_ms`; returns how many.
+    async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// `minor` units of a currency with `exponent` digits, in ten-thousandths of the
+/// major unit, so amounts of different currencies compare (saturating).
+pub(crate) fn amount_e4(minor: i64, exponent: u8) -> i64 {
+    let scale = 10i64.pow(u32::from(4u8.saturating_sub(exponent)));
+    minor.saturating_mul(scale)
+}

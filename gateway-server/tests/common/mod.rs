@@ -1,0 +1,286 @@
+//! Shared helpers: a real gateway server on 127.0.0.1 (port 0) with a
+//! temporary SQLite file and a `MockProvider` the test keeps a handle to.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use gateway_core::mock::MockStats;
+use gateway_core::MockProvider;
+use gateway_server::{Config, RunningServer, ServerBuilder};
+use serde_json::Value;
+
+/// Every scope.
+pub const ALL_SCOPES: &str = "payments:read,payments:write,merchant:read,merchant:write,webhooks:read";
+
+/// A response: status, headers we care about, parsed JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub replayed: bool,
+    pub retry_after: Option<String>,
+    pub request_id: Option<String>,
+    pub content_type: Option<String>,
+    pub text: String,
+}
+
+impl Reply {
+    /// `data` of a success envelope.
+    pub fn data(&self) -> &Value {
+        assert_eq!(
+            self.body["success"], true,
+            "expected success, got {} {}",
+            self.status, self.body
+        );
+        &self.body["data"]
+    }
+
+    /// `error.code` of a failure envelope.
+    pub fn code(&self) -> &str {
+        assert_eq!(
+            self.body["success"], false,
+            "expected failure, got {} {}",
+            self.status, self.body
+        );
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// A running gateway for one test.
+pub struct TestServer {
+    pub mock: MockProvider,
+    /// The sandbox merchant's all-scopes key.
+    pub key: String,
+    pub config: Config,
+    server: Option<RunningServer>,
+    base: String,
+    client: awc::Client,
+    dir: Arc<tempfile::TempDir>,
+}
+
+fn config_for(dir: &tempfile::TempDir) -> Config {
+    Config {
+        listen: "127.0.0.1:0".to_owned(),
+        database_url: format!("sqlite://{}", dir.path().join("gateway.db").display()),
+        master_key: Some("0123456789abcdef".repeat(4)),
+        workers: 2,
+        max_body_bytes: 16 * 1024,
+        log_level: "warn".to_owned(),
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    /// A fresh database, a fresh mock, the sandbox merchant.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with the configuration adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = config_for(&dir);
+        adjust(&mut config);
+        let mock = MockProvider::new();
+        let server = ServerBuilder::new(config.clone())
+            .provider(Arc::new(mock.clone()))
+            .start()
+            .await
+            .expect("server starts");
+        let key = server
+            .sandbox_key()
+            .expect("sandbox key on an empty database")
+            .to_owned();
+        TestServer::wrap(server, mock, key, config, dir)
+    }
+
+    fn wrap(
+        server: RunningServer,
+        mock: MockProvider,
+        key: String,
+        config: Config,
+        dir: Arc<tempfile::TempDir>,
+    ) -> Self {
+        let base = format!("http://{}", server.addr());
+        let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+        TestServer {
+            mock,
+            key,
+            config,
+            server: Some(server),
+            base,
+            client,
+            dir,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database file (and
+    /// the same provider account, which lives outside the gateway).
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let server = ServerBuilder::new(self.config.clone())
+            .provider(Arc::new(self.mock.clone()))
+            .start()
+            .await
+            .expect("server restarts");
+        assert!(
+            server.sandbox_key().is_none(),
+            "no second sandbox key on a used database"
+        );
+        TestServer::wrap(
+            server,
+            self.mock.clone(),
+            self.key.clone(),
+            self.config.clone(),
+            self.dir.clone(),
+        )
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    /// Another merchant with a key of `scopes`; returns (merchant id, key).
+    pub async fn merchant(&self, scopes: &str) -> (String, String) {
+        gateway_server::cli::create_merchant_with_key(&self.config, "other", scopes)
+            .await
+            .expect("merchant created")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn stats(&self) -> MockStats {
+        self.mock.stats()
+    }
+
+    /// Sends a request; `body` is sent as JSON text when given.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.insert_header(("X-API-Key", key));
+        }
+        let has_content_type = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !has_content_type {
+            request = request.insert_header(("Content-Type", "application/json"));
+        }
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        let mut response = match body {
+            Some(body) => request.send_body(body.to_owned()).await,
+            None => request.send().await,
+        }
+        .expect("request sent");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let replayed = header("idempotent-replayed").as_deref() == Some("true");
+        let retry_after = header("retry-after");
+        let request_id = header("request-id");
+        let content_type = header("content-type");
+        let bytes = response.body().limit(8 << 20).await.expect("body read");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Reply {
+            status: response.status(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            replayed,
+            retry_after,
+            request_id,
+            content_type,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, Some(&self.key), &[], None).await
+    }
+
+    pub async fn get_as(&self, key: &str, path: &str) -> Reply {
+        self.send("GET", path, Some(key), &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.send("POST", path, Some(&self.key), &[], Some(body)).await
+    }
+
+    pub async fn post_as(&self, key: &str, path: &str, body: &str) -> Reply {
+        self.send("POST", path, Some(key), &[], Some(body)).await
+    }
+
+    pub async fn post_idem(&self, path: &str, idempotency_key: &str, body: &str) -> Reply {
+        self.send(
+            "POST",
+            path,
+            Some(&self.key),
+            &[("Idempotency-Key", idempotency_key)],
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, body: &str) -> Reply {
+        self.send("PUT", path, Some(&self.key), &[], Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, Some(&self.key), &[], None).await
+    }
+
+    /// Creates a payment and returns its data.
+    pub async fn pay(&self, body: &str) -> Value {
+        let reply = self.post("/v1/payments", body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.data().clone()
+    }
+
+    /// How many payments the sandbox merchant has.
+    pub async fn payment_count(&self) -> usize {
+        let reply = self.get("/v1/payments?limit=100").await;
+        reply.data()["data"].as_array().map_or(0, Vec::len)
+    }
+
+    /// The database file's bytes (main file and WAL), to check what is stored at rest.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for name in ["gateway.db", "gateway.db-wal"] {
+            if let Ok(mut data) = std::fs::read(self.dir.path().join(name)) {
+                bytes.append(&mut data);
+            }
+        }
+        bytes
+    }
+}
+
+/// `{"amount": …, "currency": "USD", "payment_method": …}` with extra fields.
+pub fn payment_body(amount: &str, method: &str, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(r#"{{"amount": {amount}, "currency": "USD", "payment_method": "{method}"{extra}}}"#)
+}
