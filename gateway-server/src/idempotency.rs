@@ -49,8 +49,11 @@ pub(crate) struct ProviderKeys {
 }
 
 impl ProviderKeys {
-    fn derived(merchant_id: &str, key: &str) -> Self {
-        let digest = sha256_hex(format!("{merchant_id}\n{key}").as_bytes());
+    /// From the merchant, its key and the request's fingerprint: a retry of
+    /// the same request gets the same provider keys; the key reused for another
+    /// request after its record expired does not collide at the provider.
+    fn derived(merchant_id: &str, key: &str, fingerprint: &str) -> Self {
+        let digest = sha256_hex(format!("{merchant_id}\n{key}\n{fingerprint}").as_bytes());
         ProviderKeys {
             base: format!("gw_{}", &digest[..40]),
         }
@@ -118,7 +121,7 @@ where
             return Ok(response);
         }
     }
-    let keys = ProviderKeys::derived(&auth.merchant_id, &key);
+    let keys = ProviderKeys::derived(&auth.merchant_id, &key, &fingerprint);
     let outcome = handler(keys).await?;
     let record = IdempotencyRow {
         merchant_id: auth.merchant_id.to_string(),
@@ -182,12 +185,14 @@ mod tests {
 
     #[test]
     fn provider_keys_are_derived_per_merchant_and_step() {
-        let a = ProviderKeys::derived("m1", "order-1");
-        let b = ProviderKeys::derived("m1", "order-1");
-        let c = ProviderKeys::derived("m2", "order-1");
+        let a = ProviderKeys::derived("m1", "order-1", "f");
+        let b = ProviderKeys::derived("m1", "order-1", "f");
+        let c = ProviderKeys::derived("m2", "order-1", "f");
+        let d = ProviderKeys::derived("m1", "order-1", "g");
         let step = |keys: &ProviderKeys, step: &str| keys.step(step).unwrap();
         assert_eq!(step(&a, "create_intent"), step(&b, "create_intent"));
         assert_ne!(step(&a, "create_intent"), step(&c, "create_intent"));
+        assert_ne!(step(&a, "create_intent"), step(&d, "create_intent"));
         assert_ne!(step(&a, "create_intent"), step(&a, "capture"));
         assert_ne!(
             step(&ProviderKeys::random(), "x"),
