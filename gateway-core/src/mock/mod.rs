@@ -28,17 +28,19 @@
 //! with [`MockProvider::complete_authentication`]) and declines with
 //! `authentication_required` off-session.
 
+mod bounded;
 mod cards;
 mod ids;
 mod state;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use self::bounded::BoundedMap;
 use self::state::Account;
 use crate::customer::{Customer, SavedPaymentMethod};
 use crate::error::ProviderError;
@@ -81,6 +83,32 @@ pub struct MockConfig {
     pub start_time: UnixTimestamp,
     /// The value webhooks must carry in [`MOCK_SIGNATURE_HEADER`].
     pub webhook_secret: String,
+    /// How much the account remembers (everything, by default).
+    pub retention: Retention,
+}
+
+/// How much a mock account remembers; `None` keeps everything.
+///
+/// Tests keep everything. A long-running sandbox sets limits, as the `mock`
+/// provider the gateway server builds does: past them the oldest intents,
+/// idempotency records and untaken events are forgotten, and memory stays flat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Payment intents (the oldest become `NotFound`).
+    pub intents: Option<usize>,
+    /// Idempotency records (an older key runs again, as at Stripe after 24 hours).
+    pub idempotency_keys: Option<usize>,
+    /// Emitted events not yet taken.
+    pub events: Option<usize>,
+}
+
+impl Retention {
+    /// Limits for a sandbox that runs for days: 20 000 intents and keys, 1 000 events.
+    pub const SANDBOX: Retention = Retention {
+        intents: Some(20_000),
+        idempotency_keys: Some(20_000),
+        events: Some(1_000),
+    };
 }
 
 impl Default for MockConfig {
@@ -90,6 +118,7 @@ impl Default for MockConfig {
             seed: 42,
             start_time: 1_700_000_000,
             webhook_secret: "whsec_mock".to_owned(),
+            retention: Retention::default(),
         }
     }
 }
@@ -167,7 +196,7 @@ outcome_as!(as_payment_methods, PaymentMethods, Vec<SavedPaymentMethod>);
 #[derive(Debug)]
 struct Inner {
     account: Account,
-    idempotency: HashMap<IdempotencyKey, (Call, Result<Outcome, ProviderError>)>,
+    idempotency: BoundedMap<IdempotencyKey, (Call, Result<Outcome, ProviderError>)>,
     faults: VecDeque<Fault>,
     stats: MockStats,
     webhook_secret: String,
@@ -198,8 +227,13 @@ impl MockProvider {
     /// A mock account from `config`.
     pub fn with_config(config: MockConfig) -> Self {
         let inner = Inner {
-            account: Account::new(config.name.clone(), config.seed, config.start_time),
-            idempotency: HashMap::new(),
+            account: Account::new(
+                config.name.clone(),
+                config.seed,
+                config.start_time,
+                config.retention,
+            ),
+            idempotency: BoundedMap::new(config.retention.idempotency_keys),
             faults: VecDeque::new(),
             stats: MockStats::default(),
             webhook_secret: config.webhook_secret,
@@ -231,7 +265,7 @@ impl MockProvider {
 
     /// Every event emitted so far and not taken, oldest first.
     pub fn events(&self) -> Vec<ProviderEvent> {
-        self.lock().account.events().to_vec()
+        self.lock().account.events()
     }
 
     /// Takes the emitted events, oldest first, leaving none.
@@ -553,6 +587,7 @@ fn build_mock(config: &ProviderConfig) -> Result<Arc<dyn PaymentProvider>, Provi
         start_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs() as i64),
+        retention: Retention::SANDBOX,
         ..MockConfig::default()
     };
     if let Some(seed) = config.get("seed") {

@@ -1,12 +1,14 @@
 //! The mock's in-memory account: intents, refunds, customers and payment
 //! methods, changed the way Stripe's test mode changes them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::bounded::BoundedMap;
 use super::cards::{CardOutcome, TestCard};
 use super::ids::IdGenerator;
+use super::Retention;
 use crate::customer::{Customer, SavedPaymentMethod};
 use crate::error::ProviderError;
 use crate::intent::{
@@ -39,11 +41,13 @@ pub(super) struct Account {
     ids: IdGenerator,
     now: UnixTimestamp,
     sequence: u64,
-    intents: HashMap<String, PaymentIntent>,
+    intents: BoundedMap<String, PaymentIntent>,
     refunds: HashMap<String, Refund>,
     customers: HashMap<String, Customer>,
     methods: HashMap<String, MethodRecord>,
-    events: Vec<ProviderEvent>,
+    /// Emitted and not yet taken, oldest first; the oldest are dropped past the limit.
+    events: VecDeque<ProviderEvent>,
+    event_limit: Option<usize>,
     pub(super) subscribers: Vec<UnboundedSender<ProviderEvent>>,
     /// Authorizations that went through.
     pub(super) charges_made: u64,
@@ -69,17 +73,18 @@ fn missing(param: &str, kind: &str, id: &str) -> ProviderError {
 }
 
 impl Account {
-    pub(super) fn new(provider: String, seed: u64, start_time: UnixTimestamp) -> Self {
+    pub(super) fn new(provider: String, seed: u64, start_time: UnixTimestamp, retention: Retention) -> Self {
         Account {
             provider,
             ids: IdGenerator::new(seed),
             now: start_time,
             sequence: 0,
-            intents: HashMap::new(),
+            intents: BoundedMap::new(retention.intents),
             refunds: HashMap::new(),
             customers: HashMap::new(),
             methods: HashMap::new(),
-            events: Vec::new(),
+            events: VecDeque::new(),
+            event_limit: retention.events,
             subscribers: Vec::new(),
             charges_made: 0,
         }
@@ -101,7 +106,10 @@ impl Account {
         };
         self.subscribers
             .retain(|subscriber| subscriber.send(event.clone()).is_ok());
-        self.events.push(event);
+        if self.event_limit.is_some_and(|limit| self.events.len() >= limit) {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
     }
 
     fn emit_intent(&mut self, event_type: &str, intent: &PaymentIntent) {
@@ -113,12 +121,12 @@ impl Account {
         );
     }
 
-    pub(super) fn events(&self) -> &[ProviderEvent] {
-        &self.events
+    pub(super) fn events(&self) -> Vec<ProviderEvent> {
+        self.events.iter().cloned().collect()
     }
 
     pub(super) fn take_events(&mut self) -> Vec<ProviderEvent> {
-        std::mem::take(&mut self.events)
+        self.events.drain(..).collect()
     }
 
     pub(super) fn intent(&self, id: &str) -> Result<PaymentIntent, ProviderError> {

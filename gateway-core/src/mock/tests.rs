@@ -649,3 +649,41 @@ async fn the_same_seed_gives_the_same_ids() {
     };
     assert_eq!(run().await, run().await);
 }
+
+#[tokio::test]
+async fn a_sandbox_account_forgets_its_oldest_objects_past_the_limits() {
+    let mock = MockProvider::with_config(MockConfig {
+        retention: Retention {
+            intents: Some(3),
+            idempotency_keys: Some(3),
+            events: Some(4),
+        },
+        ..MockConfig::default()
+    });
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        let intent = mock
+            .create_intent(charge("1.00", "pm_card_visa"), &key(&format!("k{index}")))
+            .await
+            .unwrap();
+        ids.push(intent.id);
+    }
+    assert!(matches!(
+        mock.retrieve_intent(&ids[0]).await,
+        Err(ProviderError::NotFound { .. })
+    ));
+    assert!(mock.retrieve_intent(&ids[4]).await.is_ok());
+    assert_eq!(mock.events().len(), 4, "the newest four of ten events");
+    assert_eq!(mock.events().last().unwrap().intent().unwrap().id, ids[4]);
+    // The oldest key was forgotten: it runs again (a new intent), as after Stripe's 24 hours.
+    let again = mock
+        .create_intent(charge("1.00", "pm_card_visa"), &key("k0"))
+        .await
+        .unwrap();
+    assert_ne!(again.id, ids[0]);
+    let replay = mock
+        .create_intent(charge("1.00", "pm_card_visa"), &key("k4"))
+        .await
+        .unwrap();
+    assert_eq!(replay.id, ids[4]);
+}
