@@ -11,7 +11,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
 use gateway_core::{
-    build_provider, provider_factories, EventBus, HandlerContext, PaymentProvider, ProviderConfig,
+    build_provider, provider_factories, EventBus, HandlerContext, PaymentProvider, Plugin, ProviderConfig,
 };
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -35,6 +35,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Storage(String),
+    /// A handler plugin is linked but registered no handler.
+    #[error("handlers: {0}")]
+    Handlers(String),
     /// The master key file could not be read or written.
     #[error("master key: {0}")]
     MasterKey(String),
@@ -75,7 +78,11 @@ pub struct ServerBuilder {
     config: Config,
     providers: Vec<Arc<dyn PaymentProvider>>,
     clock: Option<Clock>,
+    plugins: Vec<&'static Plugin>,
+    context: Option<ContextHook>,
 }
+
+type ContextHook = Box<dyn FnOnce(HandlerContext) -> HandlerContext + Send>;
 
 impl ServerBuilder {
     /// A server from `config`, with the providers registered in this binary.
@@ -84,7 +91,28 @@ impl ServerBuilder {
             config,
             providers: Vec::new(),
             clock: None,
+            plugins: Vec::new(),
+            context: None,
         }
+    }
+
+    /// Links a handler plugin crate (`my_plugin::PLUGIN`): starting fails if
+    /// none of its `#[payment_handler]`s is registered. Every registered
+    /// handler runs whether or not its plugin is named here; naming it keeps
+    /// the linker from dropping the crate.
+    pub fn plugin(mut self, plugin: &'static Plugin) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
+    /// Adds to what handlers receive (typed extensions such as an order
+    /// book). The server's providers are already in it.
+    pub fn handler_context(
+        mut self,
+        extend: impl FnOnce(HandlerContext) -> HandlerContext + Send + 'static,
+    ) -> Self {
+        self.context = Some(Box::new(extend));
+        self
     }
 
     /// Replaces the wall clock (Unix seconds) used to check and make webhook
@@ -121,15 +149,19 @@ impl ServerBuilder {
         };
         let providers = Providers::new(providers, config.default_provider.clone(), metrics.clone());
         tracing::info!(providers = ?providers.global_names(), "providers");
-        let bus = EventBus::builder()
-            .registered_handlers()
-            .context(
-                HandlerContext::new()
-                    .with_providers(providers.resolver())
-                    .with_extension(store.clone()),
-            )
+        let mut context = HandlerContext::new()
+            .with_providers(providers.resolver())
+            .with_extension(store.clone());
+        if let Some(extend) = self.context {
+            context = extend(context);
+        }
+        let mut bus = EventBus::builder().registered_handlers().context(context);
+        for plugin in self.plugins {
+            bus = bus.plugin(plugin);
+        }
+        let bus = bus
             .build()
-            .map_err(|error| StartError::Storage(error.to_string()))?;
+            .map_err(|error| StartError::Handlers(error.to_string()))?;
         tracing::info!(handlers = ?bus.handler_names(), "payment handlers");
         let clock: Clock = self.clock.unwrap_or_else(|| Arc::new(|| now_ms() / 1000));
         let state = web::Data::new(AppState {
@@ -212,7 +244,8 @@ pub struct RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        // Dropped without `stop` (a crash in tests): background work ends with it.
+        // Dropped without `stop` (a crash in tests): everything ends with it, unfinished.
+        drop(self.handle.stop(false));
         for task in &self.background {
             task.abort();
         }
