@@ -611,3 +611,45 @@ async fn wait_returns_when_the_payment_completes_and_reconciliation_heals_a_miss
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn an_event_for_an_intent_not_yet_stored_is_applied_once_the_payment_exists() {
+    let server = TestServer::start_with(fast).await;
+    let merchant = merchant_id(&server).await;
+    let body = payment_body(
+        "33.00",
+        "pm_card_threeDSecure2Required",
+        r#""return_url": "https://shop.example/back""#,
+    );
+    // The provider creates the intent but the gateway never hears back.
+    server.mock.inject_fault(gateway_core::mock::Fault::LostResponse);
+    let lost = server.post_idem("/v1/payments", "order-unknown-1", &body).await;
+    assert!(lost.status.is_server_error(), "{}", lost.text);
+    assert_eq!(server.payment_count().await, 0);
+    let created = server.mock.take_events();
+    let intent = created[0].intent().unwrap().id.clone();
+    server.mock.complete_authentication(&intent, true).unwrap();
+    let event = server
+        .mock
+        .take_events()
+        .into_iter()
+        .find(|e| e.event_type == "payment_intent.succeeded")
+        .unwrap();
+    // Its webhook arrives for an intent the gateway does not know: stored, acknowledged, kept.
+    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL"
+        ),
+        1
+    );
+    // The merchant retries; the provider replays the intent; the stored event then applies.
+    let retried = server.post_idem("/v1/payments", "order-unknown-1", &body).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    let id = retried.data()["id"].as_str().unwrap().to_owned();
+    poll_status(&server, &id, "completed").await;
+    assert_eq!(server.stats().charges_made, 1);
+    server.stop().await;
+}
