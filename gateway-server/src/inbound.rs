@@ -61,6 +61,19 @@ pub(crate) async fn process(state: &AppState, key: &EventKey) -> Processed {
             return Processed::Later;
         }
     };
+    process_locked(state, row).await
+}
+
+/// Processes an event just stored, without reading it back. If it was a
+/// duplicate of one processed already, the commit that would mark it
+/// processed again fails, and nothing it computed is applied.
+pub(crate) async fn process_stored(state: &AppState, row: WebhookEventRow) -> Processed {
+    let _guard = state.event_locks.lock(row.key.clone()).await;
+    process_locked(state, row).await
+}
+
+async fn process_locked(state: &AppState, row: WebhookEventRow) -> Processed {
+    let key = &row.key;
     match apply(state, &row).await {
         Ok(processed) => processed,
         Err(Failure::Conflict) => Processed::AlreadyDone,

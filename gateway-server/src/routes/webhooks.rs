@@ -139,24 +139,24 @@ async fn receive(
         account: merchant.unwrap_or_default(),
         event_id: verified.event_id.clone(),
     };
+    let row = WebhookEventRow {
+        key: key.clone(),
+        event_type: verified.event_type,
+        body: verified.body,
+        received_at: now_ms(),
+        processed_at: None,
+        attempts: 0,
+        last_error: None,
+    };
     state
         .store
-        .commit(vec![Change::InsertWebhookEvent(Box::new(WebhookEventRow {
-            key: key.clone(),
-            event_type: verified.event_type,
-            body: verified.body,
-            received_at: now_ms(),
-            processed_at: None,
-            attempts: 0,
-            last_error: None,
-        }))])
+        .commit(vec![Change::InsertWebhookEvent(Box::new(row.clone()))])
         .await?;
     state.metrics.observe_webhook("inbound", "stored");
     // Durable now: answer, and process in the background (the sweep takes over after a crash).
     let background = state.clone();
-    let task_key = key.clone();
     tokio::spawn(async move {
-        crate::inbound::process(&background, &task_key).await;
+        crate::inbound::process_stored(&background, row).await;
     });
     Ok(ok(&Received {
         received: true,
