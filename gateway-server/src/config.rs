@@ -325,6 +325,29 @@ mod tests {
     }
 
     #[test]
+    fn webhook_and_reconciliation_settings() {
+        let config = Config::from_sources(
+            None,
+            &env(&[
+                ("GATEWAY_WEBHOOK_FIRST_RETRY", "5s"),
+                ("GATEWAY_WEBHOOK_MAX_ATTEMPTS", "3"),
+                ("GATEWAY_WEBHOOK_TIMEOUT", "2s"),
+                ("GATEWAY_RECONCILE_AFTER", "0s"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_a,whsec_b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.webhook_delivery.first_retry, Duration::from_secs(5));
+        assert_eq!(config.webhook_delivery.max_attempts, 3);
+        assert_eq!(config.webhook_delivery.timeout, Duration::from_secs(2));
+        assert!(config.reconcile.after.is_zero());
+        // The name gateway-stripe reads for the comma-separated list.
+        assert_eq!(config.providers["stripe"]["webhook_secrets"], "whsec_a,whsec_b");
+        assert!(!format!("{config:?}").contains("whsec_a"));
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_WEBHOOK_FIRST_RETRY", "soon")])).is_err());
+    }
+
+    #[test]
     fn invalid_values_are_refused() {
         assert!(Config::from_sources(Some("nope = 1"), &env(&[])).is_err());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_LOG_FORMAT", "xml")])).is_err());

@@ -358,7 +358,121 @@ async fn deliver(state: &AppState, client: &awc::Client, row: DeliveryRow) {
 
 #[cfg(test)]
 mod tests {
+    use gateway_core::{CaptureMethod, Currency, Metadata, PaymentErrorDetails, PaymentIntent};
+
     use super::*;
+    use crate::payments::ChangeSource;
+
+    fn update(
+        kind: UpdateKind,
+        previous: Option<IntentStatus>,
+        status: IntentStatus,
+        refunded: i64,
+    ) -> IntentUpdate {
+        let intent = PaymentIntent {
+            id: "pi_1".into(),
+            provider: "mock".into(),
+            amount: 1000,
+            amount_received: if status == IntentStatus::Succeeded {
+                1000
+            } else {
+                0
+            },
+            amount_capturable: 0,
+            currency: Currency::USD,
+            status,
+            capture_method: CaptureMethod::Automatic,
+            customer: None,
+            payment_method: None,
+            client_secret: None,
+            metadata: Metadata::new(),
+            description: None,
+            next_action: None,
+            last_payment_error: (status == IntentStatus::RequiresPaymentMethod).then(|| {
+                PaymentErrorDetails {
+                    code: Some("card_declined".into()),
+                    decline_code: Some("generic_decline".into()),
+                    message: "declined".into(),
+                }
+            }),
+            cancellation_reason: None,
+            created: 0,
+            updated: 0,
+        };
+        IntentUpdate {
+            kind,
+            source: ChangeSource::Api,
+            merchant_id: "m".into(),
+            payment_id: "p".into(),
+            previous,
+            previous_status: None,
+            status: PaymentStatus::derive(&intent, refunded),
+            intent,
+            event_id: "e".into(),
+            refund: None,
+        }
+    }
+
+    #[test]
+    fn merchant_event_types() {
+        use IntentStatus as S;
+        let cases = [
+            (
+                update(UpdateKind::Created, None, S::Succeeded, 0),
+                Some("payment.completed"),
+            ),
+            (
+                update(UpdateKind::Created, None, S::RequiresPaymentMethod, 0),
+                Some("payment.failed"),
+            ),
+            (
+                update(UpdateKind::Created, None, S::RequiresAction, 0),
+                Some("payment.pending"),
+            ),
+            (
+                update(
+                    UpdateKind::IntentChanged,
+                    Some(S::RequiresAction),
+                    S::RequiresCapture,
+                    0,
+                ),
+                Some("payment.requires_capture"),
+            ),
+            (
+                update(
+                    UpdateKind::IntentChanged,
+                    Some(S::RequiresCapture),
+                    S::Canceled,
+                    0,
+                ),
+                Some("payment.canceled"),
+            ),
+            (
+                update(UpdateKind::IntentChanged, Some(S::Succeeded), S::Succeeded, 0),
+                None,
+            ),
+            (
+                update(
+                    UpdateKind::IntentChanged,
+                    Some(S::RequiresAction),
+                    S::Processing,
+                    0,
+                ),
+                None,
+            ),
+            (
+                update(UpdateKind::Refunded, Some(S::Succeeded), S::Succeeded, 400),
+                Some("payment.partially_refunded"),
+            ),
+            (
+                update(UpdateKind::Refunded, Some(S::Succeeded), S::Succeeded, 1000),
+                Some("payment.refunded"),
+            ),
+        ];
+        for (update, expected) in cases {
+            assert_eq!(event_type(&update), expected, "{update:?}");
+        }
+    }
 
     #[test]
     fn production_schedule_reaches_about_three_days() {
