@@ -1,5 +1,9 @@
 //! The Gateway server: an actix-web API over payment providers, with
 //! merchants and scoped API keys, idempotent POSTs, and SQLite storage.
+//! Payment changes are published on gateway-core's event bus (handlers
+//! linked into the binary run on them); provider webhooks are verified,
+//! stored and processed durably; merchants receive signed webhooks from a
+//! durable outbox; reconciliation heals missed webhooks.
 //!
 //! Run it with `cargo run -p gateway-server` (the `gateway` binary); embed it
 //! (tests do) with [`ServerBuilder`].

@@ -653,3 +653,44 @@ async fn an_event_for_an_intent_not_yet_stored_is_applied_once_the_payment_exist
     assert_eq!(server.stats().charges_made, 1);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn unknown_event_types_are_acknowledged_and_ignored() {
+    let server = TestServer::start().await;
+    let merchant = merchant_id(&server).await;
+    let event = ProviderEvent {
+        id: "evt_customer_created".into(),
+        provider: "mock".into(),
+        event_type: "customer.created".into(),
+        created: 1_700_000_000,
+        object: gateway_core::EventObject::Unhandled,
+    };
+    let mut watch = server.bus().watch_all();
+    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    for _ in 0..50 {
+        if db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        ) == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_events"), 1);
+    assert_eq!(
+        db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL"
+        ),
+        1
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), watch.next())
+            .await
+            .is_err(),
+        "nothing published"
+    );
+    server.stop().await;
+}
