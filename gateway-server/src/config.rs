@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -45,6 +46,13 @@ pub struct Config {
     /// Requests per second allowed per API key, bursts up to the same number
     /// (`GATEWAY_RATE_LIMIT`); 0 (the default) means no limit.
     pub rate_limit_per_second: u32,
+    /// Outbound webhook retries (`GATEWAY_WEBHOOK_FIRST_RETRY`, `GATEWAY_WEBHOOK_MAX_ATTEMPTS`,
+    /// `GATEWAY_WEBHOOK_TIMEOUT`); by default 16 attempts over about three days.
+    pub webhook_delivery: crate::outbound::DeliverySchedule,
+    /// Reconciliation of payments left pending (`GATEWAY_RECONCILE_AFTER`, 0 turns it off).
+    pub reconcile: crate::reconcile::ReconcileSettings,
+    /// How often stored inbound webhook events that are not processed yet are retried.
+    pub webhook_sweep_interval: Duration,
 }
 
 impl Default for Config {
@@ -61,6 +69,9 @@ impl Default for Config {
             providers: BTreeMap::new(),
             sandbox: true,
             rate_limit_per_second: 0,
+            webhook_delivery: crate::outbound::DeliverySchedule::default(),
+            reconcile: crate::reconcile::ReconcileSettings::default(),
+            webhook_sweep_interval: Duration::from_secs(30),
         }
     }
 }
@@ -84,6 +95,9 @@ impl fmt::Debug for Config {
             .field("providers", &providers)
             .field("sandbox", &self.sandbox)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("webhook_delivery", &self.webhook_delivery)
+            .field("reconcile", &self.reconcile)
+            .field("webhook_sweep_interval", &self.webhook_sweep_interval)
             .finish()
     }
 }
@@ -209,6 +223,27 @@ impl Config {
             })?,
             None => file.rate_limit_per_second.unwrap_or(0),
         };
+        let duration = |name: &'static str, text: String| {
+            humantime::parse_duration(text.trim()).map_err(|_| ConfigError::Invalid {
+                name,
+                message: format!("{text:?} is not a duration such as 30s or 15m"),
+            })
+        };
+        if let Some(text) = env("GATEWAY_WEBHOOK_FIRST_RETRY") {
+            config.webhook_delivery.first_retry = duration("webhook_first_retry", text)?;
+        }
+        if let Some(text) = env("GATEWAY_WEBHOOK_TIMEOUT") {
+            config.webhook_delivery.timeout = duration("webhook_timeout", text)?;
+        }
+        if let Some(text) = env("GATEWAY_WEBHOOK_MAX_ATTEMPTS") {
+            config.webhook_delivery.max_attempts =
+                u32::try_from(parse_number("webhook_max_attempts", &text)?)
+                    .unwrap_or(u32::MAX)
+                    .max(1);
+        }
+        if let Some(text) = env("GATEWAY_RECONCILE_AFTER") {
+            config.reconcile.after = duration("reconcile_after", text)?;
+        }
         config.providers = file.providers;
         let stripe = [
             ("STRIPE_SECRET_KEY", "secret_key"),
@@ -287,6 +322,29 @@ mod tests {
         assert_eq!(config.providers["stripe"]["secret_key"], "sk_test_file");
         let debug = format!("{config:?}");
         assert!(!debug.contains("sk_test_file"), "{debug}");
+    }
+
+    #[test]
+    fn webhook_and_reconciliation_settings() {
+        let config = Config::from_sources(
+            None,
+            &env(&[
+                ("GATEWAY_WEBHOOK_FIRST_RETRY", "5s"),
+                ("GATEWAY_WEBHOOK_MAX_ATTEMPTS", "3"),
+                ("GATEWAY_WEBHOOK_TIMEOUT", "2s"),
+                ("GATEWAY_RECONCILE_AFTER", "0s"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_a,whsec_b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.webhook_delivery.first_retry, Duration::from_secs(5));
+        assert_eq!(config.webhook_delivery.max_attempts, 3);
+        assert_eq!(config.webhook_delivery.timeout, Duration::from_secs(2));
+        assert!(config.reconcile.after.is_zero());
+        // The name gateway-stripe reads for the comma-separated list.
+        assert_eq!(config.providers["stripe"]["webhook_secrets"], "whsec_a,whsec_b");
+        assert!(!format!("{config:?}").contains("whsec_a"));
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_WEBHOOK_FIRST_RETRY", "soon")])).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::auth::Auth;
 use crate::clock::now_ms;
 use crate::errors::{json_response, ApiError};
 use crate::ids::{new_id, sha256_hex};
-use crate::payments::{publish_committed, IntentUpdate};
+use crate::payments::{commit_and_publish, IntentUpdate};
 use crate::state::AppState;
 use crate::storage::{Change, IdempotencyRow};
 
@@ -142,8 +142,7 @@ async fn finish(
     if let Some(record) = record {
         outcome.changes.push(Change::SaveIdempotency(record));
     }
-    state.store.commit(outcome.changes).await?;
-    publish_committed(state, &outcome.updates);
+    commit_and_publish(state, outcome.changes, &outcome.updates).await?;
     Ok(json_response(outcome.status, outcome.body))
 }
 

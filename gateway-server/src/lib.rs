@@ -1,5 +1,9 @@
 //! The Gateway server: an actix-web API over payment providers, with
 //! merchants and scoped API keys, idempotent POSTs, and SQLite storage.
+//! Payment changes are published on gateway-core's event bus (handlers
+//! linked into the binary run on them); provider webhooks are verified,
+//! stored and processed durably; merchants receive signed webhooks from a
+//! durable outbox; reconciliation heals missed webhooks.
 //!
 //! Run it with `cargo run -p gateway-server` (the `gateway` binary); embed it
 //! (tests do) with [`ServerBuilder`].
@@ -12,11 +16,14 @@ mod crypto;
 mod errors;
 mod idempotency;
 mod ids;
+mod inbound;
 mod locks;
 mod metrics;
 mod openapi;
+mod outbound;
 mod payments;
 mod providers;
+mod reconcile;
 mod routes;
 mod server;
 mod state;
@@ -26,4 +33,7 @@ pub mod cli;
 
 pub use config::{Config, ConfigError, LogFormat};
 pub use crypto::MasterKey;
+pub use outbound::DeliverySchedule;
+pub use reconcile::ReconcileSettings;
 pub use server::{RunningServer, ServerBuilder, StartError};
+pub use state::Clock;

@@ -23,6 +23,7 @@ struct Inner {
     requests: BTreeMap<(String, &'static str, u16), u64>,
     latency: BTreeMap<String, Histogram>,
     provider_calls: BTreeMap<(String, &'static str, &'static str), u64>,
+    webhooks: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// The server's counters.
@@ -67,6 +68,12 @@ impl Metrics {
             .provider_calls
             .entry((provider.to_owned(), operation, outcome))
             .or_default() += 1;
+    }
+
+    /// Counts a webhook outcome: `direction` is `inbound` or `outbound`.
+    pub(crate) fn observe_webhook(&self, direction: &'static str, outcome: &'static str) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        *inner.webhooks.entry((direction, outcome)).or_default() += 1;
     }
 
     /// The text exposition.
@@ -117,6 +124,14 @@ impl Metrics {
                 out,
                 "gateway_provider_calls_total{{provider=\"{}\",operation=\"{operation}\",outcome=\"{outcome}\"}} {count}",
                 escape(provider)
+            );
+        }
+        out.push_str("# HELP gateway_webhooks_total Webhooks by direction and outcome.\n");
+        out.push_str("# TYPE gateway_webhooks_total counter\n");
+        for ((direction, outcome), count) in &inner.webhooks {
+            let _ = writeln!(
+                out,
+                "gateway_webhooks_total{{direction=\"{direction}\",outcome=\"{outcome}\"}} {count}"
             );
         }
         out.push_str("# HELP gateway_provider_errors_total Failed calls to payment providers.\n");

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{cards, merchant, payments, refunds};
+use crate::routes::{cards, live, merchant, payments, refunds, webhooks};
 
 /// The error object of every failure.
 #[derive(ToSchema)]
@@ -59,7 +59,9 @@ impl Modify for ApiKeyScheme {
         payments::create, payments::get, payments::list, payments::confirm, payments::capture,
         payments::cancel, cards::create, cards::list, cards::delete, refunds::create, refunds::get,
         merchant::get, merchant::put_providers, merchant::put_webhook, merchant::get_webhook,
-        merchant::create_key, merchant::list_keys, merchant::revoke_key
+        merchant::create_key, merchant::list_keys, merchant::revoke_key, live::wait, live::events,
+        webhooks::receive_global, webhooks::receive_merchant, webhooks::list_deliveries,
+        webhooks::get_delivery, webhooks::retry_delivery
     ),
     components(schemas(ErrorEnvelope, ApiErrorObject)),
     modifiers(&ApiKeyScheme),
@@ -67,7 +69,8 @@ impl Modify for ApiKeyScheme {
         (name = "payments", description = "Create, confirm, capture, cancel and list payments"),
         (name = "cards", description = "Saved cards for off-session charges"),
         (name = "refunds", description = "Full and partial refunds"),
-        (name = "merchant", description = "Merchant configuration and API keys")
+        (name = "merchant", description = "Merchant configuration and API keys"),
+        (name = "webhooks", description = "Inbound provider webhooks and outbound merchant deliveries")
     )
 )]
 struct ApiDoc;
@@ -90,6 +93,9 @@ mod tests {
             "/v1/payments/cards",
             "/v1/refunds",
             "/v1/merchant/providers",
+            "/v1/webhooks/{provider}",
+            "/v1/webhook-deliveries",
+            "/v1/payments/{id}/wait",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path}");
         }

@@ -6,19 +6,39 @@
 //! late or replayed update never moves a payment backwards. Once the change
 //! is committed, [`publish_committed`] hands it to the event bus hook.
 
-use gateway_core::{IntentStatus, PaymentIntent, PaymentStatus};
+use gateway_core::{
+    EventKind, IntentChange, IntentChangeContext, IntentStatus, PaymentIntent, PaymentStatus,
+};
 
 use crate::clock::now_ms;
+use crate::ids::new_id;
 use crate::state::AppState;
-use crate::storage::{Change, PaymentRow};
+use crate::storage::{Change, PaymentRow, StoreError};
 
 /// Where a change came from (the bus's `IntentChangeContext::source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChangeSource {
     /// A merchant's API call.
     Api,
+    /// A provider webhook.
+    Webhook,
     /// The gateway asked the provider for the intent's current state.
     Reconcile,
+}
+
+impl ChangeSource {
+    fn to_core(self) -> gateway_core::ChangeSource {
+        match self {
+            ChangeSource::Api => gateway_core::ChangeSource::Api,
+            ChangeSource::Webhook => gateway_core::ChangeSource::Webhook,
+            ChangeSource::Reconcile => gateway_core::ChangeSource::Reconcile,
+        }
+    }
+}
+
+/// A new gateway event id (for changes that no provider event announced).
+pub(crate) fn new_event_id() -> String {
+    format!("evt_gw_{}", new_id().replace('-', ""))
 }
 
 /// What happened to a payment, for the bus.
@@ -45,6 +65,10 @@ pub(crate) struct IntentUpdate {
     /// The intent after the change.
     pub(crate) intent: PaymentIntent,
     pub(crate) status: PaymentStatus,
+    /// The bus event id: the provider's event id for webhooks, the gateway's own otherwise.
+    pub(crate) event_id: String,
+    /// The refund behind a [`UpdateKind::Refunded`] update, when known.
+    pub(crate) refund: Option<gateway_core::Refund>,
 }
 
 /// Records a new payment: the change to commit and the update to publish.
@@ -58,6 +82,8 @@ pub(crate) fn new_payment(row: PaymentRow, source: ChangeSource) -> (Change, Int
         previous_status: None,
         intent: row.intent.clone(),
         status: row.status(),
+        event_id: new_event_id(),
+        refund: None,
     };
     (Change::InsertPayment(Box::new(row)), update)
 }
@@ -100,6 +126,8 @@ pub(crate) fn apply_intent_change(
         previous_status: Some(previous_status),
         intent: row.intent.clone(),
         status: row.status(),
+        event_id: new_event_id(),
+        refund: None,
     };
     Some((Change::UpdatePayment(Box::new(row.clone())), update))
 }
@@ -122,19 +150,91 @@ pub(crate) fn apply_refund(
         previous_status: Some(previous_status),
         intent: row.intent.clone(),
         status: row.status(),
+        event_id: new_event_id(),
+        refund: None,
     };
     (Change::UpdatePayment(Box::new(row.clone())), update)
 }
 
-/// Called once the changes behind `updates` are committed.
-///
-/// EVENT BUS HOOK: this is where the server publishes to gateway-core's
-/// `EventBus` when it lands — map each update to its typed event
-/// (`IntentCreated`, `IntentSucceeded`, `IntentPaymentFailed`,
-/// `IntentRefunded`, …) with the intent snapshot, `previous` and an
-/// `IntentChangeContext { source, local: true, … }`, then `bus.publish(…)`.
-/// The outbound merchant webhooks (`payment.completed`, …) hang off the same point.
-pub(crate) fn publish_committed(_state: &AppState, updates: &[IntentUpdate]) {
+/// Commits `changes` with the outbox rows `updates` call for, in one
+/// transaction, then publishes `updates` on the bus.
+pub(crate) async fn commit_and_publish(
+    state: &AppState,
+    mut changes: Vec<Change>,
+    updates: &[IntentUpdate],
+) -> Result<(), StoreError> {
+    let queued = crate::outbound::outbox_changes(state, updates, &mut changes).await?;
+    state.store.commit(changes).await?;
+    publish_committed(state, updates);
+    if queued {
+        state.outbound.wake();
+    }
+    Ok(())
+}
+
+/// The bus changes an update announces: none when the status did not move,
+/// `Created` for a new payment (followed by its status event when it was
+/// created already past the start, e.g. succeeded at once), the status event
+/// otherwise, `Refunded` for refunds.
+pub(crate) fn bus_changes(update: &IntentUpdate, received_at: i64) -> Vec<IntentChange> {
+    let context = |event_id: String| IntentChangeContext {
+        event_id,
+        source: update.source.to_core(),
+        local: true,
+        received_at,
+        merchant: Some(update.merchant_id.clone()),
+    };
+    let mut out = Vec::new();
+    match update.kind {
+        UpdateKind::Created => {
+            out.push(IntentChange::new(
+                EventKind::Created,
+                update.intent.clone(),
+                None,
+                context(update.event_id.clone()),
+            ));
+            if let Some(kind) =
+                EventKind::for_intent(Some(IntentStatus::RequiresPaymentMethod), &update.intent)
+            {
+                out.push(IntentChange::new(
+                    kind,
+                    update.intent.clone(),
+                    None,
+                    context(format!("{}:{}", update.event_id, kind)),
+                ));
+            }
+        }
+        UpdateKind::IntentChanged => {
+            if update.previous == Some(update.intent.status) {
+                return out;
+            }
+            if let Some(kind) = EventKind::for_intent(update.previous, &update.intent) {
+                out.push(IntentChange::new(
+                    kind,
+                    update.intent.clone(),
+                    update.previous,
+                    context(update.event_id.clone()),
+                ));
+            }
+        }
+        UpdateKind::Refunded => {
+            let mut change = IntentChange::new(
+                EventKind::Refunded,
+                update.intent.clone(),
+                update.previous,
+                context(update.event_id.clone()),
+            );
+            change.refund = update.refund.clone();
+            out.push(change);
+        }
+    }
+    out
+}
+
+/// Called once the changes behind `updates` are committed: publishes each on
+/// the event bus (handlers and watchers).
+pub(crate) fn publish_committed(state: &AppState, updates: &[IntentUpdate]) {
+    let received_at = now_ms() / 1000;
     for update in updates {
         tracing::debug!(
             merchant = %update.merchant_id,
@@ -147,6 +247,10 @@ pub(crate) fn publish_committed(_state: &AppState, updates: &[IntentUpdate]) {
             status = %update.status,
             "payment changed"
         );
+        for change in bus_changes(update, received_at) {
+            // Handlers run in the background; a duplicate event id is dropped by the bus.
+            drop(state.bus.publish(change));
+        }
     }
 }
 

@@ -168,12 +168,40 @@ type MerchantKey = (String, String);
 
 /// Every provider account the server can use.
 pub(crate) struct Providers {
-    global: BTreeMap<String, Arc<dyn PaymentProvider>>,
+    global: Arc<BTreeMap<String, Arc<dyn PaymentProvider>>>,
     default: Option<String>,
     /// Per merchant and provider name: the merchant's own account, or `None`
     /// when it stored no credentials (then the global account serves).
-    merchant: Mutex<HashMap<MerchantKey, Option<Arc<dyn PaymentProvider>>>>,
+    merchant: Arc<Mutex<MerchantCache>>,
     metrics: Arc<Metrics>,
+}
+
+type MerchantCache = HashMap<MerchantKey, Option<Arc<dyn PaymentProvider>>>;
+
+/// The bus's view of [`Providers`]: a merchant's account as last built, or
+/// the gateway-wide one. Every change the server publishes was just made
+/// through the merchant's provider, so its account is in the cache.
+pub(crate) struct CachedProviders {
+    global: Arc<BTreeMap<String, Arc<dyn PaymentProvider>>>,
+    merchant: Arc<Mutex<MerchantCache>>,
+}
+
+impl gateway_core::ProviderResolver for CachedProviders {
+    fn provider(&self, merchant: Option<&str>, name: &str) -> Option<Arc<dyn PaymentProvider>> {
+        if let Some(merchant) = merchant {
+            let cached = self
+                .merchant
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&(merchant.to_owned(), name.to_owned()))
+                .cloned()
+                .flatten();
+            if cached.is_some() {
+                return cached;
+            }
+        }
+        self.global.get(name).cloned()
+    }
 }
 
 impl Providers {
@@ -196,11 +224,24 @@ impl Providers {
             .filter(|name| global.contains_key(name))
             .or_else(|| global.keys().next().cloned());
         Providers {
-            global,
+            global: Arc::new(global),
             default,
-            merchant: Mutex::new(HashMap::new()),
+            merchant: Arc::new(Mutex::new(HashMap::new())),
             metrics,
         }
+    }
+
+    /// A resolver for the event bus's handler context.
+    pub(crate) fn resolver(&self) -> CachedProviders {
+        CachedProviders {
+            global: self.global.clone(),
+            merchant: self.merchant.clone(),
+        }
+    }
+
+    /// The gateway-wide account of provider `name`.
+    pub(crate) fn global(&self, name: &str) -> Option<Arc<dyn PaymentProvider>> {
+        self.global.get(name).cloned()
     }
 
     /// The provider used when a request names none.

@@ -10,7 +10,10 @@ use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
-use gateway_core::{build_provider, provider_factories, PaymentProvider, ProviderConfig};
+use gateway_core::{
+    build_provider, provider_factories, EventBus, HandlerContext, PaymentProvider, Plugin, ProviderConfig,
+};
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::auth::{KeyCache, RateLimiter, Scopes};
@@ -20,8 +23,9 @@ use crate::crypto::{MasterKey, Sealer};
 use crate::ids::{new_id, new_request_id};
 use crate::locks::KeyedLocks;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::providers::Providers;
-use crate::state::AppState;
+use crate::state::{AppState, Clock};
 use crate::storage::{sqlite_path, Change, MerchantRow, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
@@ -31,6 +35,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Storage(String),
+    /// A handler plugin is linked but registered no handler.
+    #[error("handlers: {0}")]
+    Handlers(String),
     /// The master key file could not be read or written.
     #[error("master key: {0}")]
     MasterKey(String),
@@ -70,7 +77,12 @@ impl From<StoreError> for StartError {
 pub struct ServerBuilder {
     config: Config,
     providers: Vec<Arc<dyn PaymentProvider>>,
+    clock: Option<Clock>,
+    plugins: Vec<&'static Plugin>,
+    context: Option<ContextHook>,
 }
+
+type ContextHook = Box<dyn FnOnce(HandlerContext) -> HandlerContext + Send>;
 
 impl ServerBuilder {
     /// A server from `config`, with the providers registered in this binary.
@@ -78,7 +90,36 @@ impl ServerBuilder {
         ServerBuilder {
             config,
             providers: Vec::new(),
+            clock: None,
+            plugins: Vec::new(),
+            context: None,
         }
+    }
+
+    /// Links a handler plugin crate (`my_plugin::PLUGIN`): starting fails if
+    /// none of its `#[payment_handler]`s is registered. Every registered
+    /// handler runs whether or not its plugin is named here; naming it keeps
+    /// the linker from dropping the crate.
+    pub fn plugin(mut self, plugin: &'static Plugin) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
+    /// Adds to what handlers receive (typed extensions such as an order
+    /// book). The server's providers are already in it.
+    pub fn handler_context(
+        mut self,
+        extend: impl FnOnce(HandlerContext) -> HandlerContext + Send + 'static,
+    ) -> Self {
+        self.context = Some(Box::new(extend));
+        self
+    }
+
+    /// Replaces the wall clock (Unix seconds) used to check and make webhook
+    /// signatures, e.g. to verify recorded test vectors at the time they state.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Uses `provider` (e.g. a `MockProvider` a test keeps a handle to) instead
@@ -108,6 +149,21 @@ impl ServerBuilder {
         };
         let providers = Providers::new(providers, config.default_provider.clone(), metrics.clone());
         tracing::info!(providers = ?providers.global_names(), "providers");
+        let mut context = HandlerContext::new()
+            .with_providers(providers.resolver())
+            .with_extension(store.clone());
+        if let Some(extend) = self.context {
+            context = extend(context);
+        }
+        let mut bus = EventBus::builder().registered_handlers().context(context);
+        for plugin in self.plugins {
+            bus = bus.plugin(plugin);
+        }
+        let bus = bus
+            .build()
+            .map_err(|error| StartError::Handlers(error.to_string()))?;
+        tracing::info!(handlers = ?bus.handler_names(), "payment handlers");
+        let clock: Clock = self.clock.unwrap_or_else(|| Arc::new(|| now_ms() / 1000));
         let state = web::Data::new(AppState {
             store: store.clone(),
             providers,
@@ -119,6 +175,10 @@ impl ServerBuilder {
             payment_locks: KeyedLocks::new(),
             customer_locks: KeyedLocks::new(),
             max_body_bytes: config.max_body_bytes,
+            bus,
+            outbound: Arc::new(Outbound::new(config.webhook_delivery)),
+            event_locks: KeyedLocks::new(),
+            clock,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -151,12 +211,21 @@ impl ServerBuilder {
         let handle = server.handle();
         let task = tokio::spawn(server);
         let purge = tokio::spawn(crate::idempotency::purge_loop(store));
+        let sweep = tokio::spawn(crate::inbound::sweep_loop(
+            state.clone(),
+            config.webhook_sweep_interval,
+        ));
+        let reconcile = tokio::spawn(crate::reconcile::reconcile_loop(state.clone(), config.reconcile));
+        let stop_worker = Arc::new(Notify::new());
+        let worker = crate::outbound::spawn_worker(state.clone(), stop_worker.clone());
         tracing::info!(%addr, "gateway listening");
         Ok(RunningServer {
             addr,
             handle,
             task,
-            purge,
+            background: vec![purge, sweep, reconcile],
+            worker: Some((stop_worker, worker)),
+            state,
             sandbox_key,
         })
     }
@@ -167,8 +236,23 @@ pub struct RunningServer {
     addr: SocketAddr,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    purge: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    worker: Option<(Arc<Notify>, std::thread::JoinHandle<()>)>,
+    state: web::Data<AppState>,
     sandbox_key: Option<String>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        // Dropped without `stop` (a crash in tests): everything ends with it, unfinished.
+        drop(self.handle.stop(false));
+        for task in &self.background {
+            task.abort();
+        }
+        if let Some((stop, _)) = &self.worker {
+            stop.notify_one();
+        }
+    }
 }
 
 impl RunningServer {
@@ -182,11 +266,24 @@ impl RunningServer {
         self.sandbox_key.as_deref()
     }
 
-    /// Stops accepting, finishes in-flight requests, and waits.
-    pub async fn stop(self) {
+    /// The event bus the server publishes payment changes on (handlers, watchers).
+    pub fn bus(&self) -> &EventBus {
+        &self.state.bus
+    }
+
+    /// Stops accepting, finishes in-flight requests, stops the background
+    /// tasks and the delivery worker, and waits.
+    pub async fn stop(mut self) {
         self.handle.stop(true).await;
-        self.purge.abort();
-        let _ = self.task.await;
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        if let Some((stop, worker)) = self.worker.take() {
+            stop.notify_one();
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        }
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        let _ = task.await;
     }
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
@@ -221,6 +318,8 @@ async fn wait_for_signal() {
 
 /// Builds every provider linked into the binary that its settings (or none) allow.
 fn registry_providers(config: &Config) -> Vec<Arc<dyn PaymentProvider>> {
+    #[cfg(feature = "stripe")]
+    let _ = gateway_stripe::link();
     let mut providers = Vec::new();
     for factory in provider_factories() {
         let mut settings = ProviderConfig::new();

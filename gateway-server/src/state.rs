@@ -2,12 +2,18 @@
 
 use std::sync::Arc;
 
+use gateway_core::EventBus;
+
 use crate::auth::{KeyCache, RateLimiter};
 use crate::crypto::Sealer;
 use crate::locks::KeyedLocks;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::providers::Providers;
-use crate::storage::Store;
+use crate::storage::{EventKey, Store};
+
+/// Unix seconds now; injectable so tests can verify signatures at a fixed time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Shared server state, behind `web::Data`.
 pub(crate) struct AppState {
@@ -25,4 +31,12 @@ pub(crate) struct AppState {
     pub(crate) customer_locks: KeyedLocks<(Arc<str>, String, String)>,
     /// The largest request body accepted, in bytes.
     pub(crate) max_body_bytes: usize,
+    /// Handlers and watchers of payment changes.
+    pub(crate) bus: EventBus,
+    /// The outbox's wake-up, URL cache and retry schedule.
+    pub(crate) outbound: Arc<Outbound>,
+    /// Serializes processing one inbound event.
+    pub(crate) event_locks: KeyedLocks<EventKey>,
+    /// Unix seconds, for webhook signatures.
+    pub(crate) clock: Clock,
 }

@@ -50,12 +50,21 @@ pub(crate) struct MerchantView {
 pub(crate) struct WebhookRequest {
     /// Where payment events are sent; `https://` (or `http://localhost` in development).
     webhook_url: Option<String>,
+    /// Replace the signing secret (the new one is in this response only).
+    #[serde(default)]
+    rotate_secret: bool,
 }
 
 /// The webhook configuration.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct WebhookView {
     webhook_url: Option<String>,
+    /// The secret `Gateway-Signature` is computed with: shown once, when it
+    /// is created (the first time a URL is set, or on `rotate_secret`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_secret: Option<String>,
+    /// Whether a signing secret exists.
+    signing_secret_set: bool,
 }
 
 /// `POST /v1/merchant/api_keys`.
@@ -240,15 +249,32 @@ pub(crate) async fn put_webhook(
     if let Some(url) = &input.webhook_url {
         validate_url("webhook_url", url)?;
     }
-    state
-        .store
-        .commit(vec![Change::SetWebhookUrl {
+    let has_secret = state.store.signing_secret(&auth.merchant_id).await?.is_some();
+    let mut changes = vec![Change::SetWebhookUrl {
+        merchant_id: auth.merchant_id.to_string(),
+        url: input.webhook_url.clone(),
+    }];
+    let new_secret = (input.rotate_secret || (!has_secret && input.webhook_url.is_some()))
+        .then(crate::outbound::new_signing_secret);
+    if let Some(secret) = &new_secret {
+        changes.push(Change::SetSigningSecret {
             merchant_id: auth.merchant_id.to_string(),
-            url: input.webhook_url.clone(),
-        }])
-        .await?;
+            sealed: state.sealer.seal(
+                secret.as_bytes(),
+                crate::outbound::secret_aad(&auth.merchant_id).as_bytes(),
+            ),
+            at: now_ms(),
+        });
+    }
+    state.store.commit(changes).await?;
+    state.outbound.forget_url(&auth.merchant_id);
+    if new_secret.is_some() {
+        tracing::info!(merchant = %auth.merchant_id, "webhook signing secret created");
+    }
     Ok(ok(&WebhookView {
         webhook_url: input.webhook_url,
+        signing_secret_set: has_secret || new_secret.is_some(),
+        signing_secret: new_secret,
     }))
 }
 
@@ -261,6 +287,8 @@ pub(crate) async fn get_webhook(state: web::Data<AppState>, auth: Auth) -> Resul
     let merchant = merchant_row(&state, &auth).await?;
     Ok(ok(&WebhookView {
         webhook_url: merchant.webhook_url,
+        signing_secret: None,
+        signing_secret_set: state.store.signing_secret(&auth.merchant_id).await?.is_some(),
     }))
 }
 

@@ -1,10 +1,12 @@
 //! HTTP routes, one module per resource, and the validation they share.
 
 pub(crate) mod cards;
+pub(crate) mod live;
 pub(crate) mod merchant;
 pub(crate) mod ops;
 pub(crate) mod payments;
 pub(crate) mod refunds;
+pub(crate) mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -35,6 +37,41 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/payments/{id}")
             .route(web::get().to(payments::get))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/payments/{id}/wait")
+            .route(web::get().to(live::wait))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/payments/{id}/events")
+            .route(web::get().to(live::events))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/webhooks/{provider}")
+            .route(web::post().to(webhooks::receive_global))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/webhooks/{provider}/{merchant_id}")
+            .route(web::post().to(webhooks::receive_merchant))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/webhook-deliveries")
+            .route(web::get().to(webhooks::list_deliveries))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/webhook-deliveries/{id}")
+            .route(web::get().to(webhooks::get_delivery))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/webhook-deliveries/{id}/retry")
+            .route(web::post().to(webhooks::retry_delivery))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

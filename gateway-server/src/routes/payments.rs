@@ -19,7 +19,7 @@ use crate::clock::{now_ms, parse_time, rfc3339};
 use crate::errors::{ok, success_bytes, ApiError};
 use crate::idempotency::{self, Outcome, ProviderKeys};
 use crate::ids::new_id;
-use crate::payments::{apply_intent_change, new_payment, publish_committed, ChangeSource};
+use crate::payments::{apply_intent_change, commit_and_publish, new_payment, ChangeSource};
 use crate::state::AppState;
 use crate::storage::{PaymentFilter, PaymentRow};
 
@@ -425,8 +425,7 @@ pub(crate) async fn get(
     match provider.retrieve_intent(&row.intent.id).await {
         Ok(intent) => {
             if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
-                state.store.commit(vec![change]).await?;
-                publish_committed(&state, &[update]);
+                commit_and_publish(&state, vec![change], &[update]).await?;
             }
         }
         Err(error) => {

@@ -166,7 +166,8 @@ pub(crate) async fn create(
         let mut changes = vec![Change::InsertRefund(Box::new(row.clone()))];
         let mut updates = Vec::new();
         if row.refund.status.holds_funds() {
-            let (change, update) = apply_refund(&mut payment, row.refund.amount, ChangeSource::Api);
+            let (change, mut update) = apply_refund(&mut payment, row.refund.amount, ChangeSource::Api);
+            update.refund = Some(row.refund.clone());
             changes.push(change);
             updates.push(update);
         }

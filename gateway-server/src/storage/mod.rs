@@ -33,6 +33,13 @@ pub(crate) enum StoreError {
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A conditional change found the row already changed (e.g. an inbound
+    /// event already processed): the whole commit is rolled back.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// This store does not implement the operation.
+    #[error("unsupported by this store: {0}")]
+    Unsupported(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -155,6 +162,83 @@ pub(crate) struct IdempotencyRow {
     pub(crate) created_at: i64,
 }
 
+/// Identifies an inbound provider event: unique per provider account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct EventKey {
+    pub(crate) provider: String,
+    /// A merchant id, or empty for the gateway-wide account.
+    pub(crate) account: String,
+    pub(crate) event_id: String,
+}
+
+/// A verified inbound provider event, as received.
+#[derive(Debug, Clone)]
+pub(crate) struct WebhookEventRow {
+    pub(crate) key: EventKey,
+    pub(crate) event_type: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) received_at: i64,
+    pub(crate) processed_at: Option<i64>,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: Option<String>,
+}
+
+/// An outbound merchant webhook (the outbox row) and its delivery state.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryRow {
+    /// Filled by the store (insertion order); the payload's `sequence`.
+    pub(crate) seq: i64,
+    /// The event id merchants see (`evt_…`).
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) payment_id: String,
+    /// `payment.completed`, …
+    pub(crate) event_type: String,
+    /// The bus event id of the change behind it.
+    pub(crate) source_event: String,
+    /// The payment as the API showed it after the change (JSON).
+    pub(crate) payment: String,
+    pub(crate) url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) next_attempt_at: i64,
+    pub(crate) created_at: i64,
+    pub(crate) delivered_at: Option<i64>,
+    pub(crate) last_status: Option<i64>,
+    pub(crate) last_error: Option<String>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptRow {
+    pub(crate) delivery_id: String,
+    pub(crate) attempt: i64,
+    pub(crate) at: i64,
+    pub(crate) http_status: Option<i64>,
+    pub(crate) latency_ms: i64,
+    pub(crate) error: Option<String>,
+}
+
+/// What an attempt leaves the delivery as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryOutcome {
+    Delivered,
+    RetryAt(i64),
+    GaveUp,
+}
+
+/// Filters for listing deliveries.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeliveryFilter {
+    pub(crate) status: Option<String>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) payment_id: Option<String>,
+    /// Only deliveries older (in list order) than this sequence number.
+    pub(crate) before_seq: Option<i64>,
+    pub(crate) limit: u32,
+}
+
 /// One row-level change; a list of them commits atomically.
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
@@ -186,6 +270,39 @@ pub(crate) enum Change {
         id: String,
     },
     SaveIdempotency(IdempotencyRow),
+    /// Stores an inbound event unless its key is already stored.
+    InsertWebhookEvent(Box<WebhookEventRow>),
+    /// Marks an inbound event processed; fails the commit with
+    /// [`StoreError::Conflict`] if it already was (so its effects apply once).
+    FinishWebhookEvent {
+        key: EventKey,
+        at: i64,
+        note: Option<String>,
+    },
+    /// Counts a failed processing attempt of an inbound event.
+    WebhookEventFailed {
+        key: EventKey,
+        error: String,
+    },
+    /// Sets a merchant's sealed webhook signing secret.
+    SetSigningSecret {
+        merchant_id: String,
+        sealed: Vec<u8>,
+        at: i64,
+    },
+    /// Adds an outbox row unless the same change already produced one.
+    InsertDelivery(Box<DeliveryRow>),
+    /// Records an attempt and what it leaves the delivery as (releases the claim).
+    RecordAttempt {
+        attempt: AttemptRow,
+        outcome: DeliveryOutcome,
+    },
+    /// Queues a delivery again now (a merchant's manual retry).
+    RetryDelivery {
+        merchant_id: String,
+        id: String,
+        at: i64,
+    },
 }
 
 /// Filters for listing payments; amounts in minor units of `currency` or, without
@@ -236,6 +353,66 @@ pub(crate) trait Store: Send + Sync + 'static {
     async fn idempotency(&self, merchant_id: &str, key: &str) -> Result<Option<IdempotencyRow>, StoreError>;
     /// Deletes idempotency records created before `before_ms`; returns how many.
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// The payment whose intent is `provider_ref` at `provider`, of `merchant_id` when given.
+    async fn payment_by_provider_ref(
+        &self,
+        _merchant_id: Option<&str>,
+        _provider: &str,
+        _provider_ref: &str,
+    ) -> Result<Option<PaymentRow>, StoreError> {
+        Err(StoreError::Unsupported("payment_by_provider_ref"))
+    }
+    /// The refund of `payment_id` whose provider id is `provider_refund_id`.
+    async fn refund_by_provider_id(
+        &self,
+        _payment_id: &str,
+        _provider_refund_id: &str,
+    ) -> Result<Option<RefundRow>, StoreError> {
+        Err(StoreError::Unsupported("refund_by_provider_id"))
+    }
+    /// A stored inbound event.
+    async fn webhook_event(&self, _key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError> {
+        Err(StoreError::Unsupported("webhook_event"))
+    }
+    /// Inbound events not processed yet, oldest first.
+    async fn unprocessed_webhook_events(&self, _limit: u32) -> Result<Vec<WebhookEventRow>, StoreError> {
+        Err(StoreError::Unsupported("unprocessed_webhook_events"))
+    }
+    /// A merchant's sealed signing secret.
+    async fn signing_secret(&self, _merchant_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Unsupported("signing_secret"))
+    }
+    /// Claims up to `limit` pending deliveries due at `now` until `until`
+    /// (a claim expires, so a crash mid-send frees the row), oldest first.
+    async fn claim_deliveries(
+        &self,
+        _now: i64,
+        _until: i64,
+        _limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        Err(StoreError::Unsupported("claim_deliveries"))
+    }
+    /// A merchant's deliveries, newest first.
+    async fn deliveries(
+        &self,
+        _merchant_id: &str,
+        _filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        Err(StoreError::Unsupported("deliveries"))
+    }
+    /// One of a merchant's deliveries.
+    async fn delivery(&self, _merchant_id: &str, _id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+        Err(StoreError::Unsupported("delivery"))
+    }
+    /// A delivery's attempts, in order.
+    async fn delivery_attempts(&self, _delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        Err(StoreError::Unsupported("delivery_attempts"))
+    }
+    /// Payments still pending whose row last changed before `updated_before`, oldest first.
+    async fn stale_payments(&self, _updated_before: i64, _limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
+        Err(StoreError::Unsupported("stale_payments"))
+    }
 }
 
 /// `minor` units of a currency with `exponent` digits, in ten-thousandths of the

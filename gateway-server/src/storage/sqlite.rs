@@ -21,8 +21,9 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    amount_e4, ApiKeyRow, CardRow, Change, CredentialRow, CustomerRow, IdempotencyRow, MerchantRow,
-    PaymentFilter, PaymentRow, RefundRow, Store, StoreError,
+    amount_e4, ApiKeyRow, AttemptRow, CardRow, Change, CredentialRow, CustomerRow, DeliveryFilter,
+    DeliveryOutcome, DeliveryRow, EventKey, IdempotencyRow, MerchantRow, PaymentFilter, PaymentRow,
+    RefundRow, Store, StoreError, WebhookEventRow,
 };
 use crate::auth::Scopes;
 
@@ -30,13 +31,22 @@ use crate::auth::Scopes;
 const MAX_BATCH: usize = 256;
 
 fn migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        Cow::Borrowed(include_str!("../../migrations/0001_initial.sql")),
-        false,
-    )];
+    let migrations = vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("initial"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0001_initial.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("webhooks"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0002_webhooks.sql")),
+            false,
+        ),
+    ];
     Migrator {
         migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
@@ -199,6 +209,7 @@ async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJo
 fn clone_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::Busy => StoreError::Busy,
+        StoreError::Conflict(what) => StoreError::Conflict(what),
         other => StoreError::Corrupt(other.to_string()),
     }
 }
@@ -233,10 +244,23 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<
     for chunk in chunks(&records) {
         save_idempotency(&mut tx, chunk).await?;
     }
+    let events: Vec<&WebhookEventRow> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::InsertWebhookEvent(row) => Some(&**row),
+            _ => None,
+        })
+        .collect();
+    for chunk in chunks(&events) {
+        insert_webhook_events(&mut tx, chunk).await?;
+    }
     for change in changes.iter().filter(|c| {
         !matches!(
             c,
-            Change::InsertMerchant(_) | Change::InsertPayment(_) | Change::SaveIdempotency(_)
+            Change::InsertMerchant(_)
+                | Change::InsertPayment(_)
+                | Change::SaveIdempotency(_)
+                | Change::InsertWebhookEvent(_)
         )
     }) {
         apply(&mut tx, change).await?;
@@ -316,6 +340,180 @@ async fn save_idempotency(conn: &mut SqliteConnection, rows: &[&IdempotencyRow])
     }
     query.execute(&mut *conn).await?;
     Ok(())
+}
+
+async fn insert_webhook_events(
+    conn: &mut SqliteConnection,
+    rows: &[&WebhookEventRow],
+) -> Result<(), StoreError> {
+    let sql = values_sql(
+        "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at)",
+        6,
+        rows.len(),
+        " ON CONFLICT (provider, account, event_id) DO NOTHING",
+    );
+    let mut query = sqlx::query(&sql);
+    for e in rows {
+        query = query
+            .bind(&e.key.provider)
+            .bind(&e.key.account)
+            .bind(&e.key.event_id)
+            .bind(&e.event_type)
+            .bind(&e.body)
+            .bind(e.received_at);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn apply_webhook_change(conn: &mut SqliteConnection, change: &Change) -> Result<(), StoreError> {
+    match change {
+        Change::InsertWebhookEvent(row) => insert_webhook_events(conn, &[&**row]).await?,
+        Change::FinishWebhookEvent { key, at, note } => {
+            let done = sqlx::query(
+                "UPDATE webhook_events SET processed_at = ?, last_error = COALESCE(?, last_error) \
+                 WHERE provider = ? AND account = ? AND event_id = ? AND processed_at IS NULL",
+            )
+            .bind(at)
+            .bind(note)
+            .bind(&key.provider)
+            .bind(&key.account)
+            .bind(&key.event_id)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict("the event was already processed"));
+            }
+        }
+        Change::WebhookEventFailed { key, error } => {
+            sqlx::query(
+                "UPDATE webhook_events SET attempts = attempts + 1, last_error = ? \
+                 WHERE provider = ? AND account = ? AND event_id = ?",
+            )
+            .bind(error)
+            .bind(&key.provider)
+            .bind(&key.account)
+            .bind(&key.event_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Change::SetSigningSecret {
+            merchant_id,
+            sealed,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO merchant_signing_secrets (merchant_id, sealed, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (merchant_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            )
+            .bind(merchant_id)
+            .bind(sealed)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Change::InsertDelivery(d) => {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (id, merchant_id, payment_id, event_type, source_event, payment, \
+                 url, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) \
+                 ON CONFLICT (merchant_id, source_event, event_type) DO NOTHING",
+            )
+            .bind(&d.id)
+            .bind(&d.merchant_id)
+            .bind(&d.payment_id)
+            .bind(&d.event_type)
+            .bind(&d.source_event)
+            .bind(&d.payment)
+            .bind(&d.url)
+            .bind(&d.status)
+            .bind(d.next_attempt_at)
+            .bind(d.created_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Change::RecordAttempt { attempt, outcome } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, at, http_status, latency_ms, error) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&attempt.delivery_id)
+            .bind(attempt.attempt)
+            .bind(attempt.at)
+            .bind(attempt.http_status)
+            .bind(attempt.latency_ms)
+            .bind(&attempt.error)
+            .execute(&mut *conn)
+            .await?;
+            let (status, next, delivered) = match outcome {
+                DeliveryOutcome::Delivered => ("delivered", None, Some(attempt.at)),
+                DeliveryOutcome::RetryAt(at) => ("pending", Some(*at), None),
+                DeliveryOutcome::GaveUp => ("failed", None, None),
+            };
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = ?, attempts = MAX(attempts, ?), \
+                 next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = COALESCE(?, delivered_at), \
+                 claimed_until = NULL, last_status = ?, last_error = ? WHERE id = ? AND status = 'pending'",
+            )
+            .bind(status)
+            .bind(attempt.attempt)
+            .bind(next)
+            .bind(delivered)
+            .bind(attempt.http_status)
+            .bind(&attempt.error)
+            .bind(&attempt.delivery_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Change::RetryDelivery { merchant_id, id, at } => {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, claimed_until = NULL \
+                 WHERE id = ? AND merchant_id = ? AND status != 'pending'",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(merchant_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn webhook_event_row(row: &SqliteRow) -> Result<WebhookEventRow, StoreError> {
+    Ok(WebhookEventRow {
+        key: EventKey {
+            provider: row.try_get("provider")?,
+            account: row.try_get("account")?,
+            event_id: row.try_get("event_id")?,
+        },
+        event_type: row.try_get("event_type")?,
+        body: row.try_get("body")?,
+        received_at: row.try_get("received_at")?,
+        processed_at: row.try_get("processed_at")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+fn delivery_row(row: &SqliteRow) -> Result<DeliveryRow, StoreError> {
+    Ok(DeliveryRow {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        payment_id: row.try_get("payment_id")?,
+        event_type: row.try_get("event_type")?,
+        source_event: row.try_get("source_event")?,
+        payment: row.try_get("payment")?,
+        url: row.try_get("url")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        created_at: row.try_get("created_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+    })
 }
 
 async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), StoreError> {
@@ -462,6 +660,7 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), Store
                 .await?;
         }
         Change::SaveIdempotency(i) => save_idempotency(conn, &[i]).await?,
+        other => apply_webhook_change(conn, other).await?,
     }
     Ok(())
 }
@@ -816,6 +1015,165 @@ impl Store for SqliteStore {
             .execute(&self.reads)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn payment_by_provider_ref(
+        &self,
+        merchant_id: Option<&str>,
+        provider: &str,
+        provider_ref: &str,
+    ) -> Result<Option<PaymentRow>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM payments WHERE provider = ? AND provider_ref = ? AND (? IS NULL OR merchant_id = ?) \
+             ORDER BY seq LIMIT 1",
+        )
+        .bind(provider)
+        .bind(provider_ref)
+        .bind(merchant_id)
+        .bind(merchant_id)
+        .fetch_optional(&self.reads)
+        .await?
+        .as_ref()
+        .map(payment_row)
+        .transpose()
+    }
+
+    async fn refund_by_provider_id(
+        &self,
+        payment_id: &str,
+        provider_refund_id: &str,
+    ) -> Result<Option<RefundRow>, StoreError> {
+        sqlx::query("SELECT * FROM refunds WHERE payment_id = ? AND json_extract(refund, '$.id') = ?")
+            .bind(payment_id)
+            .bind(provider_refund_id)
+            .fetch_optional(&self.reads)
+            .await?
+            .as_ref()
+            .map(refund_row)
+            .transpose()
+    }
+
+    async fn webhook_event(&self, key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError> {
+        sqlx::query("SELECT * FROM webhook_events WHERE provider = ? AND account = ? AND event_id = ?")
+            .bind(&key.provider)
+            .bind(&key.account)
+            .bind(&key.event_id)
+            .fetch_optional(&self.reads)
+            .await?
+            .as_ref()
+            .map(webhook_event_row)
+            .transpose()
+    }
+
+    async fn unprocessed_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError> {
+        sqlx::query("SELECT * FROM webhook_events WHERE processed_at IS NULL ORDER BY seq LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.reads)
+            .await?
+            .iter()
+            .map(webhook_event_row)
+            .collect()
+    }
+
+    async fn signing_secret(&self, merchant_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT sealed FROM merchant_signing_secrets WHERE merchant_id = ?")
+            .bind(merchant_id)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(row.map(|row| row.try_get("sealed")).transpose()?)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        // One statement: SQLite runs it atomically against the writer.
+        sqlx::query(
+            "UPDATE webhook_deliveries SET claimed_until = ? WHERE seq IN (SELECT seq FROM webhook_deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) \
+             ORDER BY next_attempt_at, seq LIMIT ?) RETURNING *",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(delivery_row)
+        .collect()
+    }
+
+    async fn deliveries(
+        &self,
+        merchant_id: &str,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM webhook_deliveries WHERE merchant_id = ? AND (? IS NULL OR status = ?) \
+             AND (? IS NULL OR event_type = ?) AND (? IS NULL OR payment_id = ?) AND (? IS NULL OR seq < ?) \
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(merchant_id)
+        .bind(&filter.status)
+        .bind(&filter.status)
+        .bind(&filter.event_type)
+        .bind(&filter.event_type)
+        .bind(&filter.payment_id)
+        .bind(&filter.payment_id)
+        .bind(filter.before_seq)
+        .bind(filter.before_seq)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(delivery_row)
+        .collect()
+    }
+
+    async fn delivery(&self, merchant_id: &str, id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+        sqlx::query("SELECT * FROM webhook_deliveries WHERE id = ? AND merchant_id = ?")
+            .bind(id)
+            .bind(merchant_id)
+            .fetch_optional(&self.reads)
+            .await?
+            .as_ref()
+            .map(delivery_row)
+            .transpose()
+    }
+
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt")
+            .bind(delivery_id)
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRow {
+                    delivery_id: row.try_get("delivery_id")?,
+                    attempt: row.try_get("attempt")?,
+                    at: row.try_get("at")?,
+                    http_status: row.try_get("http_status")?,
+                    latency_ms: row.try_get("latency_ms")?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM payments WHERE status = 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?",
+        )
+        .bind(updated_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(payment_row)
+        .collect()
     }
 }
 

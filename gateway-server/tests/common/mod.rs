@@ -141,6 +141,30 @@ impl TestServer {
         )
     }
 
+    /// The server's event bus.
+    pub fn bus(&self) -> &gateway_core::EventBus {
+        self.server.as_ref().expect("running").bus()
+    }
+
+    /// Drops the server without a graceful stop, as a crash would (nothing
+    /// in flight is finished), and starts a new one on the same database.
+    pub async fn crash_and_restart(mut self) -> TestServer {
+        drop(self.server.take());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let server = ServerBuilder::new(self.config.clone())
+            .provider(Arc::new(self.mock.clone()))
+            .start()
+            .await
+            .expect("server restarts");
+        TestServer::wrap(
+            server,
+            self.mock.clone(),
+            self.key.clone(),
+            self.config.clone(),
+            self.dir.clone(),
+        )
+    }
+
     /// Stops the server.
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {

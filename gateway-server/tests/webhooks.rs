@@ -1,0 +1,696 @@
+//! Inbound provider webhooks, outbound merchant webhooks, reconciliation and
+//! live status, through the real HTTP server.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use awc::http::StatusCode;
+use common::{payment_body, TestServer};
+use gateway_core::{EventKind, IntentStatus, ProviderEvent};
+use gateway_server::{Config, DeliverySchedule, ServerBuilder};
+use serde_json::Value;
+
+/// A local merchant endpoint: records every request, answers from a script.
+#[derive(Clone, Default)]
+struct Receiver {
+    hits: Arc<Mutex<Vec<(Instant, String, String)>>>,
+    script: Arc<Mutex<Vec<u16>>>,
+    url: String,
+}
+
+impl Receiver {
+    /// Answers `script` in order, then 200.
+    async fn start(script: &[u16]) -> Receiver {
+        let mut receiver = Receiver {
+            script: Arc::new(Mutex::new(script.iter().rev().copied().collect())),
+            ..Receiver::default()
+        };
+        let state = receiver.clone();
+        let server = HttpServer::new(move || {
+            let state = state.clone();
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let state = state.clone();
+                async move {
+                    let signature = req
+                        .headers()
+                        .get("Gateway-Signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    state.hits.lock().unwrap().push((
+                        Instant::now(),
+                        signature,
+                        String::from_utf8_lossy(&body).into_owned(),
+                    ));
+                    let status = state.script.lock().unwrap().pop().unwrap_or(200);
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+                }
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        receiver.url = format!("http://127.0.0.1:{}/hooks", server.addrs()[0].port());
+        actix_web::rt::spawn(server.run());
+        receiver
+    }
+
+    fn hits(&self) -> Vec<(Instant, String, String)> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, count: usize, within: Duration) -> Vec<(Instant, String, String)> {
+        let deadline = Instant::now() + within;
+        while self.hits().len() < count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.hits()
+    }
+}
+
+fn fast(config: &mut Config) {
+    config.webhook_delivery = DeliverySchedule {
+        first_retry: Duration::from_millis(150),
+        max_delay: Duration::from_secs(5),
+        max_attempts: 8,
+        timeout: Duration::from_secs(2),
+    };
+    config.webhook_sweep_interval = Duration::from_millis(200);
+}
+
+async fn merchant_id(server: &TestServer) -> String {
+    server.get("/v1/merchant").await.data()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Sets the webhook URL; returns the signing secret (shown once).
+async fn set_webhook(server: &TestServer, url: &str) -> String {
+    let reply = server
+        .put("/v1/merchant/webhook", &format!(r#"{{"webhook_url": "{url}"}}"#))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let secret = reply.data()["signing_secret"]
+        .as_str()
+        .expect("secret shown")
+        .to_owned();
+    let again = server
+        .put("/v1/merchant/webhook", &format!(r#"{{"webhook_url": "{url}"}}"#))
+        .await;
+    assert!(again.data().get("signing_secret").is_none(), "shown once");
+    secret
+}
+
+/// Posts a mock provider event as its webhook to the merchant endpoint.
+async fn deliver_mock(server: &TestServer, merchant: &str, event: &ProviderEvent) -> awc::http::StatusCode {
+    let request = server.mock.webhook_request(event, 0);
+    let body = String::from_utf8(request.body.clone()).unwrap();
+    let signature = request.header("Mock-Signature").unwrap().to_owned();
+    server
+        .send(
+            "POST",
+            &format!("/v1/webhooks/mock/{merchant}"),
+            None,
+            &[("Mock-Signature", &signature)],
+            Some(&body),
+        )
+        .await
+        .status
+}
+
+fn verify(secret: &str, hit: &(Instant, String, String)) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    gateway_core::signature::verify_header(
+        &hit.1,
+        hit.2.as_bytes(),
+        &[secret.as_bytes()],
+        Duration::from_secs(300),
+        now,
+    )
+    .expect("Gateway-Signature verifies");
+    serde_json::from_str(&hit.2).unwrap()
+}
+
+async fn poll_status(server: &TestServer, id: &str, want: &str) -> Value {
+    for _ in 0..200 {
+        // The list does not refresh from the provider, unlike GET /v1/payments/{id}.
+        let list = server.get("/v1/payments?limit=100").await;
+        let found = list.data()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap();
+        if found["status"] == want {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("payment {id} never became {want}");
+}
+
+fn db_count(server: &TestServer, sql: &str) -> i64 {
+    let path = server
+        .config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            use sqlx::{Connection, Row};
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+                .await
+                .unwrap();
+            sqlx::query(&sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn api_changes_reach_the_bus_exactly_once() {
+    let server = TestServer::start().await;
+    let mut watch = server.bus().watch_all();
+    let payment = server.pay(&payment_body("12.00", "pm_card_visa", "")).await;
+    let mut seen = Vec::new();
+    while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(300), watch.next()).await {
+        seen.push(change);
+    }
+    let kinds: Vec<EventKind> = seen.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [EventKind::Created, EventKind::Succeeded], "{seen:?}");
+    for change in &seen {
+        assert_eq!(change.context.source, gateway_core::ChangeSource::Api);
+        assert!(change.context.local);
+        assert_eq!(
+            change.context.merchant.as_deref(),
+            Some(merchant_id(&server).await.as_str())
+        );
+        assert_eq!(change.intent.id, payment["provider_ref"]);
+    }
+    assert_ne!(seen[0].context.event_id, seen[1].context.event_id);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_webhook_delivered_five_times_is_processed_and_sent_once() {
+    let receiver = Receiver::start(&[]).await;
+    let server = TestServer::start_with(fast).await;
+    let merchant = merchant_id(&server).await;
+    let secret = set_webhook(&server, &receiver.url).await;
+    let payment = server
+        .pay(&payment_body(
+            "30.00",
+            "pm_card_threeDSecure2Required",
+            r#""return_url": "https://shop.example/back""#,
+        ))
+        .await;
+    assert_eq!(payment["status"], "pending");
+    let pending = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(verify(&secret, &pending[0])["type"], "payment.pending");
+
+    let intent = payment["provider_ref"].as_str().unwrap();
+    server.mock.take_events();
+    server.mock.complete_authentication(intent, true).unwrap();
+    let event = server
+        .mock
+        .take_events()
+        .into_iter()
+        .find(|e| e.event_type == "payment_intent.succeeded")
+        .expect("succeeded event");
+    let mut watch = server.bus().watch_all();
+    for _ in 0..5 {
+        assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    }
+    let id = payment["id"].as_str().unwrap();
+    poll_status(&server, id, "completed").await;
+    let hits = receiver.wait_for(2, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut published = Vec::new();
+    while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(100), watch.next()).await {
+        published.push(change);
+    }
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0].kind, EventKind::Succeeded);
+    assert_eq!(published[0].context.event_id, event.id);
+    assert_eq!(published[0].context.source, gateway_core::ChangeSource::Webhook);
+    let hits_now = receiver.hits();
+    assert_eq!(hits_now.len(), 2, "one payment.pending, one payment.completed");
+    let completed = verify(&secret, &hits[1]);
+    assert_eq!(completed["type"], "payment.completed");
+    assert_eq!(completed["data"]["payment"]["id"], id);
+    assert_eq!(completed["data"]["payment"]["status"], "completed");
+    assert!(
+        completed["sequence"].as_i64().unwrap() > verify(&secret, &pending[0])["sequence"].as_i64().unwrap()
+    );
+    assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_events"), 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_late_processing_event_does_not_move_a_succeeded_payment_back() {
+    let server = TestServer::start_with(fast).await;
+    let merchant = merchant_id(&server).await;
+    let payment = server.pay(&payment_body("9.00", "pm_card_visa", "")).await;
+    let mut event = server
+        .mock
+        .take_events()
+        .into_iter()
+        .find(|e| e.event_type == "payment_intent.succeeded")
+        .unwrap();
+    event.id = "evt_late_processing".into();
+    event.event_type = "payment_intent.processing".into();
+    if let gateway_core::EventObject::Intent { intent } = &mut event.object {
+        intent.status = IntentStatus::Processing;
+        intent.amount_received = 0;
+    }
+    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    for _ in 0..50 {
+        if db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        ) == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = payment["id"].as_str().unwrap();
+    let now = server.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(now.data()["status"], "completed");
+    assert_eq!(now.data()["intent_status"], "succeeded");
+    server.stop().await;
+}
+
+/// Headers and body of one request.
+type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>);
+
+#[actix_web::test]
+async fn bad_webhooks_are_refused_and_nothing_is_stored() {
+    let server = TestServer::start().await;
+    let merchant = merchant_id(&server).await;
+    let path = format!("/v1/webhooks/mock/{merchant}");
+    server.pay(&payment_body("5.00", "pm_card_visa", "")).await;
+    let event = server.mock.take_events().pop().unwrap();
+    let request = server.mock.webhook_request(&event, 0);
+    let body = String::from_utf8(request.body.clone()).unwrap();
+    let garbage = "x".repeat(1 << 20);
+    let cases: Vec<Case<'_>> = vec![
+        (vec![("Mock-Signature", "whsec_wrong")], Some(&body)),
+        (vec![], Some(&body)),
+        (vec![("Mock-Signature", "whsec_mock")], Some("")),
+        (vec![("Mock-Signature", "whsec_mock")], Some(&garbage)),
+        (vec![("Mock-Signature", "whsec_mock")], Some("{not json")),
+        (
+            vec![("Mock-Signature", "whsec_mock"), ("Content-Type", "text/plain")],
+            Some(&body),
+        ),
+    ];
+    for (headers, body) in cases {
+        let reply = server.send("POST", &path, None, &headers, body).await;
+        assert!(reply.status.is_client_error(), "{} {}", reply.status, reply.text);
+        assert_eq!(reply.body["success"], false, "{}", reply.text);
+    }
+    let unknown = server
+        .send(
+            "POST",
+            "/v1/webhooks/mock/no-such-merchant",
+            None,
+            &[("Mock-Signature", "whsec_mock")],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_events"), 0);
+    let metrics = server.send("GET", "/metrics", None, &[], None).await;
+    assert!(metrics
+        .text
+        .contains("gateway_webhooks_total{direction=\"inbound\",outcome=\"refused\"}"));
+    assert!(!metrics.text.contains("whsec_mock"));
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn every_stripe_vector_through_the_endpoint() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/stripe-webhook-vectors.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the shared Stripe webhook vectors must exist");
+    let vectors: Value = serde_json::from_str(&text).unwrap();
+    let vectors = vectors["vectors"].as_array().unwrap();
+    let secret = vectors[0]["secret"].as_str().unwrap().to_owned();
+    let now = vectors[0]["now"].as_i64().unwrap();
+    let mut settings = gateway_core::ProviderConfig::new();
+    settings.set("secret_key", "sk_test_vectors");
+    settings.set("webhook_secrets", secret.clone());
+    // No test reaches Stripe: retrievals go to a closed local port and fail.
+    settings.set("api_base", "http://127.0.0.1:9");
+    settings.set("max_retries", "0");
+    settings.set("timeout_ms", "200");
+    let stripe = gateway_core::build_provider("stripe", &settings).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".to_owned(),
+        database_url: format!("sqlite://{}", dir.path().join("gateway.db").display()),
+        master_key: Some("0123456789abcdef".repeat(4)),
+        workers: 2,
+        log_level: "warn".to_owned(),
+        ..Config::default()
+    };
+    let server = ServerBuilder::new(config.clone())
+        .provider(stripe)
+        .clock(Arc::new(move || now))
+        .start()
+        .await
+        .unwrap();
+    let client = awc::Client::default();
+    let mut ok_ids = std::collections::BTreeSet::new();
+    for vector in vectors {
+        assert_eq!(vector["now"].as_i64(), Some(now));
+        assert_eq!(vector["secret"].as_str(), Some(secret.as_str()));
+        let payload = vector["payload"].as_str().unwrap().to_owned();
+        let response = client
+            .post(format!("http://{}/v1/webhooks/stripe", server.addr()))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Stripe-Signature", vector["header"].as_str().unwrap()))
+            .send_body(payload.clone())
+            .await
+            .unwrap();
+        let expect = vector["expect"].as_str().unwrap();
+        if expect == "ok" {
+            assert_eq!(response.status(), StatusCode::OK, "{}", vector["name"]);
+            let event: Value = serde_json::from_str(&payload).unwrap();
+            ok_ids.insert(event["id"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", vector["name"]);
+        }
+    }
+    let db = dir.path().join("gateway.db").display().to_string();
+    let stored = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            use sqlx::{Connection, Row};
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{db}")).await.unwrap();
+            sqlx::query("SELECT event_id FROM webhook_events WHERE provider = 'stripe' AND account = '' ORDER BY event_id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(0))
+                .collect::<Vec<_>>()
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        stored,
+        ok_ids.into_iter().collect::<Vec<_>>(),
+        "each verified event stored once"
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_failing_endpoint_gets_growing_delays_then_exactly_one_delivery() {
+    let receiver = Receiver::start(&[503, 503, 503]).await;
+    let server = TestServer::start_with(fast).await;
+    let secret = set_webhook(&server, &receiver.url).await;
+    let payment = server.pay(&payment_body("20.00", "pm_card_visa", "")).await;
+    let hits = receiver.wait_for(4, Duration::from_secs(10)).await;
+    assert_eq!(hits.len(), 4);
+    let gaps: Vec<Duration> = hits.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2], "{gaps:?}");
+    let bodies: Vec<Value> = hits.iter().map(|hit| verify(&secret, hit)).collect();
+    assert!(bodies
+        .iter()
+        .all(|b| b["id"] == bodies[0]["id"] && b["type"] == "payment.completed"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.hits().len(), 4, "nothing after the 2xx");
+    let list = server
+        .get(&format!(
+            "/v1/webhook-deliveries?payment_id={}",
+            payment["id"].as_str().unwrap()
+        ))
+        .await;
+    let deliveries = list.data()["data"].as_array().unwrap().clone();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0]["status"], "delivered");
+    assert_eq!(deliveries[0]["attempts"], 4);
+    let id = deliveries[0]["id"].as_str().unwrap();
+    let one = server.get(&format!("/v1/webhook-deliveries/{id}")).await;
+    let log = one.data()["attempt_log"].as_array().unwrap().clone();
+    let statuses: Vec<i64> = log.iter().map(|a| a["http_status"].as_i64().unwrap()).collect();
+    assert_eq!(statuses, [503, 503, 503, 200]);
+    assert!(log[0]["error"].as_str().unwrap().contains("503"));
+    // A manual retry sends it again (same event id).
+    let retried = server
+        .post(&format!("/v1/webhook-deliveries/{id}/retry"), "")
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    let hits = receiver.wait_for(5, Duration::from_secs(5)).await;
+    assert_eq!(verify(&secret, &hits[4])["id"], id);
+    // Scopes: reading needs webhooks:read.
+    let (_, reader) = server.merchant("payments:read").await;
+    assert_eq!(
+        server.get_as(&reader, "/v1/webhook-deliveries").await.status,
+        StatusCode::FORBIDDEN
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_delivery_survives_a_crash_between_attempts() {
+    let receiver = Receiver::start(&[503]).await;
+    let server = TestServer::start_with(|config| {
+        fast(config);
+        config.webhook_delivery.first_retry = Duration::from_millis(1500);
+    })
+    .await;
+    let secret = set_webhook(&server, &receiver.url).await;
+    server.pay(&payment_body("20.00", "pm_card_visa", "")).await;
+    let first = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(first.len(), 1);
+    let server = server.crash_and_restart().await;
+    let hits = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(hits.len(), 2);
+    assert_eq!(verify(&secret, &hits[0])["id"], verify(&secret, &hits[1])["id"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(receiver.hits().len(), 2, "delivered once after the restart");
+    let list = server.get("/v1/webhook-deliveries?status=delivered").await;
+    assert_eq!(list.data()["data"].as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn an_event_stored_before_a_crash_is_processed_after_restart() {
+    let server = TestServer::start_with(|config| {
+        fast(config);
+        config.webhook_sweep_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let merchant = merchant_id(&server).await;
+    let payment = server
+        .pay(&payment_body(
+            "40.00",
+            "pm_card_threeDSecure2Required",
+            r#""return_url": "https://shop.example/back""#,
+        ))
+        .await;
+    let intent = payment["provider_ref"].as_str().unwrap();
+    server.mock.complete_authentication(intent, true).unwrap();
+    let event = server
+        .mock
+        .take_events()
+        .into_iter()
+        .find(|e| e.event_type == "payment_intent.succeeded")
+        .unwrap();
+    // As if the process died right after storing the event and answering 2xx.
+    let body = serde_json::to_vec(&event).unwrap();
+    db_exec(
+        &server,
+        "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at) \
+         VALUES ('mock', ?, ?, 'payment_intent.succeeded', ?, 0)",
+        vec![merchant.clone(), event.id.clone()],
+        body,
+    );
+    let id = payment["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(poll_status(&server, &id, "pending").await["status"], "pending");
+    let server = server.restart().await;
+    poll_status(&server, &id, "completed").await;
+    assert_eq!(
+        db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL"
+        ),
+        1
+    );
+    server.stop().await;
+}
+
+fn db_exec(server: &TestServer, sql: &str, texts: Vec<String>, blob: Vec<u8>) {
+    let path = server
+        .config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+                .await
+                .unwrap();
+            let mut query = sqlx::query(&sql);
+            for text in texts {
+                query = query.bind(text);
+            }
+            query.bind(blob).execute(&mut conn).await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+#[actix_web::test]
+async fn wait_returns_when_the_payment_completes_and_reconciliation_heals_a_missed_webhook() {
+    let server = TestServer::start_with(|config| {
+        fast(config);
+        config.reconcile.after = Duration::from_millis(300);
+        config.reconcile.interval = Duration::from_millis(100);
+    })
+    .await;
+    let payment = server
+        .pay(&payment_body(
+            "15.00",
+            "pm_card_threeDSecure2Required",
+            r#""return_url": "https://shop.example/back""#,
+        ))
+        .await;
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let intent = payment["provider_ref"].as_str().unwrap().to_owned();
+    let quick = server.get(&format!("/v1/payments/{id}/wait?timeout=0")).await;
+    assert_eq!(quick.data()["status"], "pending");
+    let started = Instant::now();
+    let mock = server.mock.clone();
+    actix_web::rt::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The customer finishes 3-D Secure; no webhook is delivered: reconciliation finds it.
+        mock.complete_authentication(&intent, true).unwrap();
+    });
+    let waited = server.get(&format!("/v1/payments/{id}/wait?timeout=20")).await;
+    assert_eq!(waited.data()["status"], "completed", "{}", waited.text);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let sse = server.get(&format!("/v1/payments/{id}/events")).await;
+    assert_eq!(sse.content_type.as_deref(), Some("text/event-stream"));
+    assert!(sse.text.starts_with("event: payment\n"), "{}", sse.text);
+    assert!(sse.text.contains("\"status\":\"completed\""));
+    let bad = server.get(&format!("/v1/payments/{id}/wait?timeout=600")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn an_event_for_an_intent_not_yet_stored_is_applied_once_the_payment_exists() {
+    let server = TestServer::start_with(fast).await;
+    let merchant = merchant_id(&server).await;
+    let body = payment_body(
+        "33.00",
+        "pm_card_threeDSecure2Required",
+        r#""return_url": "https://shop.example/back""#,
+    );
+    // The provider creates the intent but the gateway never hears back.
+    server.mock.inject_fault(gateway_core::mock::Fault::LostResponse);
+    let lost = server.post_idem("/v1/payments", "order-unknown-1", &body).await;
+    assert!(lost.status.is_server_error(), "{}", lost.text);
+    assert_eq!(server.payment_count().await, 0);
+    let created = server.mock.take_events();
+    let intent = created[0].intent().unwrap().id.clone();
+    server.mock.complete_authentication(&intent, true).unwrap();
+    let event = server
+        .mock
+        .take_events()
+        .into_iter()
+        .find(|e| e.event_type == "payment_intent.succeeded")
+        .unwrap();
+    // Its webhook arrives for an intent the gateway does not know: stored, acknowledged, kept.
+    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL"
+        ),
+        1
+    );
+    // The merchant retries; the provider replays the intent; the stored event then applies.
+    let retried = server.post_idem("/v1/payments", "order-unknown-1", &body).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    let id = retried.data()["id"].as_str().unwrap().to_owned();
+    poll_status(&server, &id, "completed").await;
+    assert_eq!(server.stats().charges_made, 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn unknown_event_types_are_acknowledged_and_ignored() {
+    let server = TestServer::start().await;
+    let merchant = merchant_id(&server).await;
+    let event = ProviderEvent {
+        id: "evt_customer_created".into(),
+        provider: "mock".into(),
+        event_type: "customer.created".into(),
+        created: 1_700_000_000,
+        object: gateway_core::EventObject::Unhandled,
+    };
+    let mut watch = server.bus().watch_all();
+    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
+    for _ in 0..50 {
+        if db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        ) == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_events"), 1);
+    assert_eq!(
+        db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL"
+        ),
+        1
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), watch.next())
+            .await
+            .is_err(),
+        "nothing published"
+    );
+    server.stop().await;
+}
