@@ -22,7 +22,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Address and port to listen on (`GATEWAY_LISTEN`), default `127.0.0.1:8080`.
     pub listen: String,
-    /// `sqlite://PATH` (`GATEWAY_DATABASE_URL`), default `sqlite://./gateway.db`.
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (`GATEWAY_DATABASE_URL`),
+    /// default `sqlite://./gateway.db`. Several instances may share one PostgreSQL database.
     pub database_url: String,
     /// 64 hex characters sealing provider credentials at rest (`GATEWAY_MASTER_KEY`).
     /// Without one, a key is generated into a file beside the database.
@@ -230,10 +231,12 @@ impl Config {
                 message: format!("{:?}; use address:port such as 127.0.0.1:8080", config.listen),
             });
         }
-        if !config.database_url.starts_with("sqlite:") {
+        if !config.database_url.starts_with("sqlite:")
+            && !crate::storage::postgres::is_postgres_url(&config.database_url)
+        {
             return Err(ConfigError::Invalid {
                 name: "database_url",
-                message: "this build stores in SQLite: use sqlite://PATH".to_owned(),
+                message: "use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB".to_owned(),
             });
         }
         if let Some(key) = &config.master_key {

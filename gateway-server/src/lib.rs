@@ -1,5 +1,6 @@
 //! The Gateway server: an actix-web API over payment providers, with
-//! merchants and scoped API keys, idempotent POSTs, and SQLite storage.
+//! merchants and scoped API keys, idempotent POSTs, and SQLite or PostgreSQL
+//! storage (several instances share a PostgreSQL database; see [`cluster`]).
 //!
 //! Run it with `cargo run -p gateway-server` (the `gateway` binary); embed it
 //! (tests do) with [`ServerBuilder`].
@@ -23,6 +24,7 @@ mod state;
 mod storage;
 
 pub mod cli;
+pub mod cluster;
 
 pub use config::{Config, ConfigError, LogFormat};
 pub use crypto::MasterKey;

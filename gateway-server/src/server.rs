@@ -10,11 +10,12 @@ use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
-use gateway_core::{build_provider, provider_factories, PaymentProvider, ProviderConfig};
+use gateway_core::{build_provider, provider_factories, EventBus, PaymentProvider, ProviderConfig};
 use tracing::Instrument;
 
 use crate::auth::{KeyCache, RateLimiter, Scopes};
 use crate::clock::now_ms;
+use crate::cluster::ClusterRelay;
 use crate::config::Config;
 use crate::crypto::{MasterKey, Sealer};
 use crate::ids::{new_id, new_request_id};
@@ -22,7 +23,7 @@ use crate::locks::KeyedLocks;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::state::AppState;
-use crate::storage::{sqlite_path, Change, MerchantRow, SqliteStore, Store, StoreError};
+use crate::storage::{sqlite_path, Change, MerchantRow, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,7 @@ impl From<StoreError> for StartError {
 pub struct ServerBuilder {
     config: Config,
     providers: Vec<Arc<dyn PaymentProvider>>,
+    cluster_bus: Option<EventBus>,
 }
 
 impl ServerBuilder {
@@ -78,7 +80,16 @@ impl ServerBuilder {
         ServerBuilder {
             config,
             providers: Vec::new(),
+            cluster_bus: None,
         }
+    }
+
+    /// Joins `bus` to the other instances on the same PostgreSQL database
+    /// (see [`crate::cluster`]): changes published on it reach their buses,
+    /// and theirs arrive on it with `local = false`. No effect on SQLite.
+    pub fn cluster_bus(mut self, bus: EventBus) -> Self {
+        self.cluster_bus = Some(bus);
+        self
     }
 
     /// Uses `provider` (e.g. a `MockProvider` a test keeps a handle to) instead
@@ -91,8 +102,17 @@ impl ServerBuilder {
     /// Opens the database, then binds and starts serving in the background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_url).await?);
+        let opened = crate::storage::open(&config.database_url).await?;
+        let store = opened.store;
         let master_key = master_key(&config)?;
+        let relay = match (self.cluster_bus, opened.postgres) {
+            (Some(bus), Some(pool)) => Some(
+                ClusterRelay::start(bus, pool)
+                    .await
+                    .map_err(|error| StartError::Storage(error.to_string()))?,
+            ),
+            _ => None,
+        };
         let sandbox_key = if config.sandbox && store.merchant_count().await? == 0 {
             let (merchant_id, key) = create_merchant(&*store, "sandbox", Some(Scopes::all())).await?;
             tracing::info!(merchant = %merchant_id, "created the sandbox merchant");
@@ -158,6 +178,7 @@ impl ServerBuilder {
             task,
             purge,
             sandbox_key,
+            relay,
         })
     }
 }
@@ -169,6 +190,7 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     purge: tokio::task::JoinHandle<()>,
     sandbox_key: Option<String>,
+    relay: Option<ClusterRelay>,
 }
 
 impl RunningServer {
@@ -187,6 +209,7 @@ impl RunningServer {
         self.handle.stop(true).await;
         self.purge.abort();
         let _ = self.task.await;
+        drop(self.relay);
     }
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
@@ -239,6 +262,13 @@ fn registry_providers(config: &Config) -> Vec<Arc<dyn PaymentProvider>> {
 fn master_key(config: &Config) -> Result<MasterKey, StartError> {
     if let Some(hex) = &config.master_key {
         return MasterKey::from_hex(hex).ok_or_else(|| StartError::MasterKey("not 64 hex characters".into()));
+    }
+    if crate::storage::postgres::is_postgres_url(&config.database_url) {
+        // Every instance must open what the others sealed: a per-process key would not do.
+        return Err(StartError::MasterKey(
+            "GATEWAY_MASTER_KEY is required with PostgreSQL (every instance sharing the database needs the same key)"
+                .into(),
+        ));
     }
     let Some(db) = sqlite_path(&config.database_url) else {
         tracing::warn!("no GATEWAY_MASTER_KEY: using a key that lives only as long as this process");
