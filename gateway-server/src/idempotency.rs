@@ -93,8 +93,12 @@ where
     Fut: Future<Output = Result<Outcome, ApiError>>,
 {
     let Some(key) = header_key(req)? else {
-        let outcome = handler(ProviderKeys::random()).await?;
-        return finish(state, outcome, None).await;
+        // Locks the handler takes are held until its changes are committed.
+        return crate::leases::hold_until_done(async {
+            let outcome = handler(ProviderKeys::random()).await?;
+            finish(state, outcome, None).await
+        })
+        .await;
     };
     let fingerprint = {
         let mut material = Vec::with_capacity(body.len() + 64);
@@ -121,22 +125,30 @@ where
         }
         if state.store.try_lease(&lease.name, &lease.owner, LEASE_MS).await? {
             lease.held = true;
+            // The holder before may have stored its response and let go between our two reads.
+            if let Some(response) = replay(state, auth, &key, &fingerprint).await? {
+                lease.release().await;
+                return Ok(response);
+            }
             break;
         }
         // Another instance runs this key now: wait for its stored response (or its lease to run out).
         tokio::time::sleep(LEASE_POLL).await;
     }
     let keys = ProviderKeys::derived(&auth.merchant_id, &key, &fingerprint);
-    let outcome = handler(keys).await?;
-    let record = IdempotencyRow {
-        merchant_id: auth.merchant_id.to_string(),
-        key,
-        fingerprint,
-        status: outcome.status.as_u16(),
-        body: outcome.body.clone(),
-        created_at: now_ms(),
-    };
-    let response = finish(state, outcome, Some(record)).await;
+    let response = crate::leases::hold_until_done(async {
+        let outcome = handler(keys).await?;
+        let record = IdempotencyRow {
+            merchant_id: auth.merchant_id.to_string(),
+            key,
+            fingerprint,
+            status: outcome.status.as_u16(),
+            body: outcome.body.clone(),
+            created_at: now_ms(),
+        };
+        finish(state, outcome, Some(record)).await
+    })
+    .await;
     lease.release().await;
     response
 }

@@ -13,6 +13,7 @@ mod crypto;
 mod errors;
 mod idempotency;
 mod ids;
+mod leases;
 mod locks;
 mod metrics;
 mod openapi;

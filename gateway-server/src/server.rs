@@ -19,6 +19,7 @@ use crate::cluster::ClusterRelay;
 use crate::config::Config;
 use crate::crypto::{MasterKey, Sealer};
 use crate::ids::{new_id, new_request_id};
+use crate::leases::SharedLocks;
 use crate::locks::KeyedLocks;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -104,6 +105,8 @@ impl ServerBuilder {
         let config = self.config;
         let opened = crate::storage::open(&config.database_url).await?;
         let store = opened.store;
+        // Other instances may share a PostgreSQL database: locks take leases there.
+        let shared = opened.postgres.is_some();
         let master_key = master_key(&config)?;
         let relay = match (self.cluster_bus, opened.postgres) {
             (Some(bus), Some(pool)) => Some(
@@ -136,8 +139,10 @@ impl ServerBuilder {
             sealer: Sealer::new(&master_key),
             metrics,
             idempotency_locks: KeyedLocks::new(),
-            payment_locks: KeyedLocks::new(),
-            customer_locks: KeyedLocks::new(),
+            payment_locks: SharedLocks::new(store.clone(), shared, |id| format!("payment:{id}")),
+            customer_locks: SharedLocks::new(store.clone(), shared, |(merchant, provider, email)| {
+                format!("customer:{merchant}:{provider}:{email}")
+            }),
             max_body_bytes: config.max_body_bytes,
         });
         let app_state = state.clone();

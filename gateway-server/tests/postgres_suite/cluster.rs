@@ -372,3 +372,27 @@ async fn two_server_instances_share_their_bus_events() {
     a.stop().await;
     first.stop().await;
 }
+
+#[actix_web::test]
+async fn refunds_of_one_payment_on_two_instances_are_all_counted() {
+    let a = TestServer::start().await;
+    let b = a.another_instance(None).await;
+    let payment = a.pay(&payment_body("60.00", "pm_card_visa", "")).await;
+    let id = payment["id"].as_str().unwrap();
+    let body = format!(r#"{{"payment_id": "{id}", "amount": "10.00"}}"#);
+    let refunds = (0..6).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        server.post("/v1/refunds", &body)
+    });
+    let replies = futures_util::future::join_all(refunds).await;
+    assert!(
+        replies.iter().all(|reply| reply.status == StatusCode::OK),
+        "{replies:?}"
+    );
+    // Without a lock across instances, two would read the same amount refunded and one refund would be lost.
+    let read = b.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(read.data()["amount_refunded"], "60.00");
+    assert_eq!(read.data()["status"], "refunded");
+    b.stop().await;
+    a.stop().await;
+}
