@@ -75,7 +75,7 @@ impl fmt::Debug for Config {
             .collect();
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_url_password(&self.database_url))
             .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
@@ -258,6 +258,21 @@ impl Config {
     }
 }
 
+/// `scheme://user:****@host/…`: a database URL without its password, for logs.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:****{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 fn parse_number(name: &'static str, text: &str) -> Result<usize, ConfigError> {
     text.trim().parse().map_err(|_| ConfigError::Invalid {
         name,
@@ -303,5 +318,19 @@ mod tests {
         let pairs: &'static [(&str, &str)] = Box::leak(Box::new([("GATEWAY_MASTER_KEY", key)]));
         let config = Config::from_sources(None, &env(pairs)).unwrap();
         assert!(format!("{config:?}").contains("<redacted>") && !format!("{config:?}").contains(key));
+        let config = Config::from_sources(
+            None,
+            &env(&[("GATEWAY_DATABASE_URL", "postgres://gw:s3cret@db:5432/gateway")]),
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("postgres://gw:****@db:5432/gateway") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://./gateway.db"),
+            "sqlite://./gateway.db"
+        );
     }
 }
