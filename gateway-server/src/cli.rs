@@ -11,7 +11,7 @@ use crate::auth::Scopes;
 use crate::clock::now_ms;
 use crate::config::{Config, LogFormat};
 use crate::server::{create_merchant, ServerBuilder};
-use crate::storage::{Change, SqliteStore, Store};
+use crate::storage::{Change, Store};
 
 /// The Gateway payments server.
 #[derive(Debug, Parser)]
@@ -127,7 +127,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             action: MerchantAction::Create { name },
         } => {
             let store = open(&config).await?;
-            let (id, _) = create_merchant(&store, &name, None)
+            let (id, _) = create_merchant(&*store, &name, None)
                 .await
                 .map_err(|error| error.to_string())?;
             println!("{id}");
@@ -189,16 +189,17 @@ pub async fn create_merchant_with_key(
 ) -> Result<(String, String), String> {
     let scopes = Scopes::parse_list(scopes).map_err(|bad| format!("unknown scope {bad:?}"))?;
     let store = open(config).await?;
-    let (id, key) = create_merchant(&store, name, Some(scopes))
+    let (id, key) = create_merchant(&*store, name, Some(scopes))
         .await
         .map_err(|error| error.to_string())?;
     Ok((id, key.unwrap_or_default()))
 }
 
-async fn open(config: &Config) -> Result<SqliteStore, String> {
-    SqliteStore::open(&config.database_url)
+async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>, String> {
+    crate::storage::open(&config.database_url)
         .await
-        .map_err(|error| format!("cannot open {}: {error}", config.database_url))
+        .map(|opened| opened.store)
+        .map_err(|error| format!("cannot open the database: {error}"))
 }
 
 async fn serve(config: Config) -> Result<(), String> {

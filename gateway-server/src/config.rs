@@ -23,7 +23,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Address and port to listen on (`GATEWAY_LISTEN`), default `127.0.0.1:8080`.
     pub listen: String,
-    /// `sqlite://PATH` (`GATEWAY_DATABASE_URL`), default `sqlite://./gateway.db`.
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (`GATEWAY_DATABASE_URL`),
+    /// default `sqlite://./gateway.db`. Several instances may share one PostgreSQL database.
     pub database_url: String,
     /// 64 hex characters sealing provider credentials at rest (`GATEWAY_MASTER_KEY`).
     /// Without one, a key is generated into a file beside the database.
@@ -85,7 +86,7 @@ impl fmt::Debug for Config {
             .collect();
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_url_password(&self.database_url))
             .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
@@ -265,10 +266,12 @@ impl Config {
                 message: format!("{:?}; use address:port such as 127.0.0.1:8080", config.listen),
             });
         }
-        if !config.database_url.starts_with("sqlite:") {
+        if !config.database_url.starts_with("sqlite:")
+            && !crate::storage::postgres::is_postgres_url(&config.database_url)
+        {
             return Err(ConfigError::Invalid {
                 name: "database_url",
-                message: "this build stores in SQLite: use sqlite://PATH".to_owned(),
+                message: "use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB".to_owned(),
             });
         }
         if let Some(key) = &config.master_key {
@@ -287,6 +290,21 @@ impl Config {
             });
         }
         Ok(config)
+    }
+}
+
+/// `scheme://user:****@host/…`: a database URL without its password, for logs.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:****{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -358,5 +376,19 @@ mod tests {
         let pairs: &'static [(&str, &str)] = Box::leak(Box::new([("GATEWAY_MASTER_KEY", key)]));
         let config = Config::from_sources(None, &env(pairs)).unwrap();
         assert!(format!("{config:?}").contains("<redacted>") && !format!("{config:?}").contains(key));
+        let config = Config::from_sources(
+            None,
+            &env(&[("GATEWAY_DATABASE_URL", "postgres://gw:s3cret@db:5432/gateway")]),
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("postgres://gw:****@db:5432/gateway") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://./gateway.db"),
+            "sqlite://./gateway.db"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! * Requests with one key (per merchant) run one at a time: concurrent
 //!   duplicates wait for the first and then replay its stored response, so
-//!   they make exactly one provider call.
+//!   they make exactly one provider call. Within a process an in-memory lock
+//!   orders them; across instances sharing a database, a lease on the key
+//!   (`Store::try_lease`) does, and runs out after [`LEASE_MS`] if its holder died.
 //! * The response of a request that ran is stored in the same transaction as
 //!   its changes and replayed with `Idempotent-Replayed: true` for 24 hours;
 //!   the same key with a different method, path or body is refused with 422.
@@ -28,6 +30,13 @@ use crate::storage::{Change, IdempotencyRow};
 
 /// How long a stored response is replayed.
 pub(crate) const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How long a request may hold its key's lease; a duplicate on another
+/// instance waits at most this long if the holder's instance died.
+pub(crate) const LEASE_MS: i64 = 60_000;
+
+/// How often a duplicate on another instance checks whether the first finished.
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The header carrying the merchant's key.
 pub(crate) const HEADER: &str = "Idempotency-Key";
@@ -84,8 +93,12 @@ where
     Fut: Future<Output = Result<Outcome, ApiError>>,
 {
     let Some(key) = header_key(req)? else {
-        let outcome = handler(ProviderKeys::random()).await?;
-        return finish(state, outcome, None).await;
+        // Locks the handler takes are held until its changes are committed.
+        return crate::leases::hold_until_done(async {
+            let outcome = handler(ProviderKeys::random()).await?;
+            finish(state, outcome, None).await
+        })
+        .await;
     };
     let fingerprint = {
         let mut material = Vec::with_capacity(body.len() + 64);
@@ -100,9 +113,56 @@ where
         .idempotency_locks
         .lock((auth.merchant_id.clone(), key.clone()))
         .await;
-    if let Some(stored) = state.store.idempotency(&auth.merchant_id, &key).await? {
+    let mut lease = Lease {
+        store: state.store.clone(),
+        name: format!("idempotency:{}:{key}", auth.merchant_id),
+        owner: new_id(),
+        held: false,
+    };
+    loop {
+        if let Some(response) = replay(state, auth, &key, &fingerprint).await? {
+            return Ok(response);
+        }
+        if state.store.try_lease(&lease.name, &lease.owner, LEASE_MS).await? {
+            lease.held = true;
+            // The holder before may have stored its response and let go between our two reads.
+            if let Some(response) = replay(state, auth, &key, &fingerprint).await? {
+                lease.release().await;
+                return Ok(response);
+            }
+            break;
+        }
+        // Another instance runs this key now: wait for its stored response (or its lease to run out).
+        tokio::time::sleep(LEASE_POLL).await;
+    }
+    let keys = ProviderKeys::derived(&auth.merchant_id, &key, &fingerprint);
+    let response = crate::leases::hold_until_done(async {
+        let outcome = handler(keys).await?;
+        let record = IdempotencyRow {
+            merchant_id: auth.merchant_id.to_string(),
+            key,
+            fingerprint,
+            status: outcome.status.as_u16(),
+            body: outcome.body.clone(),
+            created_at: now_ms(),
+        };
+        finish(state, outcome, Some(record)).await
+    })
+    .await;
+    lease.release().await;
+    response
+}
+
+/// The stored response for `key`, if there is a fresh one for this request.
+async fn replay(
+    state: &AppState,
+    auth: &Auth,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<HttpResponse>, ApiError> {
+    if let Some(stored) = state.store.idempotency(&auth.merchant_id, key).await? {
         if stored.created_at >= now_ms() - RETENTION_MS {
-            if stored.fingerprint != fingerprint {
+            if stored.fingerprint != *fingerprint {
                 return Err(ApiError::unprocessable(
                     "idempotency_key_reused",
                     format!(
@@ -118,20 +178,46 @@ where
                 actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
                 actix_web::http::header::HeaderValue::from_static("true"),
             );
-            return Ok(response);
+            return Ok(Some(response));
         }
     }
-    let keys = ProviderKeys::derived(&auth.merchant_id, &key, &fingerprint);
-    let outcome = handler(keys).await?;
-    let record = IdempotencyRow {
-        merchant_id: auth.merchant_id.to_string(),
-        key,
-        fingerprint,
-        status: outcome.status.as_u16(),
-        body: outcome.body.clone(),
-        created_at: now_ms(),
-    };
-    finish(state, outcome, Some(record)).await
+    Ok(None)
+}
+
+/// A key's lease while its request runs; released when done, or (if the
+/// request is dropped midway) by a background task.
+struct Lease {
+    store: std::sync::Arc<dyn crate::storage::Store>,
+    name: String,
+    owner: String,
+    held: bool,
+}
+
+impl Lease {
+    async fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            if let Err(error) = self.store.release_lease(&self.name, &self.owner).await {
+                tracing::warn!(%error, "releasing an idempotency lease failed; it runs out by itself");
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.held {
+            let (store, name, owner) = (
+                self.store.clone(),
+                std::mem::take(&mut self.name),
+                std::mem::take(&mut self.owner),
+            );
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = store.release_lease(&name, &owner).await;
+                });
+            }
+        }
+    }
 }
 
 async fn finish(

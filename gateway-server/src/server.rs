@@ -18,15 +18,17 @@ use tracing::Instrument;
 
 use crate::auth::{KeyCache, RateLimiter, Scopes};
 use crate::clock::now_ms;
+use crate::cluster::ClusterRelay;
 use crate::config::Config;
 use crate::crypto::{MasterKey, Sealer};
 use crate::ids::{new_id, new_request_id};
+use crate::leases::SharedLocks;
 use crate::locks::KeyedLocks;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::providers::Providers;
 use crate::state::{AppState, Clock};
-use crate::storage::{sqlite_path, Change, MerchantRow, SqliteStore, Store, StoreError};
+use crate::storage::{sqlite_path, Change, MerchantRow, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,10 @@ impl ServerBuilder {
     /// Opens the database, then binds and starts serving in the background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_url).await?);
+        let opened = crate::storage::open(&config.database_url).await?;
+        let store = opened.store;
+        // Other instances may share a PostgreSQL database: locks take leases there.
+        let shared = opened.postgres.is_some();
         let master_key = master_key(&config)?;
         let sandbox_key = if config.sandbox && store.merchant_count().await? == 0 {
             let (merchant_id, key) = create_merchant(&*store, "sandbox", Some(Scopes::all())).await?;
@@ -163,6 +168,15 @@ impl ServerBuilder {
             .build()
             .map_err(|error| StartError::Handlers(error.to_string()))?;
         tracing::info!(handlers = ?bus.handler_names(), "payment handlers");
+        // On PostgreSQL, every instance's bus carries the others' changes (local = false).
+        let relay = match opened.postgres {
+            Some(pool) => Some(
+                ClusterRelay::start(bus.clone(), pool)
+                    .await
+                    .map_err(|error| StartError::Storage(error.to_string()))?,
+            ),
+            None => None,
+        };
         let clock: Clock = self.clock.unwrap_or_else(|| Arc::new(|| now_ms() / 1000));
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -172,8 +186,10 @@ impl ServerBuilder {
             sealer: Sealer::new(&master_key),
             metrics,
             idempotency_locks: KeyedLocks::new(),
-            payment_locks: KeyedLocks::new(),
-            customer_locks: KeyedLocks::new(),
+            payment_locks: SharedLocks::new(store.clone(), shared, |id| format!("payment:{id}")),
+            customer_locks: SharedLocks::new(store.clone(), shared, |(merchant, provider, email)| {
+                format!("customer:{merchant}:{provider}:{email}")
+            }),
             max_body_bytes: config.max_body_bytes,
             bus,
             outbound: Arc::new(Outbound::new(config.webhook_delivery)),
@@ -227,6 +243,7 @@ impl ServerBuilder {
             worker: Some((stop_worker, worker)),
             state,
             sandbox_key,
+            relay,
         })
     }
 }
@@ -240,6 +257,7 @@ pub struct RunningServer {
     worker: Option<(Arc<Notify>, std::thread::JoinHandle<()>)>,
     state: web::Data<AppState>,
     sandbox_key: Option<String>,
+    relay: Option<ClusterRelay>,
 }
 
 impl Drop for RunningServer {
@@ -284,6 +302,9 @@ impl RunningServer {
         }
         let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
         let _ = task.await;
+        if let Some(relay) = self.relay.take() {
+            relay.stop();
+        }
     }
 
     /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
@@ -338,6 +359,13 @@ fn registry_providers(config: &Config) -> Vec<Arc<dyn PaymentProvider>> {
 fn master_key(config: &Config) -> Result<MasterKey, StartError> {
     if let Some(hex) = &config.master_key {
         return MasterKey::from_hex(hex).ok_or_else(|| StartError::MasterKey("not 64 hex characters".into()));
+    }
+    if crate::storage::postgres::is_postgres_url(&config.database_url) {
+        // Every instance must open what the others sealed: a per-process key would not do.
+        return Err(StartError::MasterKey(
+            "GATEWAY_MASTER_KEY is required with PostgreSQL (every instance sharing the database needs the same key)"
+                .into(),
+        ));
     }
     let Some(db) = sqlite_path(&config.database_url) else {
         tracing::warn!("no GATEWAY_MASTER_KEY: using a key that lives only as long as this process");

@@ -6,6 +6,7 @@ use gateway_core::EventBus;
 
 use crate::auth::{KeyCache, RateLimiter};
 use crate::crypto::Sealer;
+use crate::leases::SharedLocks;
 use crate::locks::KeyedLocks;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
@@ -25,10 +26,10 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// Serializes requests sharing a merchant's idempotency key.
     pub(crate) idempotency_locks: KeyedLocks<(Arc<str>, String)>,
-    /// Serializes changes to one payment (confirm, capture, cancel, refund).
-    pub(crate) payment_locks: KeyedLocks<String>,
-    /// Serializes creating one provider customer per merchant and email.
-    pub(crate) customer_locks: KeyedLocks<(Arc<str>, String, String)>,
+    /// Serializes changes to one payment (confirm, capture, cancel, refund), across instances.
+    pub(crate) payment_locks: SharedLocks<String>,
+    /// Serializes creating one provider customer per merchant and email, across instances.
+    pub(crate) customer_locks: SharedLocks<(Arc<str>, String, String)>,
     /// The largest request body accepted, in bytes.
     pub(crate) max_body_bytes: usize,
     /// Handlers and watchers of payment changes.

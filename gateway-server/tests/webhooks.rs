@@ -157,32 +157,56 @@ async fn poll_status(server: &TestServer, id: &str, want: &str) -> Value {
     panic!("payment {id} never became {want}");
 }
 
-fn db_count(server: &TestServer, sql: &str) -> i64 {
-    let path = server
-        .config
-        .database_url
-        .trim_start_matches("sqlite://")
-        .to_owned();
-    let sql = sql.to_owned();
+/// Runs `work` on its own runtime and thread (the server's runtime is busy serving).
+fn on_own_runtime<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> T {
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async move {
-            use sqlx::{Connection, Row};
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap()
+}
+
+/// `sql` with SQLite's `?` placeholders numbered `$1, $2, …` for PostgreSQL.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut next = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            next += 1;
+            out.push_str(&format!("${next}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The first column of the first row of `sql`, on the server's database (SQLite or PostgreSQL).
+fn db_count(server: &TestServer, sql: &str) -> i64 {
+    let url = server.config.database_url.clone();
+    let sql = sql.to_owned();
+    on_own_runtime(async move {
+        use sqlx::{Connection, Row};
+        if url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(&numbered(&sql))
+                .fetch_one(&mut conn)
                 .await
-                .unwrap();
+                .unwrap()
+                .get::<i64, _>(0)
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
             sqlx::query(&sql)
                 .fetch_one(&mut conn)
                 .await
                 .unwrap()
                 .get::<i64, _>(0)
-        })
+        }
     })
-    .join()
-    .unwrap()
 }
 
 #[actix_web::test]
@@ -546,32 +570,29 @@ async fn an_event_stored_before_a_crash_is_processed_after_restart() {
     server.stop().await;
 }
 
+/// Runs `sql` with `texts` then `blob` bound, on the server's database (SQLite or PostgreSQL).
 fn db_exec(server: &TestServer, sql: &str, texts: Vec<String>, blob: Vec<u8>) {
-    let path = server
-        .config
-        .database_url
-        .trim_start_matches("sqlite://")
-        .to_owned();
+    let url = server.config.database_url.clone();
     let sql = sql.to_owned();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
-                .await
-                .unwrap();
+    on_own_runtime(async move {
+        use sqlx::Connection;
+        if url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let sql = numbered(&sql);
             let mut query = sqlx::query(&sql);
             for text in texts {
                 query = query.bind(text);
             }
             query.bind(blob).execute(&mut conn).await.unwrap();
-        })
-    })
-    .join()
-    .unwrap();
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let mut query = sqlx::query(&sql);
+            for text in texts {
+                query = query.bind(text);
+            }
+            query.bind(blob).execute(&mut conn).await.unwrap();
+        }
+    });
 }
 
 #[actix_web::test]

@@ -1,14 +1,20 @@
 //! Storage: the rows the server keeps and the [`Store`] interface over them.
 //!
-//! Handlers only see [`Store`]; `sqlite` implements it today and a PostgreSQL
-//! implementation can fill it later without touching them. Every write is a
-//! list of [`Change`]s committed together in one transaction.
+//! Handlers only see [`Store`]; `sqlite` (one process, the default) and
+//! `postgres` (several instances on one database) implement it, chosen by the
+//! database URL ([`open`]). Every write is a list of [`Change`]s committed
+//! together in one transaction.
 
+pub(crate) mod postgres;
+mod postgres_webhooks;
 mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use gateway_core::{PaymentIntent, PaymentStatus, Refund};
 
+pub(crate) use self::postgres::PostgresStore;
 pub(crate) use self::sqlite::{sqlite_path, SqliteStore};
 use crate::auth::Scopes;
 
@@ -22,7 +28,7 @@ pub(crate) enum StoreError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// The database URL names a backend this build cannot open.
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// The writer task stopped (the server is shutting down).
     #[error("storage writer stopped")]
@@ -46,7 +52,11 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &error {
             let code = db.code();
-            if matches!(code.as_deref(), Some("5" | "6" | "261" | "517")) {
+            // SQLite busy/locked; PostgreSQL serialization failure, deadlock, lock not available.
+            if matches!(
+                code.as_deref(),
+                Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "55P03")
+            ) {
                 return StoreError::Busy;
             }
         }
@@ -413,6 +423,41 @@ pub(crate) trait Store: Send + Sync + 'static {
     async fn stale_payments(&self, _updated_before: i64, _limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
         Err(StoreError::Unsupported("stale_payments"))
     }
+    /// Takes the lease `name` for `owner` for `lease_ms` unless another owner
+    /// holds it and it has not run out; returns whether `owner` holds it now.
+    /// Leases share work between instances on one database; a store that one
+    /// process owns (SQLite) grants every lease, as in-process locks suffice.
+    async fn try_lease(&self, _name: &str, _owner: &str, _lease_ms: i64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Gives up a lease `owner` holds (nothing when it holds none).
+    async fn release_lease(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// An opened store, and the PostgreSQL pool behind it when it is one (the
+/// cluster bus uses it).
+pub(crate) struct Opened {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) postgres: Option<sqlx::PgPool>,
+}
+
+/// Opens (creating and migrating as needed) the database `url` names:
+/// `sqlite://PATH` or `postgres://…`.
+pub(crate) async fn open(url: &str) -> Result<Opened, StoreError> {
+    if postgres::is_postgres_url(url) {
+        let store = PostgresStore::open(url).await?;
+        let pool = store.pool().clone();
+        return Ok(Opened {
+            store: Arc::new(store),
+            postgres: Some(pool),
+        });
+    }
+    Ok(Opened {
+        store: Arc::new(SqliteStore::open(url).await?),
+        postgres: None,
+    })
 }
 
 /// `minor` units of a currency with `exponent` digits, in ten-thousandths of the

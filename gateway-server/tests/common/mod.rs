@@ -1,7 +1,13 @@
 //! Shared helpers: a real gateway server on 127.0.0.1 (port 0) with a
 //! temporary SQLite file and a `MockProvider` the test keeps a handle to.
+//!
+//! The same tests run against PostgreSQL in the `postgres_suite` test binary
+//! (which includes every test file): there each server gets a database of its
+//! own on a throwaway cluster ([`postgres`]).
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod postgres;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,12 +65,44 @@ pub struct TestServer {
     base: String,
     client: awc::Client,
     dir: Arc<tempfile::TempDir>,
+    /// The PostgreSQL database, on that backend.
+    pub postgres: Option<postgres::TestDatabase>,
 }
 
-fn config_for(dir: &tempfile::TempDir) -> Config {
+/// Which database the servers of this test binary use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL in the `postgres_suite` binary, SQLite everywhere else.
+pub fn backend() -> Backend {
+    if module_path!().starts_with("postgres_suite::") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// A new database for one test: a file in `dir`, or a PostgreSQL database.
+async fn database_for(dir: &tempfile::TempDir) -> (String, Option<postgres::TestDatabase>) {
+    match backend() {
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.path().join("gateway.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let database = postgres::fresh_database().await;
+            (database.url.clone(), Some(database))
+        }
+    }
+}
+
+fn config_for(database_url: String) -> Config {
     Config {
         listen: "127.0.0.1:0".to_owned(),
-        database_url: format!("sqlite://{}", dir.path().join("gateway.db").display()),
+        database_url,
         master_key: Some("0123456789abcdef".repeat(4)),
         workers: 2,
         max_body_bytes: 16 * 1024,
@@ -82,7 +120,8 @@ impl TestServer {
     /// Like [`TestServer::start`], with the configuration adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let mut config = config_for(&dir);
+        let (url, postgres) = database_for(&dir).await;
+        let mut config = config_for(url);
         adjust(&mut config);
         let mock = MockProvider::new();
         let server = ServerBuilder::new(config.clone())
@@ -94,7 +133,25 @@ impl TestServer {
             .sandbox_key()
             .expect("sandbox key on an empty database")
             .to_owned();
-        TestServer::wrap(server, mock, key, config, dir)
+        TestServer::wrap(server, mock, key, config, dir, postgres)
+    }
+
+    /// Another instance on this server's database (PostgreSQL), sharing its
+    /// provider account; on PostgreSQL its bus is relayed to the others'.
+    pub async fn another_instance(&self) -> TestServer {
+        let server = ServerBuilder::new(self.config.clone())
+            .provider(Arc::new(self.mock.clone()))
+            .start()
+            .await
+            .expect("second instance starts");
+        TestServer::wrap(
+            server,
+            self.mock.clone(),
+            self.key.clone(),
+            self.config.clone(),
+            self.dir.clone(),
+            self.postgres.clone(),
+        )
     }
 
     fn wrap(
@@ -103,6 +160,7 @@ impl TestServer {
         key: String,
         config: Config,
         dir: Arc<tempfile::TempDir>,
+        postgres: Option<postgres::TestDatabase>,
     ) -> Self {
         let base = format!("http://{}", server.addr());
         let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
@@ -114,6 +172,7 @@ impl TestServer {
             base,
             client,
             dir,
+            postgres,
         }
     }
 
@@ -138,6 +197,7 @@ impl TestServer {
             self.key.clone(),
             self.config.clone(),
             self.dir.clone(),
+            self.postgres.clone(),
         )
     }
 
@@ -162,6 +222,7 @@ impl TestServer {
             self.key.clone(),
             self.config.clone(),
             self.dir.clone(),
+            self.postgres.clone(),
         )
     }
 
@@ -289,6 +350,9 @@ impl TestServer {
 
     /// The database file's bytes (main file and WAL), to check what is stored at rest.
     pub fn database_bytes(&self) -> Vec<u8> {
+        if let Some(database) = &self.postgres {
+            return database.bytes();
+        }
         let mut bytes = Vec::new();
         for name in ["gateway.db", "gateway.db-wal"] {
             if let Ok(mut data) = std::fs::read(self.dir.path().join(name)) {

@@ -1,0 +1,394 @@
+//! Several gateway instances on one PostgreSQL database: idempotency keys
+//! shared between them, and the cluster event bus (`LISTEN/NOTIFY`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use awc::http::StatusCode;
+use gateway_core::{
+    CaptureMethod, ChangeSource, Currency, EventBus, EventKind, HandlerFuture, HandlerOptions, IntentChange,
+    IntentChangeContext, IntentStatus, Metadata, PaymentIntent,
+};
+use gateway_server::cluster::ClusterRelay;
+use sqlx::{Connection, Row};
+
+use crate::common::postgres::fresh_database;
+use crate::common::{payment_body, TestServer};
+
+fn intent(id: &str, status: IntentStatus) -> PaymentIntent {
+    PaymentIntent {
+        id: id.to_owned(),
+        provider: "mock".into(),
+        amount: 1000,
+        amount_received: if status == IntentStatus::Succeeded {
+            1000
+        } else {
+            0
+        },
+        amount_capturable: 0,
+        currency: Currency::USD,
+        status,
+        capture_method: CaptureMethod::Automatic,
+        customer: None,
+        payment_method: None,
+        client_secret: None,
+        metadata: Metadata::new(),
+        description: None,
+        next_action: None,
+        last_payment_error: None,
+        cancellation_reason: None,
+        created: 0,
+        updated: 0,
+    }
+}
+
+/// A change as an instance that received it publishes it (`local = true`).
+fn change(event_id: &str, kind: EventKind, intent: PaymentIntent) -> IntentChange {
+    IntentChange::new(
+        kind,
+        intent,
+        Some(IntentStatus::Processing),
+        IntentChangeContext {
+            event_id: event_id.to_owned(),
+            source: ChangeSource::Webhook,
+            local: true,
+            received_at: 0,
+            merchant: None,
+        },
+    )
+}
+
+type Seen = Arc<Mutex<Vec<(&'static str, String, bool)>>>;
+
+/// A bus whose handlers record (handler, event id, local): `every` runs for
+/// every change, `here_only` only for changes received on this instance.
+fn recording_bus() -> (EventBus, Seen) {
+    let seen: Seen = Arc::default();
+    let record = |name: &'static str, seen: Seen| {
+        move |change: gateway_core::SharedChange, _ctx| -> HandlerFuture {
+            seen.lock()
+                .unwrap()
+                .push((name, change.context.event_id.clone(), change.context.local));
+            Box::pin(async { Ok(()) })
+        }
+    };
+    let here_only = HandlerOptions {
+        local_only: true,
+        ..HandlerOptions::DEFAULT
+    };
+    let bus = EventBus::builder()
+        .handler(
+            "every",
+            None,
+            HandlerOptions::DEFAULT,
+            record("every", seen.clone()),
+        )
+        .handler("here_only", None, here_only, record("here_only", seen.clone()))
+        .build()
+        .unwrap();
+    (bus, seen)
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn pool(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn one_idempotency_key_sent_to_two_instances_makes_one_provider_call() {
+    let a = TestServer::start().await;
+    let b = a.another_instance().await;
+    let body = payment_body("21.00", "pm_card_visa", "");
+    let requests = (0..12).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        server.post_idem("/v1/payments", "both-instances", &body)
+    });
+    let replies = futures_util::future::join_all(requests).await;
+    assert!(
+        replies.iter().all(|reply| reply.status == StatusCode::OK),
+        "{replies:?}"
+    );
+    let id = &replies[0].data()["id"];
+    assert!(replies.iter().all(|reply| &reply.data()["id"] == id));
+    assert_eq!(replies.iter().filter(|reply| !reply.replayed).count(), 1);
+    let stats = a.stats();
+    assert_eq!(stats.calls("create_intent"), 1, "{stats:?}");
+    assert_eq!(stats.charges_made, 1);
+    assert_eq!(b.payment_count().await, 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_web::test]
+async fn the_lease_of_a_dead_instance_runs_out() {
+    let server = TestServer::start().await;
+    let database = server.postgres.clone().unwrap();
+    let mut db = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let merchant: String = sqlx::query("SELECT id FROM merchants")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    // An instance took the key and died: its lease runs out in 1.5 s.
+    let expires = "(extract(epoch from clock_timestamp()) * 1000)::bigint + 1500";
+    sqlx::query(&format!(
+        "INSERT INTO leases (name, owner, expires_at) VALUES ($1, 'dead-instance', {expires})"
+    ))
+    .bind(format!("idempotency:{merchant}:orphaned"))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let reply = server
+        .post_idem(
+            "/v1/payments",
+            "orphaned",
+            &payment_body("5.00", "pm_card_visa", ""),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(!reply.replayed);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    assert_eq!(server.stats().calls("create_intent"), 1);
+    // Released once done.
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM leases")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_published_on_one_instance_reach_the_other_with_local_false() {
+    let database = fresh_database().await;
+    let (bus_a, seen_a) = recording_bus();
+    let (bus_b, seen_b) = recording_bus();
+    let relay_a = ClusterRelay::start(bus_a.clone(), pool(&database.url).await)
+        .await
+        .unwrap();
+    let relay_b = ClusterRelay::start(bus_b.clone(), pool(&database.url).await)
+        .await
+        .unwrap();
+    assert_ne!(relay_a.instance_id(), relay_b.instance_id());
+
+    let mut watch_b = bus_b.watch_all();
+    let waiting = {
+        let bus_b = bus_b.clone();
+        tokio::spawn(async move {
+            bus_b
+                .wait_for_payment("pi_cluster_1", Duration::from_secs(10))
+                .await
+        })
+    };
+    // A large intent: far past NOTIFY's 8000-byte payload limit.
+    let mut paid = intent("pi_cluster_1", IntentStatus::Succeeded);
+    paid.description = Some("x".repeat(20_000));
+    let _ = bus_a.publish(change("evt_1", EventKind::Succeeded, paid.clone()));
+
+    let arrived = tokio::time::timeout(Duration::from_secs(10), watch_b.next())
+        .await
+        .expect("the change reaches B")
+        .unwrap();
+    assert_eq!(arrived.context.event_id, "evt_1");
+    assert!(
+        !arrived.context.local,
+        "a change from another instance is not local"
+    );
+    assert_eq!(arrived.intent, paid);
+    let resolved = waiting.await.unwrap().expect("wait_for_payment on B resolves");
+    assert_eq!(resolved.id, "pi_cluster_1");
+
+    bus_a.idle().await;
+    eventually("B's handlers", || seen_b.lock().unwrap().len() == 1).await;
+    bus_b.idle().await;
+    // A ran both handlers locally; B ran only the one that is not local-only, with local = false.
+    let mut on_a = seen_a.lock().unwrap().clone();
+    on_a.sort();
+    assert_eq!(
+        on_a,
+        [
+            ("every", "evt_1".to_owned(), true),
+            ("here_only", "evt_1".to_owned(), true)
+        ]
+    );
+    assert_eq!(*seen_b.lock().unwrap(), [("every", "evt_1".to_owned(), false)]);
+
+    // B's changes reach A too, and nobody gets its own back.
+    let _ = bus_b.publish(change(
+        "evt_2",
+        EventKind::Canceled,
+        intent("pi_cluster_2", IntentStatus::Canceled),
+    ));
+    eventually("B's change on A", || {
+        seen_a
+            .lock()
+            .unwrap()
+            .contains(&("every", "evt_2".to_owned(), false))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen_a.lock().unwrap().len(), 3);
+    assert_eq!(seen_b.lock().unwrap().len(), 3);
+    drop((relay_a, relay_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listen_connection_is_reestablished_and_missed_events_caught_up() {
+    let database = fresh_database().await;
+    let (bus_a, _) = recording_bus();
+    let (bus_b, seen_b) = recording_bus();
+    let _relay_a = ClusterRelay::start(bus_a.clone(), pool(&database.url).await)
+        .await
+        .unwrap();
+    let _relay_b = ClusterRelay::start(bus_b.clone(), pool(&database.url).await)
+        .await
+        .unwrap();
+    let admin = pool(&database.url).await;
+    let listeners = || async {
+        sqlx::query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&admin)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<i32, _>(0))
+        .collect::<Vec<_>>()
+    };
+    let before = listeners().await;
+    assert_eq!(before.len(), 2, "one LISTEN connection per relay");
+    // Drop every LISTEN connection, and publish while they are gone.
+    for pid in &before {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        let _ = bus_a.publish(change(
+            &format!("evt_lost_{i}"),
+            EventKind::Succeeded,
+            intent(&format!("pi_lost_{i}"), IntentStatus::Succeeded),
+        ));
+    }
+    eventually("the missed events on B", || {
+        seen_b
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _, _)| *name == "every")
+            .count()
+            == 20
+    })
+    .await;
+    // The relays listen again, on new connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = listeners().await;
+        if after.len() == 2 && after.iter().all(|pid| !before.contains(pid)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "LISTEN was not re-established: {after:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And new events arrive through them.
+    let _ = bus_a.publish(change(
+        "evt_after",
+        EventKind::Succeeded,
+        intent("pi_after", IntentStatus::Succeeded),
+    ));
+    eventually("an event after reconnecting", || {
+        seen_b
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, id, local)| id == "evt_after" && !local)
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn two_server_instances_share_their_bus_events() {
+    // Every server on PostgreSQL relays its own bus: no wiring by hand.
+    let a = TestServer::start().await;
+    let b = a.another_instance().await;
+    let payment = a
+        .pay(&payment_body("12.00", "pm_card_threeDSecure2Required", ""))
+        .await;
+    let intent_id = payment["provider_ref"].as_str().unwrap().to_owned();
+    let mut seen_on_b = b.bus().watch_all();
+    let waiting = {
+        let bus_b = b.bus().clone();
+        let intent_id = intent_id.clone();
+        actix_web::rt::spawn(async move { bus_b.wait_for_payment(&intent_id, Duration::from_secs(10)).await })
+    };
+    // What A publishes once the webhook for this payment reached it.
+    let _ = a.bus().publish(change(
+        "evt_webhook_1",
+        EventKind::Succeeded,
+        intent(&intent_id, IntentStatus::Succeeded),
+    ));
+    let resolved = waiting.await.unwrap().expect("B's wait resolves");
+    assert_eq!(resolved.status, IntentStatus::Succeeded);
+    let relayed = loop {
+        let change = tokio::time::timeout(Duration::from_secs(10), seen_on_b.next())
+            .await
+            .expect("B sees the change")
+            .expect("B's bus is open");
+        if change.event_id() == "evt_webhook_1" {
+            break change;
+        }
+    };
+    assert!(
+        !relayed.context.local,
+        "a change received by A arrives on B with local = false"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_web::test]
+async fn refunds_of_one_payment_on_two_instances_are_all_counted() {
+    let a = TestServer::start().await;
+    let b = a.another_instance().await;
+    let payment = a.pay(&payment_body("60.00", "pm_card_visa", "")).await;
+    let id = payment["id"].as_str().unwrap();
+    let body = format!(r#"{{"payment_id": "{id}", "amount": "10.00"}}"#);
+    let refunds = (0..6).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        server.post("/v1/refunds", &body)
+    });
+    let replies = futures_util::future::join_all(refunds).await;
+    assert!(
+        replies.iter().all(|reply| reply.status == StatusCode::OK),
+        "{replies:?}"
+    );
+    // Without a lock across instances, two would read the same amount refunded and one refund would be lost.
+    let read = b.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(read.data()["amount_refunded"], "60.00");
+    assert_eq!(read.data()["status"], "refunded");
+    b.stop().await;
+    a.stop().await;
+}
