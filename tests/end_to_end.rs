@@ -129,7 +129,7 @@ async fn payment_to_plugin_handlers_to_a_signed_merchant_webhook() {
         .id
         .clone();
     for event in events.iter().flat_map(|event| std::iter::repeat_n(event, 5)) {
-        let request = mock.webhook_request(&event, 0);
+        let request = mock.webhook_request(event, 0);
         let response = client
             .post(format!("{base}/v1/webhooks/mock/{merchant_id}"))
             .insert_header(("Content-Type", "application/json"))
