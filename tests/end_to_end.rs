@@ -118,11 +118,18 @@ async fn payment_to_plugin_handlers_to_a_signed_merchant_webhook() {
         OrderState::Placed
     );
 
-    // The customer authenticates; the provider sends its webhook.
+    // The customer authenticates; the provider sends its webhooks, each five times.
     mock.take_events();
     mock.complete_authentication(&intent_id, true).unwrap();
-    for event in mock.take_events() {
-        let request = mock.webhook_request(&event, 0);
+    let events = mock.take_events();
+    let succeeded_event = events
+        .iter()
+        .find(|event| event.event_type == "payment_intent.succeeded")
+        .unwrap()
+        .id
+        .clone();
+    for event in events.iter().flat_map(|event| std::iter::repeat_n(event, 5)) {
+        let request = mock.webhook_request(event, 0);
         let response = client
             .post(format!("{base}/v1/webhooks/mock/{merchant_id}"))
             .insert_header(("Content-Type", "application/json"))
@@ -143,6 +150,16 @@ async fn payment_to_plugin_handlers_to_a_signed_merchant_webhook() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(state, OrderState::Received { amount: 4250 });
+    server.bus().idle().await;
+    let runs: Vec<_> = server
+        .bus()
+        .outcomes()
+        .into_iter()
+        .filter(|outcome| outcome.handler == "mark_order_received")
+        .collect();
+    assert_eq!(runs.len(), 1, "the handler ran once for five deliveries");
+    assert_eq!(runs[0].event_id(), succeeded_event);
+    assert!(runs[0].error.is_none(), "{:?}", runs[0].error);
 
     // The merchant's endpoint got payment.pending then payment.completed, signed.
     let mut hooks = Vec::new();
@@ -174,6 +191,8 @@ async fn payment_to_plugin_handlers_to_a_signed_merchant_webhook() {
         })
         .collect();
     assert_eq!(types, ["payment.pending", "payment.completed"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received.lock().unwrap().len(), 2, "one delivery per change");
     let (signature, body) = &hooks[1];
     let tampered = [body.as_slice(), b" "].concat();
     assert!(gateway::signature::verify_header(

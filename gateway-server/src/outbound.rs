@@ -245,6 +245,9 @@ async fn run_worker(state: web::Data<AppState>) {
         .timeout(schedule.timeout)
         .disable_redirects()
         .finish();
+    // The soonest retry this worker scheduled: it wakes for it on time
+    // instead of at the next poll.
+    let mut next_due: Option<i64> = None;
     loop {
         let now = now_ms();
         let lease = schedule.lease().as_millis() as i64;
@@ -256,7 +259,16 @@ async fn run_worker(state: web::Data<AppState>) {
             }
         };
         if claimed.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_millis(250), state.outbound.notify.notified()).await;
+            let poll = 250;
+            let wait = next_due.map_or(poll, |due| (due - now).clamp(0, poll));
+            if next_due.is_some_and(|due| due <= now + poll) {
+                next_due = None;
+            }
+            let _ = tokio::time::timeout(
+                Duration::from_millis(wait as u64),
+                state.outbound.notify.notified(),
+            )
+            .await;
             continue;
         }
         let sends = claimed.into_iter().map(|row| {
@@ -264,7 +276,9 @@ async fn run_worker(state: web::Data<AppState>) {
             let client = client.clone();
             async move { deliver(&state, &client, row).await }
         });
-        futures_util::future::join_all(sends).await;
+        for retry_at in futures_util::future::join_all(sends).await.into_iter().flatten() {
+            next_due = Some(next_due.map_or(retry_at, |due| due.min(retry_at)));
+        }
     }
 }
 
@@ -284,7 +298,8 @@ async fn signing_secret(state: &AppState, merchant_id: &str) -> Result<Option<Ve
         .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())
 }
 
-async fn deliver(state: &AppState, client: &awc::Client, row: DeliveryRow) {
+/// Makes one attempt; returns when the next one is due, if any.
+async fn deliver(state: &AppState, client: &awc::Client, row: DeliveryRow) -> Option<i64> {
     let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX).saturating_add(1);
     let body = payload(&row);
     let started = Instant::now();
@@ -353,6 +368,10 @@ async fn deliver(state: &AppState, client: &awc::Client, row: DeliveryRow) {
     if let Err(error) = state.store.commit(vec![change]).await {
         // The claim expires; the delivery is attempted again (at-least-once).
         tracing::warn!(delivery = %row.id, %error, "recording a webhook attempt failed");
+    }
+    match outcome {
+        DeliveryOutcome::RetryAt(at) => Some(at),
+        _ => None,
     }
 }
 

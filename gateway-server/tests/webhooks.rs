@@ -73,7 +73,7 @@ impl Receiver {
 
 fn fast(config: &mut Config) {
     config.webhook_delivery = DeliverySchedule {
-        first_retry: Duration::from_millis(150),
+        first_retry: Duration::from_millis(200),
         max_delay: Duration::from_secs(5),
         max_attempts: 8,
         timeout: Duration::from_secs(2),
