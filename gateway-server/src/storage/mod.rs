@@ -7,6 +7,7 @@
 
 pub(crate) mod postgres;
 mod postgres_webhooks;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

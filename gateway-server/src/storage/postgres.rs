@@ -25,6 +25,8 @@ use super::{
 };
 use crate::auth::Scopes;
 
+super::rows::row_mappers!(PgRow);
+
 /// Connections per instance.
 const POOL_SIZE: u32 = 16;
 
@@ -333,86 +335,6 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-fn merchant_row(row: &PgRow) -> Result<MerchantRow, StoreError> {
-    Ok(MerchantRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        webhook_url: row.try_get("webhook_url")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn api_key_row(row: &PgRow) -> Result<ApiKeyRow, StoreError> {
-    let scopes: String = row.try_get("scopes")?;
-    Ok(ApiKeyRow {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        key_hash: row.try_get("key_hash")?,
-        prefix: row.try_get("prefix")?,
-        scopes: Scopes::parse_list(&scopes).map_err(|bad| StoreError::Corrupt(format!("scope {bad}")))?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
-fn credential_row(row: &PgRow) -> Result<CredentialRow, StoreError> {
-    Ok(CredentialRow {
-        merchant_id: row.try_get("merchant_id")?,
-        provider: row.try_get("provider")?,
-        sealed: row.try_get("sealed")?,
-        masked: row.try_get("masked")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn payment_row(row: &PgRow) -> Result<PaymentRow, StoreError> {
-    let intent: &str = row.try_get("intent")?;
-    let intent: PaymentIntent = from_json(intent)?;
-    Ok(PaymentRow {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        provider: row.try_get("provider")?,
-        intent,
-        amount_refunded: row.try_get("amount_refunded")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        saved_card_id: row.try_get("saved_card_id")?,
-        customer_email: row.try_get("customer_email")?,
-        return_url: row.try_get("return_url")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn refund_row(row: &PgRow) -> Result<RefundRow, StoreError> {
-    let refund: &str = row.try_get("refund")?;
-    let refund: Refund = from_json(refund)?;
-    Ok(RefundRow {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        payment_id: row.try_get("payment_id")?,
-        refund,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn card_row(row: &PgRow) -> Result<CardRow, StoreError> {
-    Ok(CardRow {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        provider: row.try_get("provider")?,
-        provider_customer_id: row.try_get("provider_customer_id")?,
-        provider_payment_method: row.try_get("provider_payment_method")?,
-        customer_email: row.try_get("customer_email")?,
-        brand: row.try_get("brand")?,
-        last4: row.try_get("last4")?,
-        exp_month: row.try_get("exp_month")?,
-        exp_year: row.try_get("exp_year")?,
-        is_default: row.try_get("is_default")?,
-        active: row.try_get("active")?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 enum Arg {

@@ -9,6 +9,8 @@
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::Row;
 
+use super::postgres::{delivery_row, webhook_event_row};
+
 use super::{
     AttemptRow, Change, DeliveryFilter, DeliveryOutcome, DeliveryRow, EventKey, PaymentRow, RefundRow,
     StoreError, WebhookEventRow,
@@ -134,42 +136,6 @@ pub(super) async fn apply(conn: &mut PgConnection, change: &Change) -> Result<()
         _ => {}
     }
     Ok(())
-}
-
-fn webhook_event_row(row: &PgRow) -> Result<WebhookEventRow, StoreError> {
-    Ok(WebhookEventRow {
-        key: EventKey {
-            provider: row.try_get("provider")?,
-            account: row.try_get("account")?,
-            event_id: row.try_get("event_id")?,
-        },
-        event_type: row.try_get("event_type")?,
-        body: row.try_get("body")?,
-        received_at: row.try_get("received_at")?,
-        processed_at: row.try_get("processed_at")?,
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-    })
-}
-
-fn delivery_row(row: &PgRow) -> Result<DeliveryRow, StoreError> {
-    Ok(DeliveryRow {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        payment_id: row.try_get("payment_id")?,
-        event_type: row.try_get("event_type")?,
-        source_event: row.try_get("source_event")?,
-        payment: row.try_get("payment")?,
-        url: row.try_get("url")?,
-        status: row.try_get("status")?,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        created_at: row.try_get("created_at")?,
-        delivered_at: row.try_get("delivered_at")?,
-        last_status: row.try_get("last_status")?,
-        last_error: row.try_get("last_error")?,
-    })
 }
 
 pub(super) async fn payment_by_provider_ref(
