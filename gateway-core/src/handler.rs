@@ -156,7 +156,7 @@ where
     E: IntentEventType,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
-    Box::pin(handler(E::from_change(change), ctx))
+    box_handler_future(handler(E::from_change(change), ctx))
 }
 
 /// A crate of payment handlers, declared with [`crate::declare_plugin!`].
