@@ -8,35 +8,23 @@
 //!
 //! Run it with `cargo run -p gateway-server` (the `gateway` binary); embed it
 //! (tests do) with [`ServerBuilder`].
+//!
+//! The crate is in layers, each a module that imports only from the ones
+//! below it (`ARCHITECTURE.md` is the map; `tests/layers.rs` enforces it):
+//! [`support`](self) ← `domain` ← `store` ← `app` ← `http` ← `server`.
 
-mod auth;
-mod body;
-mod clock;
-mod config;
-mod crypto;
-mod errors;
-mod idempotency;
-mod ids;
-mod inbound;
-mod leases;
-mod locks;
-mod metrics;
-mod openapi;
-mod outbound;
-mod payments;
-mod providers;
-mod reconcile;
-mod routes;
+mod app;
+mod domain;
+mod http;
 mod server;
-mod state;
-mod storage;
+mod store;
+mod support;
 
-pub mod cli;
-pub mod cluster;
+pub use server::{cli, cluster};
 
-pub use config::{Config, ConfigError, LogFormat};
-pub use crypto::MasterKey;
-pub use outbound::DeliverySchedule;
-pub use reconcile::ReconcileSettings;
+pub use app::core::Clock;
+pub use app::outbound::DeliverySchedule;
+pub use app::reconcile::ReconcileSettings;
+pub use server::config::{Config, ConfigError, LogFormat};
 pub use server::{RunningServer, ServerBuilder, StartError};
-pub use state::Clock;
+pub use support::crypto::MasterKey;

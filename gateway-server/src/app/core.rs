@@ -1,0 +1,44 @@
+//! [`Core`]: what every use case shares, the HTTP layer and the background
+//! workers alike (no actix here: workers hold it in an `Arc`).
+
+use std::sync::Arc;
+
+use gateway_core::EventBus;
+
+use crate::app::api_keys::{KeyCache, RateLimiter};
+use crate::app::leases::SharedLocks;
+use crate::app::outbound::Outbound;
+use crate::app::providers::Providers;
+use crate::store::{EventKey, Store};
+use crate::support::crypto::Sealer;
+use crate::support::locks::KeyedLocks;
+use crate::support::metrics::Metrics;
+
+/// Unix seconds now; injectable so tests can verify signatures at a fixed time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The gateway's shared state: store, providers, bus, clock, metrics, locks.
+pub(crate) struct Core {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) providers: Providers,
+    pub(crate) keys: KeyCache,
+    pub(crate) rate_limiter: RateLimiter,
+    pub(crate) sealer: Sealer,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Serializes requests sharing a merchant's idempotency key.
+    pub(crate) idempotency_locks: KeyedLocks<(Arc<str>, String)>,
+    /// Serializes changes to one payment (confirm, capture, cancel, refund), across instances.
+    pub(crate) payment_locks: SharedLocks<String>,
+    /// Serializes creating one provider customer per merchant and email, across instances.
+    pub(crate) customer_locks: SharedLocks<(Arc<str>, String, String)>,
+    /// The largest request body accepted, in bytes.
+    pub(crate) max_body_bytes: usize,
+    /// Handlers and watchers of payment changes.
+    pub(crate) bus: EventBus,
+    /// The outbox's wake-up, URL cache and retry schedule.
+    pub(crate) outbound: Arc<Outbound>,
+    /// Serializes processing one inbound event.
+    pub(crate) event_locks: KeyedLocks<EventKey>,
+    /// Unix seconds, for webhook signatures.
+    pub(crate) clock: Clock,
+}

@@ -1,0 +1,185 @@
+//! Locks that hold across instances sharing a database.
+//!
+//! [`SharedLocks`] has the shape of [`KeyedLocks`]: `lock(key).await` gives a
+//! guard. Within a process the in-memory lock orders the holders; with
+//! several instances (PostgreSQL) the holder also takes a lease on the key in
+//! the database (`Store::try_lease`), which the guard gives back when dropped
+//! and which runs out by itself if the instance dies. So two instances never
+//! change one payment at the same time (a refund on each would otherwise add
+//! to the same stale `amount_refunded`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use crate::store::Store;
+use crate::support::ids::new_id;
+
+/// How long a lease lasts if its holder never gives it back.
+const LEASE_MS: i64 = 60_000;
+/// How often a waiter asks again.
+const POLL: Duration = Duration::from_millis(20);
+
+tokio::task_local! {
+    /// Locks whose guards were dropped inside [`hold_until_done`]: released when it ends.
+    static DEFERRED: RefCell<Vec<Held>>;
+}
+
+/// Runs `work`, keeping every [`SharedLocks`] lock taken inside it until it
+/// has finished. A POST handler computes its changes under a payment's lock
+/// and returns them; they are committed after the handler returned, so the
+/// lock must outlive the handler until that commit.
+pub(crate) async fn hold_until_done<T>(work: impl Future<Output = T>) -> T {
+    DEFERRED.scope(RefCell::new(Vec::new()), work).await
+}
+
+type LocalMap<K> = Arc<Mutex<HashMap<K, Arc<AsyncMutex<()>>>>>;
+
+/// Per-key locks, shared with the other instances when `shared`.
+pub(crate) struct SharedLocks<K: Eq + Hash + Clone + Send + 'static> {
+    local: LocalMap<K>,
+    store: Arc<dyn Store>,
+    /// Whether other instances share the database (leases are taken only then).
+    shared: bool,
+    /// The lease name of a key.
+    name: fn(&K) -> String,
+}
+
+/// What a guard holds: the local lock (and its key, to forget unused keys)
+/// and the lease, if one was taken.
+struct Parts<K: Eq + Hash + Clone + Send + 'static> {
+    map: LocalMap<K>,
+    key: K,
+    local: Option<OwnedMutexGuard<()>>,
+    lease: Option<(Arc<dyn Store>, String, String)>,
+}
+
+impl<K: Eq + Hash + Clone + Send + 'static> Drop for Parts<K> {
+    fn drop(&mut self) {
+        if let Some((store, name, owner)) = self.lease.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(error) = store.release_lease(&name, &owner).await {
+                        tracing::warn!(%error, "releasing a lease failed; it runs out by itself");
+                    }
+                });
+            }
+        }
+        drop(self.local.take());
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(&self.key)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Type-erased [`Parts`], kept until the end of [`hold_until_done`].
+struct Held(#[allow(dead_code)] Box<dyn Send>);
+
+/// Holds a key. Dropping it releases the lock, or, inside
+/// [`hold_until_done`], when that ends.
+pub(crate) struct SharedGuard<K: Eq + Hash + Clone + Send + 'static> {
+    parts: Option<Parts<K>>,
+}
+
+impl<K: Eq + Hash + Clone + Send + 'static> SharedLocks<K> {
+    pub(crate) fn new(store: Arc<dyn Store>, shared: bool, name: fn(&K) -> String) -> Self {
+        SharedLocks {
+            local: Arc::default(),
+            store,
+            shared,
+            name,
+        }
+    }
+
+    /// Waits for `key` here, then (shared) for its lease.
+    pub(crate) async fn lock(&self, key: K) -> SharedGuard<K> {
+        let mutex = {
+            let mut map = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+            map.entry(key.clone()).or_default().clone()
+        };
+        let mut parts = Parts {
+            map: self.local.clone(),
+            local: Some(mutex.lock_owned().await),
+            lease: None,
+            key,
+        };
+        if self.shared {
+            let name = (self.name)(&parts.key);
+            let owner = new_id();
+            let mut failures = 0u32;
+            loop {
+                match self.store.try_lease(&name, &owner, LEASE_MS).await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(error) => {
+                        failures += 1;
+                        // The database is unreachable: what follows fails anyway; do not wait forever.
+                        if failures >= 50 {
+                            tracing::warn!(%error, lease = %name, "cannot take a lease; going on without it");
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            parts.lease = Some((self.store.clone(), name, owner));
+        }
+        SharedGuard { parts: Some(parts) }
+    }
+}
+
+impl<K: Eq + Hash + Clone + Send + 'static> Drop for SharedGuard<K> {
+    fn drop(&mut self) {
+        if let Some(parts) = self.parts.take() {
+            let mut parts = Some(parts);
+            let _ = DEFERRED.try_with(|deferred| {
+                if let Some(parts) = parts.take() {
+                    deferred.borrow_mut().push(Held(Box::new(parts)));
+                }
+            });
+            // Outside `hold_until_done`: released now.
+            drop(parts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lock_dropped_inside_hold_until_done_is_released_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::open(&url).await.unwrap());
+        let locks = Arc::new(SharedLocks::new(store, false, |key: &String| key.clone()));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = {
+            let (locks, order) = (locks.clone(), order.clone());
+            tokio::spawn(hold_until_done(async move {
+                drop(locks.lock("p".to_owned()).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                order.lock().unwrap().push("first committed");
+            }))
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _second = locks.lock("p".to_owned()).await;
+        order.lock().unwrap().push("second locked");
+        first.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first committed", "second locked"]);
+        drop(_second);
+        assert!(
+            locks.local.lock().unwrap().is_empty(),
+            "unused keys are forgotten"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! The use cases, above `store`: payments and their changes, idempotency,
+//! provider lookup, inbound provider webhooks, the outbound merchant
+//! webhooks, reconciliation. Everything here runs without actix: the HTTP
+//! layer and the background workers both call it with the shared state.
+
+pub(crate) mod api_keys;
+pub(crate) mod core;
+pub(crate) mod idempotency;
+pub(crate) mod inbound;
+pub(crate) mod leases;
+pub(crate) mod outbound;
+pub(crate) mod payments;
+pub(crate) mod providers;
+pub(crate) mod reconcile;
+
+use crate::domain::error::{ApiError, Status};
+use crate::store::StoreError;
+
+/// A storage failure as the API answers it: 503 for a busy database (retry),
+/// else a logged 500 with no details.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "storage error");
+        match error {
+            StoreError::Busy => ApiError::new(
+                Status::SERVICE_UNAVAILABLE,
+                "storage_busy",
+                "the database is busy; retry the request",
+            ),
+            _ => ApiError::internal(),
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! Outbound merchant webhooks: the outbox and the delivery worker.
+//!
+//! * Every payment change that merchants hear about (`payment.completed`, …)
+//!   becomes an outbox row ([`DeliveryRow`]) in the SAME transaction as the
+//!   change ([`outbox_changes`], called by `payments::commit_and_publish`), so
+//!   a committed change is never without its webhook and vice versa.
+//! * The worker claims due rows for a lease before sending (a crash mid-send
+//!   frees them when the lease ends), POSTs the signed payload, records every
+//!   attempt (HTTP status, latency, error) and either marks the row delivered
+//!   (a 2xx within the timeout) or schedules the next attempt with
+//!   exponential backoff, giving up after the last one.
+//! * Delivery is at-least-once: a delivery that was in flight when the
+//!   process died is sent again after the lease. Receivers deduplicate on the
+//!   event `id` (also sent as `Gateway-Event-Id`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use gateway_core::{IntentStatus, PaymentStatus};
+use tokio::sync::Notify;
+
+use crate::app::core::Core;
+use crate::domain::changes::{IntentUpdate, UpdateKind};
+use crate::domain::views::PaymentView;
+use crate::store::{AttemptRow, Change, DeliveryOutcome, DeliveryRow, Store, StoreError};
+use crate::support::clock::now_ms;
+use crate::support::ids::{hex, new_id, random_bytes};
+
+/// The header carrying the signature of an outbound webhook.
+pub(crate) const SIGNATURE_HEADER: &str = "Gateway-Signature";
+
+/// When deliveries are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverySchedule {
+    /// The pause after the first failed attempt; it doubles after each further one.
+    pub first_retry: Duration,
+    /// The longest pause between two attempts.
+    pub max_delay: Duration,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// How long the merchant's endpoint has to answer 2xx.
+    pub timeout: Duration,
+}
+
+impl Default for DeliverySchedule {
+    /// 30 s, doubling up to 12 h, 16 attempts: the last one about 3 days
+    /// (77 hours) after the first.
+    fn default() -> Self {
+        DeliverySchedule {
+            first_retry: Duration::from_secs(30),
+            max_delay: Duration::from_secs(12 * 3600),
+            max_attempts: 16,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DeliverySchedule {
+    /// The pause after failed attempt number `attempt` (1-based).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(30))
+            .unwrap_or(u32::MAX);
+        self.first_retry.saturating_mul(factor).min(self.max_delay)
+    }
+
+    /// How long a claimed delivery stays owned by its worker.
+    fn lease(&self) -> Duration {
+        self.timeout.saturating_mul(2) + Duration::from_secs(5)
+    }
+}
+
+/// Shared outbound state: the worker's wake-up and a cache of webhook URLs.
+pub(crate) struct Outbound {
+    notify: Notify,
+    urls: Mutex<HashMap<String, Option<String>>>,
+    pub(crate) schedule: DeliverySchedule,
+}
+
+impl Outbound {
+    pub(crate) fn new(schedule: DeliverySchedule) -> Self {
+        Outbound {
+            notify: Notify::new(),
+            urls: Mutex::new(HashMap::new()),
+            schedule,
+        }
+    }
+
+    /// Tells the worker new deliveries are due.
+    pub(crate) fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// The merchant's webhook URL (cached; [`Outbound::forget_url`] on change).
+    async fn webhook_url(&self, store: &dyn Store, merchant_id: &str) -> Result<Option<String>, StoreError> {
+        if let Some(url) = self
+            .urls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(merchant_id)
+        {
+            return Ok(url.clone());
+        }
+        let url = store.merchant(merchant_id).await?.and_then(|m| m.webhook_url);
+        self.urls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(merchant_id.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    /// Forgets a merchant's cached URL after it changed.
+    pub(crate) fn forget_url(&self, merchant_id: &str) {
+        self.urls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(merchant_id);
+    }
+}
+
+/// The merchant event an update announces, if any.
+pub(crate) fn event_type(update: &IntentUpdate) -> Option<&'static str> {
+    match update.kind {
+        UpdateKind::Refunded => match update.status {
+            PaymentStatus::Refunded => Some("payment.refunded"),
+            PaymentStatus::PartiallyRefunded => Some("payment.partially_refunded"),
+            _ => None,
+        },
+        UpdateKind::IntentChanged if update.previous == Some(update.intent.status) => None,
+        UpdateKind::Created | UpdateKind::IntentChanged => match update.intent.status {
+            IntentStatus::Succeeded => Some("payment.completed"),
+            IntentStatus::RequiresAction => Some("payment.pending"),
+            IntentStatus::RequiresCapture => Some("payment.requires_capture"),
+            IntentStatus::Canceled => Some("payment.canceled"),
+            IntentStatus::RequiresPaymentMethod if update.status == PaymentStatus::Failed => {
+                Some("payment.failed")
+            }
+            _ => None,
+        },
+    }
+}
+
+/// A new signing secret (`whsec_` + 256 random bits, hex).
+pub(crate) fn new_signing_secret() -> String {
+    format!("whsec_{}", hex(&random_bytes::<32>()))
+}
+
+/// The associated data binding a sealed signing secret to its merchant.
+pub(crate) fn secret_aad(merchant_id: &str) -> String {
+    format!("webhook-signing-secret:{merchant_id}")
+}
+
+/// Adds to `changes` the outbox rows `updates` call for; `true` if any.
+pub(crate) async fn outbox_changes(
+    state: &Core,
+    updates: &[IntentUpdate],
+    changes: &mut Vec<Change>,
+) -> Result<bool, StoreError> {
+    let mut added = Vec::new();
+    for update in updates {
+        let Some(kind) = event_type(update) else {
+            continue;
+        };
+        let Some(url) = state
+            .outbound
+            .webhook_url(&*state.store, &update.merchant_id)
+            .await?
+        else {
+            continue;
+        };
+        let row = changes.iter().rev().find_map(|change| match change {
+            Change::InsertPayment(row) | Change::UpdatePayment(row) if row.id == update.payment_id => {
+                Some(&**row)
+            }
+            _ => None,
+        });
+        let Some(row) = row else {
+            continue;
+        };
+        let payment = serde_json::to_string(&PaymentView::new(row))
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let now = now_ms();
+        added.push(Change::InsertDelivery(Box::new(DeliveryRow {
+            seq: 0,
+            id: format!("evt_{}", new_id().replace('-', "")),
+            merchant_id: update.merchant_id.clone(),
+            payment_id: update.payment_id.clone(),
+            event_type: kind.to_owned(),
+            source_event: update.event_id.clone(),
+            payment,
+            url,
+            status: "pending".to_owned(),
+            attempts: 0,
+            next_attempt_at: now,
+            created_at: now,
+            delivered_at: None,
+            last_status: None,
+            last_error: None,
+        })));
+    }
+    let any = !added.is_empty();
+    changes.extend(added);
+    Ok(any)
+}
+
+/// The JSON body merchants receive: `{id, type, created, sequence, data: {payment}}`.
+/// Built from stored columns, so every attempt sends the same bytes.
+pub(crate) fn payload(row: &DeliveryRow) -> String {
+    let id = serde_json::to_string(&row.id).unwrap_or_default();
+    let kind = serde_json::to_string(&row.event_type).unwrap_or_default();
+    format!(
+        "{{\"id\":{id},\"object\":\"event\",\"type\":{kind},\"created\":{},\"sequence\":{},\"data\":{{\"payment\":{}}}}}",
+        row.created_at / 1000,
+        row.seq,
+        row.payment
+    )
+}
+
+/// Runs the delivery worker on its own thread (the HTTP client is not `Send`)
+/// until `stop` is notified.
+pub(crate) fn spawn_worker(state: Arc<Core>, stop: Arc<Notify>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the webhook delivery worker");
+                return;
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async move {
+            tokio::select! {
+                () = run_worker(state) => {}
+                () = stop.notified() => {}
+            }
+        });
+    })
+}
+
+async fn run_worker(state: Arc<Core>) {
+    let schedule = state.outbound.schedule;
+    let client = awc::Client::builder()
+        .timeout(schedule.timeout)
+        .disable_redirects()
+        .finish();
+    // The soonest retry this worker scheduled: it wakes for it on time
+    // instead of at the next poll.
+    let mut next_due: Option<i64> = None;
+    loop {
+        let now = now_ms();
+        let lease = schedule.lease().as_millis() as i64;
+        let claimed = match state.store.claim_deliveries(now, now + lease, 32).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "claiming webhook deliveries failed");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            let poll = 250;
+            let wait = next_due.map_or(poll, |due| (due - now).clamp(0, poll));
+            if next_due.is_some_and(|due| due <= now + poll) {
+                next_due = None;
+            }
+            let _ = tokio::time::timeout(
+                Duration::from_millis(wait as u64),
+                state.outbound.notify.notified(),
+            )
+            .await;
+            continue;
+        }
+        let sends = claimed.into_iter().map(|row| {
+            let state = state.clone();
+            let client = client.clone();
+            async move { deliver(&state, &client, row).await }
+        });
+        for retry_at in futures_util::future::join_all(sends).await.into_iter().flatten() {
+            next_due = Some(next_due.map_or(retry_at, |due| due.min(retry_at)));
+        }
+    }
+}
+
+async fn signing_secret(state: &Core, merchant_id: &str) -> Result<Option<Vec<u8>>, String> {
+    let Some(sealed) = state
+        .store
+        .signing_secret(merchant_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    state
+        .sealer
+        .open(&sealed, secret_aad(merchant_id).as_bytes())
+        .map(Some)
+        .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())
+}
+
+/// Makes one attempt; returns when the next one is due, if any.
+async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option<i64> {
+    let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX).saturating_add(1);
+    let body = payload(&row);
+    let started = Instant::now();
+    let at = now_ms();
+    let result: Result<u16, String> = match signing_secret(state, &row.merchant_id).await {
+        Err(error) => Err(error),
+        Ok(None) => Err("no signing secret: set the webhook URL again".to_owned()),
+        Ok(Some(secret)) => {
+            let signature = gateway_core::signature::sign_header(body.as_bytes(), &secret, (state.clock)());
+            let request = client
+                .post(&row.url)
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("User-Agent", "Gateway-Webhooks/1"))
+                .insert_header((SIGNATURE_HEADER, signature))
+                .insert_header(("Gateway-Event-Id", row.id.as_str()))
+                .timeout(state.outbound.schedule.timeout);
+            match request.send_body(body).await {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let (http_status, error) = match &result {
+        Ok(status) if (200..300).contains(status) => (Some(i64::from(*status)), None),
+        Ok(status) => (Some(i64::from(*status)), Some(format!("HTTP {status}"))),
+        Err(error) => (None, Some(error.chars().take(500).collect::<String>())),
+    };
+    let schedule = state.outbound.schedule;
+    let outcome = if error.is_none() {
+        DeliveryOutcome::Delivered
+    } else if attempt >= schedule.max_attempts {
+        DeliveryOutcome::GaveUp
+    } else {
+        DeliveryOutcome::RetryAt(now_ms() + schedule.delay_after(attempt).as_millis() as i64)
+    };
+    tracing::info!(
+        delivery = %row.id,
+        merchant = %row.merchant_id,
+        event_type = %row.event_type,
+        attempt,
+        status = ?http_status,
+        latency_ms,
+        outcome = ?outcome,
+        "webhook delivery attempt"
+    );
+    state.metrics.observe_webhook(
+        "outbound",
+        match outcome {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::RetryAt(_) => "retry",
+            DeliveryOutcome::GaveUp => "gave_up",
+        },
+    );
+    let change = Change::RecordAttempt {
+        attempt: AttemptRow {
+            delivery_id: row.id.clone(),
+            attempt: i64::from(attempt),
+            at,
+            http_status,
+            latency_ms,
+            error,
+        },
+        outcome,
+    };
+    if let Err(error) = state.store.commit(vec![change]).await {
+        // The claim expires; the delivery is attempted again (at-least-once).
+        tracing::warn!(delivery = %row.id, %error, "recording a webhook attempt failed");
+    }
+    match outcome {
+        DeliveryOutcome::RetryAt(at) => Some(at),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_core::{CaptureMethod, Currency, Metadata, PaymentErrorDetails, PaymentIntent};
+
+    use super::*;
+    use crate::domain::changes::ChangeSource;
+
+    fn update(
+        kind: UpdateKind,
+        previous: Option<IntentStatus>,
+        status: IntentStatus,
+        refunded: i64,
+    ) -> IntentUpdate {
+        let intent = PaymentIntent {
+            id: "pi_1".into(),
+            provider: "mock".into(),
+            amount: 1000,
+            amount_received: if status == IntentStatus::Succeeded {
+                1000
+            } else {
+                0
+            },
+            amount_capturable: 0,
+            currency: Currency::USD,
+            status,
+            capture_method: CaptureMethod::Automatic,
+            customer: None,
+            payment_method: None,
+            client_secret: None,
+            metadata: Metadata::new(),
+            description: None,
+            next_action: None,
+            last_payment_error: (status == IntentStatus::RequiresPaymentMethod).then(|| {
+                PaymentErrorDetails {
+                    code: Some("card_declined".into()),
+                    decline_code: Some("generic_decline".into()),
+                    message: "declined".into(),
+                }
+            }),
+            cancellation_reason: None,
+            created: 0,
+            updated: 0,
+        };
+        IntentUpdate {
+            kind,
+            source: ChangeSource::Api,
+            merchant_id: "m".into(),
+            payment_id: "p".into(),
+            previous,
+            previous_status: None,
+            status: PaymentStatus::derive(&intent, refunded),
+            intent,
+            event_id: "e".into(),
+            refund: None,
+        }
+    }
+
+    #[test]
+    fn merchant_event_types() {
+        use IntentStatus as S;
+        let cases = [
+            (
+                update(UpdateKind::Created, None, S::Succeeded, 0),
+                Some("payment.completed"),
+            ),
+            (
+                update(UpdateKind::Created, None, S::RequiresPaymentMethod, 0),
+                Some("payment.failed"),
+            ),
+            (
+                update(UpdateKind::Created, None, S::RequiresAction, 0),
+                Some("payment.pending"),
+            ),
+            (
+                update(
+                    UpdateKind::IntentChanged,
+                    Some(S::RequiresAction),
+                    S::RequiresCapture,
+                    0,
+                ),
+                Some("payment.requires_capture"),
+            ),
+            (
+                update(
+                    UpdateKind::IntentChanged,
+                    Some(S::RequiresCapture),
+                    S::Canceled,
+                    0,
+                ),
+                Some("payment.canceled"),
+            ),
+            (
+                update(UpdateKind::IntentChanged, Some(S::Succeeded), S::Succeeded, 0),
+                None,
+            ),
+            (
+                update(
+                    UpdateKind::IntentChanged,
+                    Some(S::RequiresAction),
+                    S::Processing,
+                    0,
+                ),
+                None,
+            ),
+            (
+                update(UpdateKind::Refunded, Some(S::Succeeded), S::Succeeded, 400),
+                Some("payment.partially_refunded"),
+            ),
+            (
+                update(UpdateKind::Refunded, Some(S::Succeeded), S::Succeeded, 1000),
+                Some("payment.refunded"),
+            ),
+        ];
+        for (update, expected) in cases {
+            assert_eq!(event_type(&update), expected, "{update:?}");
+        }
+    }
+
+    #[test]
+    fn production_schedule_reaches_about_three_days() {
+        let schedule = DeliverySchedule::default();
+        let total: Duration = (1..schedule.max_attempts).map(|n| schedule.delay_after(n)).sum();
+        let hours = total.as_secs() / 3600;
+        assert!((60..=96).contains(&hours), "{hours} h");
+        assert_eq!(schedule.delay_after(1), Duration::from_secs(30));
+        assert_eq!(schedule.delay_after(2), Duration::from_secs(60));
+        assert_eq!(schedule.delay_after(40), schedule.max_delay);
+    }
+}

@@ -1,0 +1,172 @@
+//! The records the gateway keeps, as the rest of the server sees them
+//! (`store` persists them; the views and use cases read them).
+
+use gateway_core::{PaymentIntent, PaymentStatus, Refund};
+
+use crate::domain::scopes::Scopes;
+
+/// A merchant: the owner of keys, credentials and payments.
+#[derive(Debug, Clone)]
+pub(crate) struct MerchantRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) webhook_url: Option<String>,
+    pub(crate) created_at: i64,
+}
+
+/// An API key as stored: its hash, never the key.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiKeyRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) key_hash: String,
+    /// The first characters of the key, to recognize it in listings.
+    pub(crate) prefix: String,
+    pub(crate) scopes: Scopes,
+    pub(crate) created_at: i64,
+    pub(crate) revoked_at: Option<i64>,
+}
+
+/// A merchant's credentials for one provider, sealed with the master key.
+#[derive(Debug, Clone)]
+pub(crate) struct CredentialRow {
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) sealed: Vec<u8>,
+    /// JSON object of masked values, for display.
+    pub(crate) masked: String,
+    pub(crate) updated_at: i64,
+}
+
+/// A payment: the provider's intent as last seen, plus what the gateway adds.
+#[derive(Debug, Clone)]
+pub(crate) struct PaymentRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) intent: PaymentIntent,
+    /// Minor units refunded (refunds that hold funds).
+    pub(crate) amount_refunded: i64,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) saved_card_id: Option<String>,
+    pub(crate) customer_email: Option<String>,
+    pub(crate) return_url: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
+impl PaymentRow {
+    /// The merchant-facing status: always derived, never stored on its own.
+    /// (The `status` column is written from this function only, as a filter index.)
+    pub(crate) fn status(&self) -> PaymentStatus {
+        PaymentStatus::derive(&self.intent, self.amount_refunded)
+    }
+}
+
+/// A refund of a payment.
+#[derive(Debug, Clone)]
+pub(crate) struct RefundRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) payment_id: String,
+    pub(crate) refund: Refund,
+    pub(crate) created_at: i64,
+}
+
+/// A provider customer the gateway created for a merchant's customer email.
+#[derive(Debug, Clone)]
+pub(crate) struct CustomerRow {
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) email: String,
+    pub(crate) provider_customer_id: String,
+    pub(crate) created_at: i64,
+}
+
+/// A card saved at a provider.
+#[derive(Debug, Clone)]
+pub(crate) struct CardRow {
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) provider: String,
+    pub(crate) provider_customer_id: String,
+    pub(crate) provider_payment_method: String,
+    pub(crate) customer_email: String,
+    pub(crate) brand: String,
+    pub(crate) last4: String,
+    pub(crate) exp_month: i64,
+    pub(crate) exp_year: i64,
+    pub(crate) is_default: bool,
+    pub(crate) active: bool,
+    pub(crate) created_at: i64,
+}
+
+/// A stored response for an idempotency key.
+#[derive(Debug, Clone)]
+pub(crate) struct IdempotencyRow {
+    pub(crate) merchant_id: String,
+    pub(crate) key: String,
+    /// SHA-256 of method, path and body.
+    pub(crate) fingerprint: String,
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) created_at: i64,
+}
+
+/// Identifies an inbound provider event: unique per provider account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct EventKey {
+    pub(crate) provider: String,
+    /// A merchant id, or empty for the gateway-wide account.
+    pub(crate) account: String,
+    pub(crate) event_id: String,
+}
+
+/// A verified inbound provider event, as received.
+#[derive(Debug, Clone)]
+pub(crate) struct WebhookEventRow {
+    pub(crate) key: EventKey,
+    pub(crate) event_type: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) received_at: i64,
+    pub(crate) processed_at: Option<i64>,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: Option<String>,
+}
+
+/// An outbound merchant webhook (the outbox row) and its delivery state.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryRow {
+    /// Filled by the store (insertion order); the payload's `sequence`.
+    pub(crate) seq: i64,
+    /// The event id merchants see (`evt_…`).
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) payment_id: String,
+    /// `payment.completed`, …
+    pub(crate) event_type: String,
+    /// The bus event id of the change behind it.
+    pub(crate) source_event: String,
+    /// The payment as the API showed it after the change (JSON).
+    pub(crate) payment: String,
+    pub(crate) url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) next_attempt_at: i64,
+    pub(crate) created_at: i64,
+    pub(crate) delivered_at: Option<i64>,
+    pub(crate) last_status: Option<i64>,
+    pub(crate) last_error: Option<String>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptRow {
+    pub(crate) delivery_id: String,
+    pub(crate) attempt: i64,
+    pub(crate) at: i64,
+    pub(crate) http_status: Option<i64>,
+    pub(crate) latency_ms: i64,
+    pub(crate) error: Option<String>,
+}

@@ -1,0 +1,42 @@
+//! How the HTTP layer answers: [`ApiError`] rendered as the failure envelope,
+//! and JSON responses in the success envelope.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+pub(crate) use crate::domain::error::ApiError;
+pub(crate) use crate::domain::error::{success_bytes, Status};
+
+/// actix's status for one of ours.
+pub(crate) fn http_status(status: Status) -> StatusCode {
+    StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        http_status(self.status())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(http_status(self.status()));
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        if let Some(seconds) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.body(self.body_bytes())
+    }
+}
+
+/// A JSON response with a body already serialized.
+pub(crate) fn json_response(status: Status, body: Vec<u8>) -> HttpResponse {
+    HttpResponse::build(http_status(status))
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .body(body)
+}
+
+/// 200 with `{"success": true, "data": data}`.
+pub(crate) fn ok<T: Serialize>(data: &T) -> HttpResponse {
+    json_response(Status::OK, success_bytes(data))
+}

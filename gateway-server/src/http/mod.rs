@@ -1,0 +1,38 @@
+//! The HTTP layer, above `app`: actix routes and extractors, the error
+//! envelope, request bodies, authentication, and the OpenAPI document.
+
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod errors;
+pub(crate) mod idempotent;
+pub(crate) mod middleware;
+pub(crate) mod openapi;
+pub(crate) mod routes;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+
+use crate::app::core::Core;
+use crate::domain::error::{ApiError, Status};
+
+/// The whole HTTP application over `core`: state, path errors in the
+/// envelope, the request middleware, every route and the 404 fallback.
+pub(crate) fn app(core: web::Data<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(core)
+            .app_data(web::PathConfig::default().error_handler(|error, req| {
+                ApiError::new(
+                    Status::NOT_FOUND,
+                    "resource_missing",
+                    format!("no such object at {}: {error}", req.path()),
+                )
+                .into()
+            }))
+            .service(
+                web::scope("")
+                    .wrap(from_fn(middleware::observe))
+                    .configure(routes::configure)
+                    .default_service(web::to(routes::not_found)),
+            );
+    }
+}

@@ -1,0 +1,220 @@
+//! The `gateway` command line: `serve` (default), `migrate`, `merchant create`,
+//! `apikey create` and `apikey revoke`. Results a script needs (an id, a key)
+//! go alone to stdout; everything else to stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::domain::scopes::Scopes;
+use crate::server::config::{Config, LogFormat};
+use crate::server::{create_merchant, ServerBuilder};
+use crate::store::{Change, Store};
+use crate::support::clock::now_ms;
+
+/// The Gateway payments server.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about)]
+struct Cli {
+    /// A TOML configuration file; `GATEWAY_*` environment variables override it.
+    #[arg(long, global = true, env = "GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage merchants.
+    Merchant {
+        #[command(subcommand)]
+        action: MerchantAction,
+    },
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MerchantAction {
+    /// Create a merchant; prints its id.
+    Create {
+        /// The merchant's name.
+        #[arg(long, default_value = "merchant")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyAction {
+    /// Create an API key; prints the key (shown this once).
+    Create {
+        /// The merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// Comma-separated scopes: payments:read,payments:write,merchant:read,merchant:write,webhooks:read.
+        #[arg(
+            long,
+            default_value = "payments:read,payments:write,merchant:read,merchant:write,webhooks:read"
+        )]
+        scopes: String,
+    },
+    /// Revoke an API key by its id (`key_…`).
+    Revoke {
+        /// The merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// The key id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// Runs the command line with the process arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = actix_web::rt::System::new();
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let level = match config.log_level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open(&config).await?;
+            eprintln!("gateway: database is up to date");
+            Ok(())
+        }
+        Command::Merchant {
+            action: MerchantAction::Create { name },
+        } => {
+            let store = open(&config).await?;
+            let (id, _) = create_merchant(&*store, &name, None)
+                .await
+                .map_err(|error| error.to_string())?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Apikey {
+            action: ApiKeyAction::Create { merchant, scopes },
+        } => {
+            let scopes = Scopes::parse_list(&scopes).map_err(|bad| format!("unknown scope {bad:?}"))?;
+            if scopes.is_empty() {
+                return Err("give the key at least one scope".to_owned());
+            }
+            let store = open(&config).await?;
+            if store
+                .merchant(&merchant)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!("no merchant {merchant:?}"));
+            }
+            let (row, key) = crate::http::routes::merchant::new_key_row(&merchant, scopes);
+            store
+                .commit(vec![Change::InsertApiKey(row)])
+                .await
+                .map_err(|error| error.to_string())?;
+            println!("{key}");
+            Ok(())
+        }
+        Command::Apikey {
+            action: ApiKeyAction::Revoke { merchant, id },
+        } => {
+            let store = open(&config).await?;
+            let keys = store.api_keys(&merchant).await.map_err(|e| e.to_string())?;
+            if !keys.iter().any(|key| key.id == id && key.revoked_at.is_none()) {
+                return Err(format!("merchant {merchant:?} has no active key {id:?}"));
+            }
+            store
+                .commit(vec![Change::RevokeApiKey {
+                    merchant_id: merchant,
+                    id,
+                    at: now_ms(),
+                }])
+                .await
+                .map_err(|error| error.to_string())?;
+            eprintln!("gateway: key revoked (running servers stop accepting it within 10 s)");
+            Ok(())
+        }
+    }
+}
+
+/// Creates a merchant and an API key with the comma-separated `scopes` in the
+/// database `config` names; returns the merchant id and the key. (What
+/// `gateway merchant create` and `gateway apikey create` do, for scripts and tests.)
+pub async fn create_merchant_with_key(
+    config: &Config,
+    name: &str,
+    scopes: &str,
+) -> Result<(String, String), String> {
+    let scopes = Scopes::parse_list(scopes).map_err(|bad| format!("unknown scope {bad:?}"))?;
+    let store = open(config).await?;
+    let (id, key) = create_merchant(&*store, name, Some(scopes))
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok((id, key.unwrap_or_default()))
+}
+
+async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>, String> {
+    crate::store::open(&config.database_url)
+        .await
+        .map(|opened| opened.store)
+        .map_err(|error| format!("cannot open the database: {error}"))
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let server = ServerBuilder::new(config)
+        .start()
+        .await
+        .map_err(|error| error.to_string())?;
+    if let Some(key) = server.sandbox_key() {
+        println!("Sandbox merchant API key (shown once): {key}");
+        println!(
+            "Try: curl -s http://{}/v1/payments -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \
+             -d '{{\"amount\": 10.00, \"currency\": \"USD\", \"payment_method\": \"pm_card_visa\"}}'",
+            server.addr()
+        );
+    }
+    server.run_until_signal().await;
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `GATEWAY_*`
+//! environment variables, each overriding the one before.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The server's configuration. `Debug` leaves secrets out.
+#[derive(Clone)]
+pub struct Config {
+    /// Address and port to listen on (`GATEWAY_LISTEN`), default `127.0.0.1:8080`.
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (`GATEWAY_DATABASE_URL`),
+    /// default `sqlite://./gateway.db`. Several instances may share one PostgreSQL database.
+    pub database_url: String,
+    /// 64 hex characters sealing provider credentials at rest (`GATEWAY_MASTER_KEY`).
+    /// Without one, a key is generated into a file beside the database.
+    pub master_key: Option<String>,
+    /// `text` or `json` (`GATEWAY_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// `error`, `warn`, `info`, `debug` or `trace` (`GATEWAY_LOG_LEVEL`), default `info`.
+    pub log_level: String,
+    /// HTTP worker threads (`GATEWAY_WORKERS`); 0 means one per CPU.
+    pub workers: usize,
+    /// Largest request body in bytes (`GATEWAY_MAX_BODY_BYTES`), default 64 KiB.
+    pub max_body_bytes: usize,
+    /// Provider used when a request names none (`GATEWAY_DEFAULT_PROVIDER`).
+    pub default_provider: Option<String>,
+    /// Gateway-wide provider settings by provider name (`[providers.stripe]` in
+    /// the file; `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`).
+    pub providers: BTreeMap<String, BTreeMap<String, String>>,
+    /// Create a sandbox merchant and print its key when the database is empty.
+    pub sandbox: bool,
+    /// Requests per second allowed per API key, bursts up to the same number
+    /// (`GATEWAY_RATE_LIMIT`); 0 (the default) means no limit.
+    pub rate_limit_per_second: u32,
+    /// Outbound webhook retries (`GATEWAY_WEBHOOK_FIRST_RETRY`, `GATEWAY_WEBHOOK_MAX_ATTEMPTS`,
+    /// `GATEWAY_WEBHOOK_TIMEOUT`); by default 16 attempts over about three days.
+    pub webhook_delivery: crate::app::outbound::DeliverySchedule,
+    /// Reconciliation of payments left pending (`GATEWAY_RECONCILE_AFTER`, 0 turns it off).
+    pub reconcile: crate::app::reconcile::ReconcileSettings,
+    /// How often stored inbound webhook events that are not processed yet are retried.
+    pub webhook_sweep_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".to_owned(),
+            database_url: "sqlite://./gateway.db".to_owned(),
+            master_key: None,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            workers: 0,
+            max_body_bytes: 64 * 1024,
+            default_provider: None,
+            providers: BTreeMap::new(),
+            sandbox: true,
+            rate_limit_per_second: 0,
+            webhook_delivery: crate::app::outbound::DeliverySchedule::default(),
+            reconcile: crate::app::reconcile::ReconcileSettings::default(),
+            webhook_sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let providers: BTreeMap<_, Vec<_>> = self
+            .providers
+            .iter()
+            .map(|(name, settings)| (name, settings.keys().collect()))
+            .collect();
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("workers", &self.workers)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("default_provider", &self.default_provider)
+            .field("providers", &providers)
+            .field("sandbox", &self.sandbox)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("webhook_delivery", &self.webhook_delivery)
+            .field("reconcile", &self.reconcile)
+            .field("webhook_sweep_interval", &self.webhook_sweep_interval)
+            .finish()
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid configuration file: {0}")]
+    Parse(String),
+    /// A setting has an invalid value.
+    #[error("invalid {name}: {message}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    master_key: Option<String>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+    workers: Option<usize>,
+    max_body_bytes: Option<usize>,
+    default_provider: Option<String>,
+    sandbox: Option<bool>,
+    rate_limit_per_second: Option<u32>,
+    #[serde(default)]
+    providers: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = file
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?;
+        Config::from_sources(text.as_deref(), &|name| std::env::var(name).ok())
+    }
+
+    /// Loads defaults, then the TOML `file` text, then variables from `env`.
+    pub fn from_sources(
+        file: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file: FileConfig = match file {
+            Some(text) => toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::default();
+        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        if let Some(listen) = env("GATEWAY_LISTEN").or(file.listen) {
+            config.listen = listen;
+        }
+        if let Some(url) = env("GATEWAY_DATABASE_URL").or(file.database_url) {
+            config.database_url = url;
+        }
+        config.master_key = env("GATEWAY_MASTER_KEY").or(file.master_key);
+        if let Some(format) = env("GATEWAY_LOG_FORMAT").or(file.log_format) {
+            config.log_format = match format.trim().to_ascii_lowercase().as_str() {
+                "text" | "pretty" | "plain" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "log_format",
+                        message: format!("{other:?}; use text or json"),
+                    })
+                }
+            };
+        }
+        if let Some(level) = env("GATEWAY_LOG_LEVEL").or(file.log_level) {
+            config.log_level = level.trim().to_ascii_lowercase();
+        }
+        if !matches!(
+            config.log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(ConfigError::Invalid {
+                name: "log_level",
+                message: format!("{:?}; use error, warn, info, debug or trace", config.log_level),
+            });
+        }
+        config.workers = match env("GATEWAY_WORKERS") {
+            Some(text) => parse_number("workers", &text)?,
+            None => file.workers.unwrap_or(0),
+        };
+        config.max_body_bytes = match env("GATEWAY_MAX_BODY_BYTES") {
+            Some(text) => parse_number("max_body_bytes", &text)?,
+            None => file.max_body_bytes.unwrap_or(config.max_body_bytes),
+        };
+        config.default_provider = env("GATEWAY_DEFAULT_PROVIDER").or(file.default_provider);
+        config.sandbox = match env("GATEWAY_SANDBOX") {
+            Some(text) => matches!(text.trim(), "1" | "true" | "yes"),
+            None => file.sandbox.unwrap_or(true),
+        };
+        config.rate_limit_per_second = match env("GATEWAY_RATE_LIMIT") {
+            Some(text) => u32::try_from(parse_number("rate_limit_per_second", &text)?).map_err(|_| {
+                ConfigError::Invalid {
+                    name: "rate_limit_per_second",
+                    message: "too large".to_owned(),
+                }
+            })?,
+            None => file.rate_limit_per_second.unwrap_or(0),
+        };
+        let duration = |name: &'static str, text: String| {
+            humantime::parse_duration(text.trim()).map_err(|_| ConfigError::Invalid {
+                name,
+                message: format!("{text:?} is not a duration such as 30s or 15m"),
+            })
+        };
+        if let Some(text) = env("GATEWAY_WEBHOOK_FIRST_RETRY") {
+            config.webhook_delivery.first_retry = duration("webhook_first_retry", text)?;
+        }
+        if let Some(text) = env("GATEWAY_WEBHOOK_TIMEOUT") {
+            config.webhook_delivery.timeout = duration("webhook_timeout", text)?;
+        }
+        if let Some(text) = env("GATEWAY_WEBHOOK_MAX_ATTEMPTS") {
+            config.webhook_delivery.max_attempts =
+                u32::try_from(parse_number("webhook_max_attempts", &text)?)
+                    .unwrap_or(u32::MAX)
+                    .max(1);
+        }
+        if let Some(text) = env("GATEWAY_RECONCILE_AFTER") {
+            config.reconcile.after = duration("reconcile_after", text)?;
+        }
+        config.providers = file.providers;
+        let stripe = [
+            ("STRIPE_SECRET_KEY", "secret_key"),
+            ("STRIPE_WEBHOOK_SECRET", "webhook_secrets"),
+            ("STRIPE_API_BASE", "api_base"),
+        ];
+        for (variable, setting) in stripe {
+            if let Some(value) = env(variable) {
+                config
+                    .providers
+                    .entry("stripe".to_owned())
+                    .or_default()
+                    .insert(setting.to_owned(), value);
+            }
+        }
+        if config.listen.parse::<std::net::SocketAddr>().is_err() && !config.listen.contains(':') {
+            return Err(ConfigError::Invalid {
+                name: "listen",
+                message: format!("{:?}; use address:port such as 127.0.0.1:8080", config.listen),
+            });
+        }
+        if !config.database_url.starts_with("sqlite:")
+            && !crate::store::postgres::is_postgres_url(&config.database_url)
+        {
+            return Err(ConfigError::Invalid {
+                name: "database_url",
+                message: "use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB".to_owned(),
+            });
+        }
+        if let Some(key) = &config.master_key {
+            if crate::support::crypto::MasterKey::from_hex(key).is_none() {
+                return Err(ConfigError::Invalid {
+                    name: "master_key",
+                    message: "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`"
+                        .to_owned(),
+                });
+            }
+        }
+        if config.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                name: "max_body_bytes",
+                message: "must be at least 1024".to_owned(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+/// `scheme://user:****@host/…`: a database URL without its password, for logs.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:****{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn parse_number(name: &'static str, text: &str) -> Result<usize, ConfigError> {
+    text.trim().parse().map_err(|_| ConfigError::Invalid {
+        name,
+        message: format!("{text:?} is not a number"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn defaults_file_then_env() {
+        let config = Config::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://./gateway.db");
+        let file = "listen = \"0.0.0.0:9000\"\nlog_format = \"json\"\n[providers.stripe]\nsecret_key = \"sk_test_file\"\n";
+        let config = Config::from_sources(Some(file), &env(&[("GATEWAY_LISTEN", "127.0.0.1:7000")])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7000");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.providers["stripe"]["secret_key"], "sk_test_file");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("sk_test_file"), "{debug}");
+    }
+
+    #[test]
+    fn webhook_and_reconciliation_settings() {
+        let config = Config::from_sources(
+            None,
+            &env(&[
+                ("GATEWAY_WEBHOOK_FIRST_RETRY", "5s"),
+                ("GATEWAY_WEBHOOK_MAX_ATTEMPTS", "3"),
+                ("GATEWAY_WEBHOOK_TIMEOUT", "2s"),
+                ("GATEWAY_RECONCILE_AFTER", "0s"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_a,whsec_b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.webhook_delivery.first_retry, Duration::from_secs(5));
+        assert_eq!(config.webhook_delivery.max_attempts, 3);
+        assert_eq!(config.webhook_delivery.timeout, Duration::from_secs(2));
+        assert!(config.reconcile.after.is_zero());
+        // The name gateway-stripe reads for the comma-separated list.
+        assert_eq!(config.providers["stripe"]["webhook_secrets"], "whsec_a,whsec_b");
+        assert!(!format!("{config:?}").contains("whsec_a"));
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_WEBHOOK_FIRST_RETRY", "soon")])).is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(Config::from_sources(Some("nope = 1"), &env(&[])).is_err());
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_LOG_FORMAT", "xml")])).is_err());
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_MASTER_KEY", "short")])).is_err());
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_DATABASE_URL", "mysql://x")])).is_err());
+        let key = "ab".repeat(32);
+        let key: &'static str = Box::leak(key.into_boxed_str());
+        let pairs: &'static [(&str, &str)] = Box::leak(Box::new([("GATEWAY_MASTER_KEY", key)]));
+        let config = Config::from_sources(None, &env(pairs)).unwrap();
+        assert!(format!("{config:?}").contains("<redacted>") && !format!("{config:?}").contains(key));
+        let config = Config::from_sources(
+            None,
+            &env(&[("GATEWAY_DATABASE_URL", "postgres://gw:s3cret@db:5432/gateway")]),
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("postgres://gw:****@db:5432/gateway") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://./gateway.db"),
+            "sqlite://./gateway.db"
+        );
+    }
+}
