@@ -163,10 +163,49 @@ impl IntentChange {
         &self.context.event_id
     }
 
-    /// The change a provider event makes to an intent last known in status
-    /// `previous` (`None`: not known yet), or `None` when it makes none:
-    /// a late or replayed status the legal-transition rule refuses, the same
-    /// status again, or an event type the gateway does not act on.
+    /// The changes announcing that `intent` reached its status after
+    /// `previous` (`None`: the gateway sees the intent for the first time).
+    /// The one rule every publisher follows (the server, [`MemoryRelay`](crate::MemoryRelay)):
+    ///
+    /// * first seen: [`EventKind::Created`], then — when the intent is already
+    ///   past its start (succeeded, awaiting capture, declined, …) — that
+    ///   status's event too, with the event id `"{event_id}:{kind}"`, so the
+    ///   handlers of e.g. `IntentSucceeded` run for a payment that succeeded at once;
+    /// * the same status again, or a move the legal-transition rule refuses
+    ///   (a late or replayed state): nothing;
+    /// * otherwise the new status's event, when it has one.
+    pub fn for_transition(
+        previous: Option<IntentStatus>,
+        intent: &PaymentIntent,
+        context: &IntentChangeContext,
+    ) -> Vec<IntentChange> {
+        let Some(from) = previous else {
+            let mut changes = vec![IntentChange::new(
+                EventKind::Created,
+                intent.clone(),
+                None,
+                context.clone(),
+            )];
+            if let Some(kind) = EventKind::for_intent(Some(IntentStatus::RequiresPaymentMethod), intent) {
+                let mut context = context.clone();
+                context.event_id = format!("{}:{kind}", context.event_id);
+                changes.push(IntentChange::new(kind, intent.clone(), None, context));
+            }
+            return changes;
+        };
+        if from == intent.status || !from.can_transition_to(intent.status) {
+            return Vec::new();
+        }
+        EventKind::for_intent(previous, intent)
+            .map(|kind| IntentChange::new(kind, intent.clone(), previous, context.clone()))
+            .into_iter()
+            .collect()
+    }
+
+    /// The changes a provider event makes to an intent last known in status
+    /// `previous` ([`IntentChange::for_transition`]; a refund event is one
+    /// [`EventKind::Refunded`] change). Empty for an event type the gateway
+    /// does not act on.
     ///
     /// `intent` is the intent as it is after the event: the event's own copy,
     /// or for refund events the intent retrieved from the provider.
@@ -175,26 +214,16 @@ impl IntentChange {
         intent: PaymentIntent,
         previous: Option<IntentStatus>,
         context: IntentChangeContext,
-    ) -> Option<IntentChange> {
-        let (kind, refund) = match &event.object {
-            EventObject::Refund { refund } => (EventKind::Refunded, Some(refund.clone())),
-            EventObject::Intent { .. } => {
-                if let Some(previous) = previous {
-                    if previous == intent.status || !previous.can_transition_to(intent.status) {
-                        return None;
-                    }
-                }
-                (EventKind::for_intent(previous, &intent)?, None)
+    ) -> Vec<IntentChange> {
+        match &event.object {
+            EventObject::Refund { refund } => {
+                let mut change = IntentChange::new(EventKind::Refunded, intent, previous, context);
+                change.refund = Some(refund.clone());
+                vec![change]
             }
-            _ => return None,
-        };
-        Some(IntentChange {
-            kind,
-            intent,
-            previous_status: previous,
-            refund,
-            context,
-        })
+            EventObject::Intent { .. } => IntentChange::for_transition(previous, &intent, &context),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -327,6 +356,64 @@ mod tests {
             EventKind::for_intent(Some(RequiresConfirmation), &failed),
             Some(EventKind::PaymentFailed)
         );
+    }
+
+    #[test]
+    fn one_transition_rule_for_every_publisher() {
+        use IntentStatus::*;
+        let context = IntentChangeContext {
+            event_id: "evt_9".into(),
+            source: ChangeSource::Api,
+            local: true,
+            received_at: 5,
+            merchant: None,
+        };
+        let kinds = |previous, status| {
+            IntentChange::for_transition(previous, &intent(status), &context)
+                .into_iter()
+                .map(|change| (change.kind, change.context.event_id))
+                .collect::<Vec<_>>()
+        };
+        // First seen already succeeded: created, then succeeded (its handlers run).
+        assert_eq!(
+            kinds(None, Succeeded),
+            vec![
+                (EventKind::Created, "evt_9".to_owned()),
+                (EventKind::Succeeded, "evt_9:succeeded".to_owned())
+            ]
+        );
+        assert_eq!(
+            kinds(None, RequiresPaymentMethod),
+            vec![(EventKind::Created, "evt_9".to_owned())]
+        );
+        assert_eq!(
+            kinds(Some(RequiresCapture), Succeeded),
+            vec![(EventKind::Succeeded, "evt_9".to_owned())]
+        );
+        assert!(
+            kinds(Some(Succeeded), Succeeded).is_empty(),
+            "the same status again"
+        );
+        assert!(
+            kinds(Some(Succeeded), RequiresAction).is_empty(),
+            "a late, illegal move"
+        );
+
+        let event = ProviderEvent {
+            id: "evt_9".into(),
+            provider: "mock".into(),
+            event_type: "payment_intent.succeeded".into(),
+            created: 5,
+            object: EventObject::Intent {
+                intent: intent(Succeeded),
+            },
+        };
+        let from_event: Vec<_> =
+            IntentChange::from_provider_event(&event, intent(Succeeded), None, context.clone())
+                .into_iter()
+                .map(|change| change.kind)
+                .collect();
+        assert_eq!(from_event, vec![EventKind::Created, EventKind::Succeeded]);
     }
 
     #[test]

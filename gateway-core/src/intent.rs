@@ -295,6 +295,23 @@ impl PaymentStatus {
         }
     }
 
+    /// Every merchant-facing status.
+    pub const ALL: [PaymentStatus; 6] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Completed,
+        PaymentStatus::Failed,
+        PaymentStatus::Canceled,
+        PaymentStatus::Refunded,
+        PaymentStatus::PartiallyRefunded,
+    ];
+
+    /// Parses the wire name ([`PaymentStatus::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        PaymentStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == name)
+    }
+
     /// The wire name, e.g. `"partially_refunded"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -330,6 +347,14 @@ mod tests {
         /* succeeded               */ [false, false, false, false, false, false, false],
         /* canceled                */ [false, false, false, false, false, false, false],
     ];
+
+    #[test]
+    fn payment_status_names_round_trip() {
+        for status in PaymentStatus::ALL {
+            assert_eq!(PaymentStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(PaymentStatus::parse("succeeded"), None);
+    }
 
     #[test]
     fn every_transition_pair_matches_the_table() {

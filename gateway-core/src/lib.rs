@@ -5,6 +5,7 @@
 //! this crate, never the other way round.
 
 mod bus;
+mod checked;
 mod customer;
 mod error;
 mod events;
@@ -24,6 +25,7 @@ pub mod mock;
 pub use bus::{
     BusError, DispatchHandle, EventBus, EventBusBuilder, HandlerOutcome, Publication, WaitError, Watch,
 };
+pub use checked::{CheckedProvider, ProviderObserver};
 pub use customer::{CardDetails, Customer, SavedPaymentMethod};
 pub use error::{ErrorSource, ProviderError, ProviderErrorKind};
 pub use events::{

@@ -33,7 +33,34 @@ impl RefundStatus {
         )
     }
 
-    /// The wire name, e.g. `"succeeded"`.
+    /// Every refund status.
+    pub const ALL: [RefundStatus; 5] = [
+        RefundStatus::Pending,
+        RefundStatus::RequiresAction,
+        RefundStatus::Succeeded,
+        RefundStatus::Failed,
+        RefundStatus::Canceled,
+    ];
+
+    /// Parses the provider wire name ([`RefundStatus::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        RefundStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == name)
+    }
+
+    /// The merchant-facing name, in the words of [`PaymentStatus`](crate::PaymentStatus):
+    /// `completed`, `pending` (also while the refund requires action), `failed` or `canceled`.
+    pub fn merchant_name(self) -> &'static str {
+        match self {
+            RefundStatus::Succeeded => "completed",
+            RefundStatus::Pending | RefundStatus::RequiresAction => "pending",
+            RefundStatus::Failed => "failed",
+            RefundStatus::Canceled => "canceled",
+        }
+    }
+
+    /// The provider wire name, e.g. `"succeeded"`.
     pub fn as_str(self) -> &'static str {
         match self {
             RefundStatus::Pending => "pending",
@@ -74,4 +101,24 @@ pub struct Refund {
     pub metadata: Metadata,
     /// When the provider created it.
     pub created: UnixTimestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_merchant_names_follow_payment_statuses() {
+        for status in RefundStatus::ALL {
+            assert_eq!(RefundStatus::parse(status.as_str()), Some(status));
+            assert!(["completed", "pending", "failed", "canceled"].contains(&status.merchant_name()));
+        }
+        assert_eq!(
+            RefundStatus::parse("completed"),
+            None,
+            "merchant names are not wire names"
+        );
+        assert_eq!(RefundStatus::RequiresAction.merchant_name(), "pending");
+        assert_eq!(RefundStatus::Succeeded.merchant_name(), "completed");
+    }
 }

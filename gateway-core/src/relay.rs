@@ -31,13 +31,14 @@ impl MemoryRelay {
         }
     }
 
-    /// Publishes `event` (received as a webhook on this instance); `None` when it changes nothing.
-    /// Refund events carry the intent retrieved from the provider.
-    pub async fn relay(&self, event: &ProviderEvent) -> Result<Option<Publication>, ProviderError> {
+    /// Publishes the changes `event` makes (received as a webhook on this
+    /// instance; [`IntentChange::from_provider_event`]); none when it changes
+    /// nothing. Refund events carry the intent retrieved from the provider.
+    pub async fn relay(&self, event: &ProviderEvent) -> Result<Vec<Publication>, ProviderError> {
         let intent = match &event.object {
             EventObject::Intent { intent } => intent.clone(),
             EventObject::Refund { refund } => self.provider.retrieve_intent(&refund.payment_intent).await?,
-            _ => return Ok(None),
+            _ => return Ok(Vec::new()),
         };
         let context = IntentChangeContext {
             event_id: event.id.clone(),
@@ -46,22 +47,25 @@ impl MemoryRelay {
             received_at: event.created,
             merchant: None,
         };
-        let change = {
+        let changes = {
             let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
             let previous = statuses.get(&intent.id).copied();
-            let Some(change) = IntentChange::from_provider_event(event, intent, previous, context) else {
-                return Ok(None);
-            };
-            statuses.insert(change.intent.id.clone(), change.intent.status);
-            change
+            let changes = IntentChange::from_provider_event(event, intent, previous, context);
+            if let Some(last) = changes.last() {
+                statuses.insert(last.intent.id.clone(), last.intent.status);
+            }
+            changes
         };
-        Ok(Some(self.bus.publish(change)))
+        Ok(changes
+            .into_iter()
+            .map(|change| self.bus.publish(change))
+            .collect())
     }
 
     /// Relays `events` in order and waits for their handlers.
     pub async fn relay_all(&self, events: &[ProviderEvent]) -> Result<(), ProviderError> {
         for event in events {
-            if let Some(publication) = self.relay(event).await? {
+            for publication in self.relay(event).await? {
                 publication.done().await;
             }
         }

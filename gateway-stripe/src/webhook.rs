@@ -242,16 +242,9 @@ pub(crate) fn refund_from_event_object(
     })
 }
 
-/// Stripe's refund status names.
+/// Stripe's refund status names (gateway-core's are Stripe's).
 pub(crate) fn refund_status(status: &str) -> Option<RefundStatus> {
-    Some(match status {
-        "pending" => RefundStatus::Pending,
-        "requires_action" => RefundStatus::RequiresAction,
-        "succeeded" => RefundStatus::Succeeded,
-        "failed" => RefundStatus::Failed,
-        "canceled" => RefundStatus::Canceled,
-        _ => return None,
-    })
+    RefundStatus::parse(status)
 }
 
 /// What an event is about, by its type and its object's kind.

@@ -132,7 +132,15 @@ impl Relay {
     }
 
     async fn deliver(&mut self, event: &ProviderEvent) -> Option<Vec<HandlerOutcome>> {
-        Some(self.relay.relay(event).await.unwrap()?.done().await)
+        let publications = self.relay.relay(event).await.unwrap();
+        if publications.is_empty() {
+            return None;
+        }
+        let mut outcomes = Vec::new();
+        for publication in publications {
+            outcomes.extend(publication.done().await);
+        }
+        Some(outcomes)
     }
 
     /// Delivers every event the mock emitted, until it emits no more.

@@ -85,6 +85,9 @@ pub struct MockConfig {
     pub webhook_secret: String,
     /// How much the account remembers (everything, by default).
     pub retention: Retention,
+    /// What the account reports it can do ([`Capabilities::FULL`] by default;
+    /// narrower to test a gateway against a less capable provider).
+    pub capabilities: Capabilities,
 }
 
 /// How much a mock account remembers; `None` keeps everything.
@@ -119,6 +122,7 @@ impl Default for MockConfig {
             start_time: 1_700_000_000,
             webhook_secret: "whsec_mock".to_owned(),
             retention: Retention::default(),
+            capabilities: Capabilities::FULL,
         }
     }
 }
@@ -210,6 +214,7 @@ struct Inner {
 pub struct MockProvider {
     inner: Arc<Mutex<Inner>>,
     name: Arc<str>,
+    capabilities: Capabilities,
 }
 
 impl Default for MockProvider {
@@ -240,6 +245,7 @@ impl MockProvider {
         };
         MockProvider {
             inner: Arc::new(Mutex::new(inner)),
+            capabilities: config.capabilities,
             name: config.name.into(),
         }
     }
@@ -377,7 +383,7 @@ impl PaymentProvider for MockProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::FULL
+        self.capabilities
     }
 
     async fn create_intent(

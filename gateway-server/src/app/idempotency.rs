@@ -69,32 +69,33 @@ pub(crate) struct Outcome {
 }
 
 /// The provider keys for one request: derived from the merchant's key when it
-/// sent one, random otherwise.
+/// sent one, random otherwise; one per step through [`IdempotencyKey::derive`].
 #[derive(Clone, Debug)]
 pub(crate) struct ProviderKeys {
-    base: String,
+    base: IdempotencyKey,
 }
 
 impl ProviderKeys {
     /// From the merchant, its key and the request's fingerprint: a retry of
     /// the same request gets the same provider keys; the key reused for another
     /// request after its record expired does not collide at the provider.
-    fn derived(merchant_id: &str, key: &str, fingerprint: &str) -> Self {
+    fn derived(merchant_id: &str, key: &str, fingerprint: &str) -> Result<Self, ApiError> {
         let digest = sha256_hex(format!("{merchant_id}\n{key}\n{fingerprint}").as_bytes());
-        ProviderKeys {
-            base: format!("gw_{}", &digest[..40]),
-        }
+        ProviderKeys::with_base(format!("gw_{}", &digest[..40]))
     }
 
-    fn random() -> Self {
-        ProviderKeys {
-            base: format!("gw_{}", new_id()),
-        }
+    fn random() -> Result<Self, ApiError> {
+        ProviderKeys::with_base(format!("gw_{}", new_id()))
+    }
+
+    fn with_base(base: String) -> Result<Self, ApiError> {
+        let base = IdempotencyKey::new(base).map_err(|_| ApiError::internal())?;
+        Ok(ProviderKeys { base })
     }
 
     /// The provider key for one step of the request (`create_intent`, `refund`, …).
     pub(crate) fn step(&self, step: &str) -> Result<IdempotencyKey, ApiError> {
-        IdempotencyKey::new(format!("{}:{step}", self.base)).map_err(|_| ApiError::internal())
+        self.base.derive(step).map_err(|_| ApiError::internal())
     }
 }
 
@@ -113,7 +114,7 @@ where
     let Some(key) = request.key else {
         // Locks the handler takes are held until its changes are committed.
         return crate::app::leases::hold_until_done(async {
-            let outcome = handler(ProviderKeys::random()).await?;
+            let outcome = handler(ProviderKeys::random()?).await?;
             finish(state, outcome, None).await
         })
         .await;
@@ -153,7 +154,7 @@ where
         // Another instance runs this key now: wait for its stored response (or its lease to run out).
         tokio::time::sleep(LEASE_POLL).await;
     }
-    let keys = ProviderKeys::derived(&auth.merchant_id, &key, &fingerprint);
+    let keys = ProviderKeys::derived(&auth.merchant_id, &key, &fingerprint)?;
     let response = crate::app::leases::hold_until_done(async {
         let outcome = handler(keys).await?;
         let record = IdempotencyRow {
@@ -289,18 +290,18 @@ mod tests {
 
     #[test]
     fn provider_keys_are_derived_per_merchant_and_step() {
-        let a = ProviderKeys::derived("m1", "order-1", "f");
-        let b = ProviderKeys::derived("m1", "order-1", "f");
-        let c = ProviderKeys::derived("m2", "order-1", "f");
-        let d = ProviderKeys::derived("m1", "order-1", "g");
+        let a = ProviderKeys::derived("m1", "order-1", "f").unwrap();
+        let b = ProviderKeys::derived("m1", "order-1", "f").unwrap();
+        let c = ProviderKeys::derived("m2", "order-1", "f").unwrap();
+        let d = ProviderKeys::derived("m1", "order-1", "g").unwrap();
         let step = |keys: &ProviderKeys, step: &str| keys.step(step).unwrap();
         assert_eq!(step(&a, "create_intent"), step(&b, "create_intent"));
         assert_ne!(step(&a, "create_intent"), step(&c, "create_intent"));
         assert_ne!(step(&a, "create_intent"), step(&d, "create_intent"));
         assert_ne!(step(&a, "create_intent"), step(&a, "capture"));
         assert_ne!(
-            step(&ProviderKeys::random(), "x"),
-            step(&ProviderKeys::random(), "x")
+            step(&ProviderKeys::random().unwrap(), "x"),
+            step(&ProviderKeys::random().unwrap(), "x")
         );
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! Every change to a stored intent — from an API call, and later from
 //! webhooks and reconciliation — goes through [`apply_intent_change`], which
-//! refuses illegal transitions with [`IntentStatus::can_transition_to`], so a
+//! refuses illegal transitions with [`gateway_core::IntentStatus::can_transition_to`], so a
 //! late or replayed update never moves a payment backwards. Once the change
 //! is committed, [`publish_committed`] hands it to the event bus hook.
 
-use gateway_core::{EventKind, IntentChange, IntentChangeContext, IntentStatus, PaymentIntent};
+use gateway_core::{EventKind, IntentChange, IntentChangeContext, PaymentIntent};
 
 use crate::app::core::Core;
 pub(crate) use crate::domain::changes::{new_event_id, ChangeSource, IntentUpdate, UpdateKind};
@@ -114,63 +114,31 @@ pub(crate) async fn commit_and_publish(
     Ok(())
 }
 
-/// The bus changes an update announces: none when the status did not move,
-/// `Created` for a new payment (followed by its status event when it was
-/// created already past the start, e.g. succeeded at once), the status event
-/// otherwise, `Refunded` for refunds.
+/// The bus changes an update announces: the core rule
+/// ([`IntentChange::for_transition`]) for a new payment or a moved intent,
+/// one `Refunded` change for a refund.
 pub(crate) fn bus_changes(update: &IntentUpdate, received_at: i64) -> Vec<IntentChange> {
-    let context = |event_id: String| IntentChangeContext {
-        event_id,
-        source: update.source.to_core(),
+    let context = IntentChangeContext {
+        event_id: update.event_id.clone(),
+        source: update.source,
         local: true,
         received_at,
         merchant: Some(update.merchant_id.clone()),
     };
-    let mut out = Vec::new();
     match update.kind {
-        UpdateKind::Created => {
-            out.push(IntentChange::new(
-                EventKind::Created,
-                update.intent.clone(),
-                None,
-                context(update.event_id.clone()),
-            ));
-            if let Some(kind) =
-                EventKind::for_intent(Some(IntentStatus::RequiresPaymentMethod), &update.intent)
-            {
-                out.push(IntentChange::new(
-                    kind,
-                    update.intent.clone(),
-                    None,
-                    context(format!("{}:{}", update.event_id, kind)),
-                ));
-            }
-        }
-        UpdateKind::IntentChanged => {
-            if update.previous == Some(update.intent.status) {
-                return out;
-            }
-            if let Some(kind) = EventKind::for_intent(update.previous, &update.intent) {
-                out.push(IntentChange::new(
-                    kind,
-                    update.intent.clone(),
-                    update.previous,
-                    context(update.event_id.clone()),
-                ));
-            }
-        }
+        UpdateKind::Created => IntentChange::for_transition(None, &update.intent, &context),
+        UpdateKind::IntentChanged => IntentChange::for_transition(update.previous, &update.intent, &context),
         UpdateKind::Refunded => {
             let mut change = IntentChange::new(
                 EventKind::Refunded,
                 update.intent.clone(),
                 update.previous,
-                context(update.event_id.clone()),
+                context,
             );
             change.refund = update.refund.clone();
-            out.push(change);
+            vec![change]
         }
     }
-    out
 }
 
 /// Called once the changes behind `updates` are committed: publishes each on
@@ -198,7 +166,7 @@ pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
 
 #[cfg(test)]
 mod tests {
-    use gateway_core::{CaptureMethod, Currency, Metadata, PaymentStatus};
+    use gateway_core::{CaptureMethod, Currency, IntentStatus, Metadata, PaymentStatus};
 
     use super::*;
 

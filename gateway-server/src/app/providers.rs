@@ -1,16 +1,14 @@
 //! The providers a merchant can use: the gateway-wide accounts built at start
 //! (the mock, or a provider configured for the whole server) and each
 //! merchant's own accounts built from the credentials it stored. Every
-//! provider is wrapped so its calls and errors are counted.
+//! provider is behind gateway-core's `CheckedProvider`: its capabilities are
+//! enforced and its calls and errors counted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_trait::async_trait;
 use gateway_core::{
-    build_provider, CancelIntent, Capabilities, CaptureIntent, ConfirmIntent, CreateCustomer, CreateIntent,
-    CreateRefund, Customer, IdempotencyKey, PaymentIntent, PaymentProvider, ProviderConfig, ProviderError,
-    ProviderEvent, Refund, SavedPaymentMethod, UpdateIntent, VerifiedWebhook, WebhookError, WebhookRequest,
+    build_provider, CheckedProvider, PaymentProvider, ProviderConfig, ProviderError, ProviderObserver,
 };
 
 use crate::domain::error::ApiError;
@@ -18,36 +16,23 @@ use crate::store::{CredentialRow, Store, StoreError};
 use crate::support::crypto::Sealer;
 use crate::support::metrics::Metrics;
 
-/// A provider whose calls are counted in the metrics.
-struct Instrumented {
-    inner: Arc<dyn PaymentProvider>,
-    metrics: Arc<Metrics>,
-}
+/// Counts and logs every provider call (the observer of each account's
+/// [`CheckedProvider`], which also enforces the provider's capabilities).
+struct CallMetrics(Arc<Metrics>);
 
-impl Instrumented {
-    fn count<T>(
-        &self,
-        operation: &'static str,
-        result: Result<T, ProviderError>,
-    ) -> Result<T, ProviderError> {
-        let outcome = match &result {
-            Ok(_) => "ok",
+impl ProviderObserver for CallMetrics {
+    fn observe(&self, provider: &str, operation: &'static str, outcome: Result<(), &ProviderError>) {
+        let kind = match outcome {
+            Ok(()) => "ok",
             Err(error) => kind_name(error),
         };
-        self.metrics
-            .observe_provider(self.inner.name(), operation, outcome);
-        if let Err(error) = &result {
-            tracing::debug!(
-                provider = self.inner.name(),
-                operation,
-                kind = outcome,
-                "provider call failed"
-            );
+        self.0.observe_provider(provider, operation, kind);
+        if let Err(error) = outcome {
+            tracing::debug!(provider, operation, kind, "provider call failed");
             if !matches!(error, ProviderError::CardDeclined { .. }) {
-                tracing::warn!(provider = self.inner.name(), operation, %error, "provider error");
+                tracing::warn!(provider, operation, %error, "provider error");
             }
         }
-        result
     }
 }
 
@@ -66,102 +51,9 @@ fn kind_name(error: &ProviderError) -> &'static str {
     }
 }
 
-#[async_trait]
-impl PaymentProvider for Instrumented {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn create_intent(
-        &self,
-        r: CreateIntent,
-        k: &IdempotencyKey,
-    ) -> Result<PaymentIntent, ProviderError> {
-        self.count("create_intent", self.inner.create_intent(r, k).await)
-    }
-    async fn retrieve_intent(&self, id: &str) -> Result<PaymentIntent, ProviderError> {
-        self.count("retrieve_intent", self.inner.retrieve_intent(id).await)
-    }
-    async fn update_intent(
-        &self,
-        id: &str,
-        r: UpdateIntent,
-        k: &IdempotencyKey,
-    ) -> Result<PaymentIntent, ProviderError> {
-        self.count("update_intent", self.inner.update_intent(id, r, k).await)
-    }
-    async fn confirm_intent(
-        &self,
-        id: &str,
-        r: ConfirmIntent,
-        k: &IdempotencyKey,
-    ) -> Result<PaymentIntent, ProviderError> {
-        self.count("confirm_intent", self.inner.confirm_intent(id, r, k).await)
-    }
-    async fn capture_intent(
-        &self,
-        id: &str,
-        r: CaptureIntent,
-        k: &IdempotencyKey,
-    ) -> Result<PaymentIntent, ProviderError> {
-        self.count("capture_intent", self.inner.capture_intent(id, r, k).await)
-    }
-    async fn cancel_intent(
-        &self,
-        id: &str,
-        r: CancelIntent,
-        k: &IdempotencyKey,
-    ) -> Result<PaymentIntent, ProviderError> {
-        self.count("cancel_intent", self.inner.cancel_intent(id, r, k).await)
-    }
-    async fn create_refund(&self, r: CreateRefund, k: &IdempotencyKey) -> Result<Refund, ProviderError> {
-        self.count("create_refund", self.inner.create_refund(r, k).await)
-    }
-    async fn retrieve_refund(&self, id: &str) -> Result<Refund, ProviderError> {
-        self.count("retrieve_refund", self.inner.retrieve_refund(id).await)
-    }
-    async fn create_customer(
-        &self,
-        r: CreateCustomer,
-        k: &IdempotencyKey,
-    ) -> Result<Customer, ProviderError> {
-        self.count("create_customer", self.inner.create_customer(r, k).await)
-    }
-    async fn attach_payment_method(
-        &self,
-        customer: &str,
-        method: &str,
-        k: &IdempotencyKey,
-    ) -> Result<SavedPaymentMethod, ProviderError> {
-        self.count(
-            "attach_payment_method",
-            self.inner.attach_payment_method(customer, method, k).await,
-        )
-    }
-    async fn list_payment_methods(&self, customer: &str) -> Result<Vec<SavedPaymentMethod>, ProviderError> {
-        self.count(
-            "list_payment_methods",
-            self.inner.list_payment_methods(customer).await,
-        )
-    }
-    async fn detach_payment_method(
-        &self,
-        method: &str,
-        k: &IdempotencyKey,
-    ) -> Result<SavedPaymentMethod, ProviderError> {
-        self.count(
-            "detach_payment_method",
-            self.inner.detach_payment_method(method, k).await,
-        )
-    }
-    fn verify_webhook(&self, request: &WebhookRequest) -> Result<VerifiedWebhook, WebhookError> {
-        self.inner.verify_webhook(request)
-    }
-    async fn interpret_webhook(&self, webhook: &VerifiedWebhook) -> Result<ProviderEvent, ProviderError> {
-        self.count("interpret_webhook", self.inner.interpret_webhook(webhook).await)
-    }
+/// `provider` as the gateway calls it: capability-checked and observed.
+fn checked(provider: Arc<dyn PaymentProvider>, metrics: &Arc<Metrics>) -> Arc<dyn PaymentProvider> {
+    Arc::new(CheckedProvider::new(provider).observed_by(Arc::new(CallMetrics(metrics.clone()))))
 }
 
 /// Why no provider account could be had for a merchant.
@@ -251,13 +143,7 @@ impl Providers {
     ) -> Self {
         let global: BTreeMap<_, _> = global
             .into_iter()
-            .map(|provider| {
-                let wrapped: Arc<dyn PaymentProvider> = Arc::new(Instrumented {
-                    inner: provider.clone(),
-                    metrics: metrics.clone(),
-                });
-                (provider.name().to_owned(), wrapped)
-            })
+            .map(|provider| (provider.name().to_owned(), checked(provider, &metrics)))
             .collect();
         let default = default
             .filter(|name| global.contains_key(name))
@@ -364,10 +250,7 @@ impl Providers {
             config.set(key, value);
         }
         let provider = build_provider(&row.provider, &config).map_err(ProviderLookupError::Build)?;
-        Ok(Arc::new(Instrumented {
-            inner: provider,
-            metrics: self.metrics.clone(),
-        }))
+        Ok(checked(provider, &self.metrics))
     }
 }
 

@@ -5,26 +5,8 @@ use gateway_core::{IntentStatus, PaymentIntent, PaymentStatus};
 
 use crate::support::ids::new_id;
 
-/// Where a change came from (the bus's `IntentChangeContext::source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ChangeSource {
-    /// A merchant's API call.
-    Api,
-    /// A provider webhook.
-    Webhook,
-    /// The gateway asked the provider for the intent's current state.
-    Reconcile,
-}
-
-impl ChangeSource {
-    pub(crate) fn to_core(self) -> gateway_core::ChangeSource {
-        match self {
-            ChangeSource::Api => gateway_core::ChangeSource::Api,
-            ChangeSource::Webhook => gateway_core::ChangeSource::Webhook,
-            ChangeSource::Reconcile => gateway_core::ChangeSource::Reconcile,
-        }
-    }
-}
+/// Where a change came from: gateway-core's one definition.
+pub(crate) use gateway_core::ChangeSource;
 
 /// A new gateway event id (for changes that no provider event announced).
 pub(crate) fn new_event_id() -> String {
