@@ -1,12 +1,14 @@
 //! Shared helpers: a real gateway server on 127.0.0.1 (port 0) with a
-//! temporary SQLite file and a `MockProvider` the test keeps a handle to.
+//! database of its own and a `MockProvider` the test keeps a handle to.
 //!
-//! The same tests run against PostgreSQL in the `postgres_suite` test binary
-//! (which includes every test file): there each server gets a database of its
-//! own on a throwaway cluster ([`postgres`]).
+//! Both integration binaries, `sqlite` and `postgres`, compile this module
+//! once and run the same tests (`suite/`). Each names its backend in its
+//! crate root (`crate::BACKEND`): a temporary SQLite file per server, or a
+//! database per server on a throwaway PostgreSQL cluster ([`postgres`]).
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod merchant_endpoint;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -76,13 +78,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// PostgreSQL in the `postgres_suite` binary, SQLite everywhere else.
+/// The backend this test binary chose (`BACKEND` in its `main.rs`).
 pub fn backend() -> Backend {
-    if module_path!().starts_with("postgres_suite::") {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    }
+    crate::BACKEND
 }
 
 /// A new database for one test: a file in `dir`, or a PostgreSQL database.
