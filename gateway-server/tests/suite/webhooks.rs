@@ -68,21 +68,6 @@ fn on_own_runtime<T: Send + 'static>(work: impl std::future::Future<Output = T> 
     .unwrap()
 }
 
-/// `sql` with SQLite's `?` placeholders numbered `$1, $2, …` for PostgreSQL.
-fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut next = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            next += 1;
-            out.push_str(&format!("${next}"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The first column of the first row of `sql`, on the server's database (SQLite or PostgreSQL).
 fn db_count(server: &TestServer, sql: &str) -> i64 {
     let url = server.config.database_url.clone();
@@ -91,7 +76,7 @@ fn db_count(server: &TestServer, sql: &str) -> i64 {
         use sqlx::{Connection, Row};
         if url.starts_with("postgres") {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(&numbered(&sql))
+            sqlx::query(&sql)
                 .fetch_one(&mut conn)
                 .await
                 .unwrap()
@@ -449,7 +434,7 @@ async fn an_event_stored_before_a_crash_is_processed_after_restart() {
     db_exec(
         &server,
         "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at) \
-         VALUES ('mock', ?, ?, 'payment_intent.succeeded', ?, 0)",
+         VALUES ('mock', $1, $2, 'payment_intent.succeeded', $3, 0)",
         vec![merchant.clone(), event.id.clone()],
         body,
     );
@@ -468,7 +453,7 @@ async fn an_event_stored_before_a_crash_is_processed_after_restart() {
     server.stop().await;
 }
 
-/// Runs `sql` with `texts` then `blob` bound, on the server's database (SQLite or PostgreSQL).
+/// Runs `sql` with `texts` then `blob` bound (`$1`, `$2`, … on both backends), on the server's database.
 fn db_exec(server: &TestServer, sql: &str, texts: Vec<String>, blob: Vec<u8>) {
     let url = server.config.database_url.clone();
     let sql = sql.to_owned();
@@ -476,7 +461,6 @@ fn db_exec(server: &TestServer, sql: &str, texts: Vec<String>, blob: Vec<u8>) {
         use sqlx::Connection;
         if url.starts_with("postgres") {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            let sql = numbered(&sql);
             let mut query = sqlx::query(&sql);
             for text in texts {
                 query = query.bind(text);
