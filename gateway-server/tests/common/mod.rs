@@ -136,7 +136,15 @@ impl TestServer {
 
     /// Another instance on this server's database (PostgreSQL), sharing its
     /// provider account; on PostgreSQL its bus is relayed to the others'.
+    ///
+    /// Several instances share a database only on PostgreSQL: tests that
+    /// need this belong in `postgres/cluster.rs`, which only that binary runs.
     pub async fn another_instance(&self) -> TestServer {
+        assert_eq!(
+            backend(),
+            Backend::Postgres,
+            "several instances on one database run only on PostgreSQL: put this test in postgres/cluster.rs"
+        );
         let server = ServerBuilder::new(self.config.clone())
             .provider(Arc::new(self.mock.clone()))
             .start()
