@@ -80,6 +80,9 @@ pub enum Backend {
 
 /// The backend this test binary chose (`BACKEND` in its `main.rs`).
 pub fn backend() -> Backend {
+    // No `BACKEND` in the crate root? A test file became a binary of its own
+    // (`tests/x.rs` with `mod common;`): move it to `suite/` and list it in
+    // `suite/mod.rs`, and both backends run it.
     crate::BACKEND
 }
 
