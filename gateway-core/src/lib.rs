@@ -21,6 +21,8 @@ mod webhook;
 
 #[cfg(feature = "mock")]
 pub mod mock;
+#[cfg(any(test, feature = "mock"))]
+pub mod testing;
 
 pub use bus::{
     BusError, DispatchHandle, EventBus, EventBusBuilder, HandlerOutcome, Publication, WaitError, Watch,

@@ -376,7 +376,7 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
 
 #[cfg(test)]
 mod tests {
-    use gateway_core::{CaptureMethod, Currency, Metadata, PaymentErrorDetails, PaymentIntent};
+    use gateway_core::{Currency, Money, PaymentErrorDetails, PaymentIntent};
 
     use super::*;
     use crate::domain::changes::ChangeSource;
@@ -387,36 +387,22 @@ mod tests {
         status: IntentStatus,
         refunded: i64,
     ) -> IntentUpdate {
-        let intent = PaymentIntent {
-            id: "pi_1".into(),
-            provider: "mock".into(),
-            amount: 1000,
-            amount_received: if status == IntentStatus::Succeeded {
+        let amount = Money::from_minor(1000, Currency::USD).unwrap();
+        let mut intent = PaymentIntent::fixture("pi_1", amount).status(status).received(
+            if status == IntentStatus::Succeeded {
                 1000
             } else {
                 0
             },
-            amount_capturable: 0,
-            currency: Currency::USD,
-            status,
-            capture_method: CaptureMethod::Automatic,
-            customer: None,
-            payment_method: None,
-            client_secret: None,
-            metadata: Metadata::new(),
-            description: None,
-            next_action: None,
-            last_payment_error: (status == IntentStatus::RequiresPaymentMethod).then(|| {
-                PaymentErrorDetails {
-                    code: Some("card_declined".into()),
-                    decline_code: Some("generic_decline".into()),
-                    message: "declined".into(),
-                }
-            }),
-            cancellation_reason: None,
-            created: 0,
-            updated: 0,
-        };
+        );
+        if status == IntentStatus::RequiresPaymentMethod {
+            intent = intent.last_payment_error(PaymentErrorDetails {
+                code: Some("card_declined".into()),
+                decline_code: Some("generic_decline".into()),
+                message: "declined".into(),
+            });
+        }
+        let intent = intent.build();
         IntentUpdate {
             kind,
             source: ChangeSource::Api,

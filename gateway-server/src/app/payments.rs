@@ -166,7 +166,7 @@ pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
 
 #[cfg(test)]
 mod tests {
-    use gateway_core::{CaptureMethod, Currency, IntentStatus, Metadata, PaymentStatus};
+    use gateway_core::{Currency, IntentStatus, Money, PaymentStatus};
 
     use super::*;
 
@@ -175,26 +175,9 @@ mod tests {
             id: "p1".into(),
             merchant_id: "m1".into(),
             provider: "mock".into(),
-            intent: PaymentIntent {
-                id: "pi_1".into(),
-                provider: "mock".into(),
-                amount: 1000,
-                amount_received: 0,
-                amount_capturable: 0,
-                currency: Currency::USD,
-                status,
-                capture_method: CaptureMethod::Automatic,
-                customer: None,
-                payment_method: None,
-                client_secret: None,
-                metadata: Metadata::new(),
-                description: None,
-                next_action: None,
-                last_payment_error: None,
-                cancellation_reason: None,
-                created: 0,
-                updated: 0,
-            },
+            intent: PaymentIntent::fixture("pi_1", Money::from_minor(1000, Currency::USD).unwrap())
+                .status(status)
+                .build(),
             amount_refunded: 0,
             idempotency_key: None,
             saved_card_id: None,

@@ -1,12 +1,14 @@
 //! Shared helpers: a real gateway server on 127.0.0.1 (port 0) with a
-//! temporary SQLite file and a `MockProvider` the test keeps a handle to.
+//! database of its own and a `MockProvider` the test keeps a handle to.
 //!
-//! The same tests run against PostgreSQL in the `postgres_suite` test binary
-//! (which includes every test file): there each server gets a database of its
-//! own on a throwaway cluster ([`postgres`]).
+//! Both integration binaries, `sqlite` and `postgres`, compile this module
+//! once and run the same tests (`suite/`). Each names its backend in its
+//! crate root (`crate::BACKEND`): a temporary SQLite file per server, or a
+//! database per server on a throwaway PostgreSQL cluster ([`postgres`]).
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod merchant_endpoint;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -76,13 +78,12 @@ pub enum Backend {
     Postgres,
 }
 
-/// PostgreSQL in the `postgres_suite` binary, SQLite everywhere else.
+/// The backend this test binary chose (`BACKEND` in its `main.rs`).
 pub fn backend() -> Backend {
-    if module_path!().starts_with("postgres_suite::") {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    }
+    // No `BACKEND` in the crate root? A test file became a binary of its own
+    // (`tests/x.rs` with `mod common;`): move it to `suite/` and list it in
+    // `suite/mod.rs`, and both backends run it.
+    crate::BACKEND
 }
 
 /// A new database for one test: a file in `dir`, or a PostgreSQL database.
@@ -138,7 +139,15 @@ impl TestServer {
 
     /// Another instance on this server's database (PostgreSQL), sharing its
     /// provider account; on PostgreSQL its bus is relayed to the others'.
+    ///
+    /// Several instances share a database only on PostgreSQL: tests that
+    /// need this belong in `postgres/cluster.rs`, which only that binary runs.
     pub async fn another_instance(&self) -> TestServer {
+        assert_eq!(
+            backend(),
+            Backend::Postgres,
+            "several instances on one database run only on PostgreSQL: put this test in postgres/cluster.rs"
+        );
         let server = ServerBuilder::new(self.config.clone())
             .provider(Arc::new(self.mock.clone()))
             .start()

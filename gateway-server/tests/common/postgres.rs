@@ -10,10 +10,11 @@
 //! The programs come from `$GATEWAY_TEST_PG_BIN`, else
 //! `/usr/lib/postgresql/15/bin` (Debian's `postgresql-15`), else `PATH`.
 //!
-//! A test binary may compile this module several times (the PostgreSQL suite
-//! includes every test file, each with its own `common`), so the cluster is
-//! shared through a directory named after the process id: whoever creates it
-//! starts the cluster, the others wait for its port.
+//! The cluster is found through a directory named after the process id:
+//! whoever creates it starts the cluster, anyone else in the process waits for
+//! its port, so a process has one cluster however many copies of this file
+//! it compiles. The file stands alone (it needs only `sqlx`, `tokio` and
+//! `uuid`): any test target can include it with `#[path]`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,11 +1,10 @@
 //! Payments through the HTTP server: create, read, list, confirm, capture,
 //! cancel, 3-D Secure, declines, and bad input that stores nothing.
 
-mod common;
-
 use awc::http::StatusCode;
-use common::{payment_body, TestServer};
 use gateway_core::IntentStatus;
+
+use crate::common::{payment_body, TestServer};
 
 #[actix_web::test]
 async fn create_and_read_a_payment() {
@@ -297,7 +296,7 @@ async fn list_filters_and_cursor_pagination() {
             &payment_body("7.00", "pm_card_chargeDeclined", ""),
         )
         .await;
-    let ids_of = |reply: &common::Reply| -> Vec<String> {
+    let ids_of = |reply: &crate::common::Reply| -> Vec<String> {
         reply.data()["data"]
             .as_array()
             .unwrap()

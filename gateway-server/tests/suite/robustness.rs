@@ -1,15 +1,13 @@
 //! Hostile input never breaks the server: every answer is an envelope and the
 //! server keeps serving.
 
-mod common;
-
-use common::TestServer;
+use crate::common::{payment_body, TestServer};
 
 #[actix_web::test]
 async fn hostile_bodies_get_envelopes_on_every_post_route() {
     let server = TestServer::start().await;
     let payment = server
-        .pay(&common::payment_body(
+        .pay(&payment_body(
             "5",
             "pm_card_visa",
             r#""capture_method": "manual""#,

@@ -1,9 +1,8 @@
 //! Health, readiness, metrics, OpenAPI, request ids, and a restart on the same file.
 
-mod common;
-
 use awc::http::StatusCode;
-use common::{payment_body, TestServer};
+
+use crate::common::{payment_body, TestServer};
 
 #[actix_web::test]
 async fn health_readiness_metrics_and_openapi() {

@@ -1,10 +1,9 @@
 //! Merchants and API keys: authentication, scopes, revocation, isolation,
 //! provider credentials and the webhook URL.
 
-mod common;
-
 use awc::http::StatusCode;
-use common::{payment_body, TestServer, ALL_SCOPES};
+
+use crate::common::{payment_body, TestServer, ALL_SCOPES};
 
 #[actix_web::test]
 async fn missing_invalid_and_bearer_keys() {

@@ -1,45 +1,34 @@
 //! Several gateway instances on one PostgreSQL database: idempotency keys
-//! shared between them, and the cluster event bus (`LISTEN/NOTIFY`).
+//! shared between them, the cluster event bus (`LISTEN/NOTIFY`), and merchant
+//! webhooks sent from one outbox. SQLite is one process's database, so these
+//! run only in the `postgres` binary.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
 use gateway_core::{
-    CaptureMethod, ChangeSource, Currency, EventBus, EventKind, HandlerFuture, HandlerOptions, IntentChange,
-    IntentChangeContext, IntentStatus, Metadata, PaymentIntent,
+    ChangeSource, Currency, EventBus, EventKind, HandlerFuture, HandlerOptions, IntentChange,
+    IntentChangeContext, IntentStatus, Money, PaymentIntent,
 };
 use gateway_server::cluster::ClusterRelay;
+use serde_json::Value;
 use sqlx::{Connection, Row};
 
+use crate::common::merchant_endpoint::{fast, set_webhook, verify, Receiver};
 use crate::common::postgres::fresh_database;
 use crate::common::{payment_body, TestServer};
 
 fn intent(id: &str, status: IntentStatus) -> PaymentIntent {
-    PaymentIntent {
-        id: id.to_owned(),
-        provider: "mock".into(),
-        amount: 1000,
-        amount_received: if status == IntentStatus::Succeeded {
-            1000
-        } else {
-            0
-        },
-        amount_capturable: 0,
-        currency: Currency::USD,
-        status,
-        capture_method: CaptureMethod::Automatic,
-        customer: None,
-        payment_method: None,
-        client_secret: None,
-        metadata: Metadata::new(),
-        description: None,
-        next_action: None,
-        last_payment_error: None,
-        cancellation_reason: None,
-        created: 0,
-        updated: 0,
-    }
+    let received = if status == IntentStatus::Succeeded {
+        1000
+    } else {
+        0
+    };
+    PaymentIntent::fixture(id, Money::from_minor(1000, Currency::USD).unwrap())
+        .status(status)
+        .received(received)
+        .build()
 }
 
 /// A change as an instance that received it publishes it (`local = true`).
@@ -391,4 +380,57 @@ async fn refunds_of_one_payment_on_two_instances_are_all_counted() {
     assert_eq!(read.data()["status"], "refunded");
     b.stop().await;
     a.stop().await;
+}
+
+#[actix_web::test]
+async fn two_instances_send_each_merchant_webhook_exactly_once() {
+    let receiver = Receiver::start(&[]).await;
+    let a = TestServer::start_with(fast).await;
+    let secret = set_webhook(&a, &receiver.url).await;
+    let b = a.another_instance().await;
+    // Payments through both instances; both delivery workers claim from one outbox.
+    for index in 0..10 {
+        let server = if index % 2 == 0 { &a } else { &b };
+        server.pay(&payment_body("5.00", "pm_card_visa", "")).await;
+    }
+    let hits = receiver.wait_for(10, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hits_after = receiver.hits();
+    assert_eq!(hits_after.len(), hits.len(), "nothing sent again after delivery");
+    let ids: std::collections::BTreeSet<String> = hits_after
+        .iter()
+        .map(|hit| verify(&secret, hit)["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 10, "ten payments, ten webhooks");
+    assert_eq!(hits_after.len(), 10, "each sent exactly once");
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_web::test]
+async fn when_one_instance_dies_the_other_finishes_its_deliveries() {
+    // The merchant's endpoint fails at first, so deliveries are mid-retry when A dies.
+    let receiver = Receiver::start(&[503, 503, 503]).await;
+    let a = TestServer::start_with(fast).await;
+    let secret = set_webhook(&a, &receiver.url).await;
+    let b = a.another_instance().await;
+    let payment = a.pay(&payment_body("7.00", "pm_card_visa", "")).await;
+    let first = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert!(!first.is_empty(), "a first attempt was made");
+    drop(a); // A crashes: whatever it claimed is freed when its lease runs out.
+    let hits = receiver.wait_for(4, Duration::from_secs(30)).await;
+    assert_eq!(hits.len(), 4, "three failures, then one success");
+    let bodies: Vec<Value> = hits.iter().map(|hit| verify(&secret, hit)).collect();
+    assert!(bodies.iter().all(|body| body["id"] == bodies[0]["id"]));
+    assert_eq!(bodies[0]["data"]["payment"]["id"], payment["id"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.hits().len(), 4, "nothing after the 2xx");
+    let list = b
+        .get(&format!(
+            "/v1/webhook-deliveries?payment_id={}",
+            payment["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(list.data()["data"][0]["status"], "delivered");
+    b.stop().await;
 }

@@ -1,108 +1,22 @@
 //! Inbound provider webhooks, outbound merchant webhooks, reconciliation and
 //! live status, through the real HTTP server.
 
-mod common;
-
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use awc::http::StatusCode;
-use common::{payment_body, TestServer};
 use gateway_core::{EventKind, IntentStatus, ProviderEvent};
-use gateway_server::{Config, DeliverySchedule, ServerBuilder};
+use gateway_server::{Config, ServerBuilder};
 use serde_json::Value;
 
-/// A local merchant endpoint: records every request, answers from a script.
-#[derive(Clone, Default)]
-struct Receiver {
-    hits: Arc<Mutex<Vec<(Instant, String, String)>>>,
-    script: Arc<Mutex<Vec<u16>>>,
-    url: String,
-}
-
-impl Receiver {
-    /// Answers `script` in order, then 200.
-    async fn start(script: &[u16]) -> Receiver {
-        let mut receiver = Receiver {
-            script: Arc::new(Mutex::new(script.iter().rev().copied().collect())),
-            ..Receiver::default()
-        };
-        let state = receiver.clone();
-        let server = HttpServer::new(move || {
-            let state = state.clone();
-            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let state = state.clone();
-                async move {
-                    let signature = req
-                        .headers()
-                        .get("Gateway-Signature")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned();
-                    state.hits.lock().unwrap().push((
-                        Instant::now(),
-                        signature,
-                        String::from_utf8_lossy(&body).into_owned(),
-                    ));
-                    let status = state.script.lock().unwrap().pop().unwrap_or(200);
-                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
-                }
-            }))
-        })
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-        receiver.url = format!("http://127.0.0.1:{}/hooks", server.addrs()[0].port());
-        actix_web::rt::spawn(server.run());
-        receiver
-    }
-
-    fn hits(&self) -> Vec<(Instant, String, String)> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, count: usize, within: Duration) -> Vec<(Instant, String, String)> {
-        let deadline = Instant::now() + within;
-        while self.hits().len() < count && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.hits()
-    }
-}
-
-fn fast(config: &mut Config) {
-    config.webhook_delivery = DeliverySchedule {
-        first_retry: Duration::from_millis(200),
-        max_delay: Duration::from_secs(5),
-        max_attempts: 8,
-        timeout: Duration::from_secs(2),
-    };
-    config.webhook_sweep_interval = Duration::from_millis(200);
-}
+use crate::common::merchant_endpoint::{fast, set_webhook, verify, Receiver};
+use crate::common::{payment_body, TestServer};
 
 async fn merchant_id(server: &TestServer) -> String {
     server.get("/v1/merchant").await.data()["id"]
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// Sets the webhook URL; returns the signing secret (shown once).
-async fn set_webhook(server: &TestServer, url: &str) -> String {
-    let reply = server
-        .put("/v1/merchant/webhook", &format!(r#"{{"webhook_url": "{url}"}}"#))
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let secret = reply.data()["signing_secret"]
-        .as_str()
-        .expect("secret shown")
-        .to_owned();
-    let again = server
-        .put("/v1/merchant/webhook", &format!(r#"{{"webhook_url": "{url}"}}"#))
-        .await;
-    assert!(again.data().get("signing_secret").is_none(), "shown once");
-    secret
 }
 
 /// Posts a mock provider event as its webhook to the merchant endpoint.
@@ -120,22 +34,6 @@ async fn deliver_mock(server: &TestServer, merchant: &str, event: &ProviderEvent
         )
         .await
         .status
-}
-
-fn verify(secret: &str, hit: &(Instant, String, String)) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    gateway_core::signature::verify_header(
-        &hit.1,
-        hit.2.as_bytes(),
-        &[secret.as_bytes()],
-        Duration::from_secs(300),
-        now,
-    )
-    .expect("Gateway-Signature verifies");
-    serde_json::from_str(&hit.2).unwrap()
 }
 
 async fn poll_status(server: &TestServer, id: &str, want: &str) -> Value {
@@ -170,21 +68,6 @@ fn on_own_runtime<T: Send + 'static>(work: impl std::future::Future<Output = T> 
     .unwrap()
 }
 
-/// `sql` with SQLite's `?` placeholders numbered `$1, $2, …` for PostgreSQL.
-fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut next = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            next += 1;
-            out.push_str(&format!("${next}"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The first column of the first row of `sql`, on the server's database (SQLite or PostgreSQL).
 fn db_count(server: &TestServer, sql: &str) -> i64 {
     let url = server.config.database_url.clone();
@@ -193,7 +76,7 @@ fn db_count(server: &TestServer, sql: &str) -> i64 {
         use sqlx::{Connection, Row};
         if url.starts_with("postgres") {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(&numbered(&sql))
+            sqlx::query(&sql)
                 .fetch_one(&mut conn)
                 .await
                 .unwrap()
@@ -551,7 +434,7 @@ async fn an_event_stored_before_a_crash_is_processed_after_restart() {
     db_exec(
         &server,
         "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at) \
-         VALUES ('mock', ?, ?, 'payment_intent.succeeded', ?, 0)",
+         VALUES ('mock', $1, $2, 'payment_intent.succeeded', $3, 0)",
         vec![merchant.clone(), event.id.clone()],
         body,
     );
@@ -570,7 +453,7 @@ async fn an_event_stored_before_a_crash_is_processed_after_restart() {
     server.stop().await;
 }
 
-/// Runs `sql` with `texts` then `blob` bound, on the server's database (SQLite or PostgreSQL).
+/// Runs `sql` with `texts` then `blob` bound (`$1`, `$2`, … on both backends), on the server's database.
 fn db_exec(server: &TestServer, sql: &str, texts: Vec<String>, blob: Vec<u8>) {
     let url = server.config.database_url.clone();
     let sql = sql.to_owned();
@@ -578,7 +461,6 @@ fn db_exec(server: &TestServer, sql: &str, texts: Vec<String>, blob: Vec<u8>) {
         use sqlx::Connection;
         if url.starts_with("postgres") {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            let sql = numbered(&sql);
             let mut query = sqlx::query(&sql);
             for text in texts {
                 query = query.bind(text);
@@ -714,65 +596,4 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
         "nothing published"
     );
     server.stop().await;
-}
-
-#[actix_web::test]
-async fn two_instances_send_each_merchant_webhook_exactly_once() {
-    // Several instances share a PostgreSQL database: this runs in the PostgreSQL suite.
-    if !matches!(common::backend(), common::Backend::Postgres) {
-        return;
-    }
-    let receiver = Receiver::start(&[]).await;
-    let a = TestServer::start_with(fast).await;
-    let secret = set_webhook(&a, &receiver.url).await;
-    let b = a.another_instance().await;
-    // Payments through both instances; both delivery workers claim from one outbox.
-    for index in 0..10 {
-        let server = if index % 2 == 0 { &a } else { &b };
-        server.pay(&payment_body("5.00", "pm_card_visa", "")).await;
-    }
-    let hits = receiver.wait_for(10, Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let hits_after = receiver.hits();
-    assert_eq!(hits_after.len(), hits.len(), "nothing sent again after delivery");
-    let ids: std::collections::BTreeSet<String> = hits_after
-        .iter()
-        .map(|hit| verify(&secret, hit)["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids.len(), 10, "ten payments, ten webhooks");
-    assert_eq!(hits_after.len(), 10, "each sent exactly once");
-    b.stop().await;
-    a.stop().await;
-}
-
-#[actix_web::test]
-async fn when_one_instance_dies_the_other_finishes_its_deliveries() {
-    // Several instances share a PostgreSQL database: this runs in the PostgreSQL suite.
-    if !matches!(common::backend(), common::Backend::Postgres) {
-        return;
-    }
-    // The merchant's endpoint fails at first, so deliveries are mid-retry when A dies.
-    let receiver = Receiver::start(&[503, 503, 503]).await;
-    let a = TestServer::start_with(fast).await;
-    let secret = set_webhook(&a, &receiver.url).await;
-    let b = a.another_instance().await;
-    let payment = a.pay(&payment_body("7.00", "pm_card_visa", "")).await;
-    let first = receiver.wait_for(1, Duration::from_secs(10)).await;
-    assert!(!first.is_empty(), "a first attempt was made");
-    drop(a); // A crashes: whatever it claimed is freed when its lease runs out.
-    let hits = receiver.wait_for(4, Duration::from_secs(30)).await;
-    assert_eq!(hits.len(), 4, "three failures, then one success");
-    let bodies: Vec<Value> = hits.iter().map(|hit| verify(&secret, hit)).collect();
-    assert!(bodies.iter().all(|body| body["id"] == bodies[0]["id"]));
-    assert_eq!(bodies[0]["data"]["payment"]["id"], payment["id"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(receiver.hits().len(), 4, "nothing after the 2xx");
-    let list = b
-        .get(&format!(
-            "/v1/webhook-deliveries?payment_id={}",
-            payment["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(list.data()["data"][0]["status"], "delivered");
-    b.stop().await;
 }

@@ -1,11 +1,10 @@
 //! `Idempotency-Key`: replay, mismatch, per-merchant keys, concurrent
 //! duplicates, and a lost provider response retried without a second charge.
 
-mod common;
-
 use awc::http::StatusCode;
-use common::{payment_body, TestServer, ALL_SCOPES};
 use gateway_core::mock::Fault;
+
+use crate::common::{payment_body, TestServer, ALL_SCOPES};
 
 #[actix_web::test]
 async fn replays_the_stored_response_and_refuses_a_different_body() {

@@ -2,14 +2,13 @@
 //! reaches Stripe): an event in an old API version's shape, missing the
 //! fields the gateway needs, is resolved by retrieving the intent.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use awc::http::StatusCode;
-use common::TestServer;
 use serde_json::{json, Value};
+
+use crate::common::TestServer;
 
 fn fixture_intent(changes: Value) -> Value {
     let path = concat!(

@@ -1,9 +1,8 @@
 //! Saved cards: save, list, default, charge off-session, delete.
 
-mod common;
-
 use awc::http::StatusCode;
-use common::TestServer;
+
+use crate::common::TestServer;
 
 #[actix_web::test]
 async fn save_list_charge_off_session_and_delete() {

@@ -1,0 +1,17 @@
+//! The integration tests both backends run: each module drives a real server
+//! through `crate::common::TestServer`, which gives every server a database
+//! of the binary's backend.
+//!
+//! A new test file goes here, listed below: the `sqlite` and `postgres`
+//! binaries both run it (`cargo test -p gateway-server --test sqlite`, or
+//! `--test postgres`). Tests of several instances on one database go in
+//! `postgres/cluster.rs` instead: only PostgreSQL shares a database.
+
+mod cards;
+mod idempotency;
+mod merchants;
+mod operations;
+mod payments;
+mod robustness;
+mod stripe_webhooks;
+mod webhooks;
