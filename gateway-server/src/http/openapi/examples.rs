@@ -3,34 +3,91 @@
 //! answer carries can be used next.
 
 use serde_json::{json, Value};
+use utoipa::openapi::content::Content;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::openapi::{RefOr, Required};
 
 use super::wire::{operations, JSON};
 
-/// A request body that the operation accepts, per operation.
-fn request_example(method: &str, path: &str) -> Option<Value> {
-    Some(match (method, path) {
-        ("post", "/v1/payments") => json!({
-            "amount": "50.00",
-            "currency": "USD",
-            "payment_method": "pm_card_visa",
-            "order_id": "order-123"
-        }),
-        ("post", "/v1/payments/{id}/confirm") => json!({"payment_method": "pm_card_visa"}),
-        ("post", "/v1/payments/{id}/capture") => json!({"amount": "30.00"}),
-        ("post", "/v1/payments/{id}/cancel") => json!({"reason": "requested_by_customer"}),
-        ("post", "/v1/payments/cards") => json!({
-            "payment_method_id": "pm_card_visa",
-            "customer_email": "jane@example.com",
-            "customer_name": "Jane Doe"
-        }),
-        ("post", "/v1/refunds") => {
-            json!({"payment_id": "01a233ba-4488-7435-89ca-a14c71ac7096", "amount": "25.00"})
+/// Request bodies the operation accepts, named, with a summary, per operation.
+fn request_examples(method: &str, path: &str) -> Vec<(&'static str, &'static str, Value)> {
+    match (method, path) {
+        ("post", "/v1/payments") => vec![
+            (
+                "charge",
+                "Charge a card at once",
+                json!({"amount": "50.00", "currency": "USD", "payment_method": "pm_card_visa", "order_id": "order-123"}),
+            ),
+            (
+                "authorize",
+                "Authorize now, capture later",
+                json!({"amount": "80.00", "currency": "EUR", "payment_method": "pm_card_mastercard",
+                       "capture_method": "manual"}),
+            ),
+            (
+                "declined",
+                "A card the issuer declines (402; the failed payment is stored)",
+                json!({"amount": "20.00", "currency": "USD", "payment_method": "pm_card_chargeDeclined"}),
+            ),
+        ],
+        ("post", "/v1/payments/{id}/confirm") => {
+            vec![(
+                "confirm",
+                "Confirm with a card",
+                json!({"payment_method": "pm_card_visa"}),
+            )]
         }
-        ("put", "/v1/merchant/providers") => json!({"provider": "mock", "mock": {}}),
-        ("put", "/v1/merchant/webhook") => json!({"webhook_url": "https://merchant.example/hooks/gateway"}),
-        ("post", "/v1/merchant/api_keys") => json!({"scopes": ["payments:read"]}),
-        _ => return None,
-    })
+        ("post", "/v1/payments/{id}/capture") => vec![
+            ("all", "Capture everything authorized", json!({})),
+            (
+                "part",
+                "Capture part; the rest is released",
+                json!({"amount": "30.00"}),
+            ),
+        ],
+        ("post", "/v1/payments/{id}/cancel") => {
+            vec![("cancel", "Cancel", json!({"reason": "requested_by_customer"}))]
+        }
+        ("post", "/v1/payments/cards") => vec![(
+            "save",
+            "Save a card for a customer",
+            json!({"payment_method_id": "pm_card_visa", "customer_email": "jane@example.com",
+                   "customer_name": "Jane Doe"}),
+        )],
+        ("post", "/v1/refunds") => vec![
+            (
+                "full",
+                "Refund everything",
+                json!({"payment_id": "01a233ba-4488-7435-89ca-a14c71ac7096"}),
+            ),
+            (
+                "partial",
+                "Refund part",
+                json!({"payment_id": "01a233ba-4488-7435-89ca-a14c71ac7096", "amount": "25.00",
+                       "reason": "requested_by_customer"}),
+            ),
+        ],
+        ("put", "/v1/merchant/providers") => vec![(
+            "stripe",
+            "The merchant's own Stripe account",
+            json!({"provider": "stripe", "stripe": {"secret_key": "sk_test_…", "webhook_secret": "whsec_…"}}),
+        )],
+        ("put", "/v1/merchant/webhook") => vec![(
+            "url",
+            "Send events to this URL",
+            json!({"webhook_url": "https://merchant.example/hooks/gateway"}),
+        )],
+        ("post", "/v1/merchant/api_keys") => {
+            vec![(
+                "read_only",
+                "A key that only reads payments",
+                json!({"scopes": ["payments:read"]}),
+            )]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Where an id in a 2xx answer leads: (from method, from path, link name,
@@ -136,17 +193,47 @@ enum Fill {
 /// The id in every success envelope.
 const DATA_ID: &str = "$response.body#/data/id";
 
-/// Adds the request examples.
+/// Adds the request examples, and the JSON body of the inbound webhooks
+/// (read as raw bytes, so no annotation names it).
 pub(super) fn add(openapi: &mut utoipa::openapi::OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         for (method, operation) in operations(item) {
-            let example = request_example(method, path);
+            if method == "post" && path.starts_with("/v1/webhooks/") && operation.request_body.is_none() {
+                operation.request_body = Some(webhook_body());
+            }
             let body = operation.request_body.as_mut();
-            if let (Some(example), Some(content)) = (example, body.and_then(|b| b.content.get_mut(JSON))) {
-                content.example = Some(example);
+            let Some(content) = body.and_then(|body| body.content.get_mut(JSON)) else {
+                continue;
+            };
+            for (name, summary, value) in request_examples(method, path) {
+                let example = ExampleBuilder::new().summary(summary).value(Some(value)).build();
+                content.examples.insert(name.to_owned(), RefOr::T(example));
             }
         }
     }
+}
+
+/// A provider's event, verified on the raw bytes with the provider's
+/// signature header (`Stripe-Signature`).
+fn webhook_body() -> RequestBody {
+    let schema = ObjectBuilder::new()
+        .description(Some("The provider's event, exactly as the provider sends it"))
+        .build();
+    let mut content = Content::new(Some(schema));
+    let event = json!({"id": "evt_1", "object": "event", "type": "payment_intent.succeeded",
+                       "data": {"object": {"id": "pi_1", "object": "payment_intent"}}});
+    let example = ExampleBuilder::new()
+        .summary("A Stripe event (it needs a valid Stripe-Signature)")
+        .value(Some(event))
+        .build();
+    content.examples.insert("stripe".to_owned(), RefOr::T(example));
+    RequestBodyBuilder::new()
+        .description(Some(
+            "The event, signed by the provider; refused (400) unless the signature verifies",
+        ))
+        .content(JSON, content)
+        .required(Some(Required::True))
+        .build()
 }
 
 /// Adds the links to the finished document, as JSON: utoipa's `Link`
@@ -190,6 +277,11 @@ mod tests {
         }
         assert_eq!(found, LINKS.len());
         let create = &doc["paths"]["/v1/payments"]["post"]["requestBody"]["content"][JSON];
-        assert_eq!(create["example"]["payment_method"], "pm_card_visa");
+        assert_eq!(
+            create["examples"]["charge"]["value"]["payment_method"],
+            "pm_card_visa"
+        );
+        let webhook = &doc["paths"]["/v1/webhooks/{provider}"]["post"]["requestBody"]["content"][JSON];
+        assert!(webhook["examples"].get("stripe").is_some());
     }
 }
