@@ -69,10 +69,12 @@ fn request_examples(method: &str, path: &str) -> Vec<(&'static str, &'static str
                        "reason": "requested_by_customer"}),
             ),
         ],
+        // The mock provider: an example with a Stripe key would have a contract
+        // test's payments sent to a Stripe it cannot reach.
         ("put", "/v1/merchant/providers") => vec![(
-            "stripe",
-            "The merchant's own Stripe account",
-            json!({"provider": "stripe", "stripe": {"secret_key": "sk_test_…", "webhook_secret": "whsec_…"}}),
+            "mock",
+            "The mock provider, with its own test account for this merchant",
+            json!({"provider": "mock", "mock": {}}),
         )],
         ("put", "/v1/merchant/webhook") => vec![(
             "url",
