@@ -74,7 +74,7 @@ fn request_examples(method: &str, path: &str) -> Vec<(&'static str, &'static str
         ("put", "/v1/merchant/providers") => vec![(
             "mock",
             "The mock provider, with its own test account for this merchant",
-            json!({"provider": "mock", "mock": {}}),
+            json!({"provider": "mock", "mock": {"webhook_secret": "whsec_test_secret"}}),
         )],
         ("put", "/v1/merchant/webhook") => vec![(
             "url",
