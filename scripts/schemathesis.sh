@@ -5,27 +5,53 @@
 # bounded number of examples per operation, and fails on any 5xx, any status
 # the document does not list, any body or content type that does not match it.
 #
-# schemathesis comes from PyPI, pinned, into a virtualenv under target/.
+# schemathesis comes from PyPI, pinned with its dependencies
+# (scripts/schemathesis-requirements.txt), into a virtualenv under target/.
 # Environment: SCHEMATHESIS_EXAMPLES (per operation, default 30),
 # SCHEMATHESIS_SEED (default 20261201).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=4.32.5
-venv=target/schemathesis/venv-$version
+requirements=scripts/schemathesis-requirements.txt
+version=$(sed -n 's/^schemathesis==//p' "$requirements")
+stamp=$(cksum <"$requirements" | cut -d' ' -f1)
+venv=target/schemathesis/venv-$stamp
 examples=${SCHEMATHESIS_EXAMPLES:-30}
 seed=${SCHEMATHESIS_SEED:-20261201}
 
-if ! "$venv/bin/st" --version 2>/dev/null | grep -q "version $version\$"; then
+if [ ! -x "$venv/bin/st" ]; then
   echo "== installing schemathesis $version into $venv"
   rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
+  if ! python3 -m venv "$venv"; then
+    # Debian's own python3 keeps venv in a package of its own.
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends python3-venv
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$requirements"
 fi
 
 echo "== building the gateway binary"
 cargo build -p gateway-server --bin gateway --locked
 binary=target/debug/gateway
+
+# GET url [api key]: prints the body; fails unless the status is 2xx.
+fetch() {
+  python3 - "$@" <<'PY'
+import sys, urllib.request
+request = urllib.request.Request(sys.argv[1])
+if len(sys.argv) > 2:
+    request.add_header("X-API-Key", sys.argv[2])
+try:
+    with urllib.request.urlopen(request, timeout=5) as response:
+        sys.stdout.write(response.read().decode())
+except Exception:
+    sys.exit(1)
+PY
+}
 
 work=$(mktemp -d)
 server_pid=""
@@ -56,7 +82,7 @@ server_pid=$!
 key=""
 for _ in $(seq 1 100); do
   key=$(grep -o 'gw_sk_[0-9a-f]*' "$work/stdout" 2>/dev/null | head -n 1 || true)
-  if [ -n "$key" ] && curl -fsS "$base/healthz" >/dev/null 2>&1; then
+  if [ -n "$key" ] && fetch "$base/healthz" >/dev/null; then
     break
   fi
   if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -64,19 +90,18 @@ for _ in $(seq 1 100); do
     tail -n 20 "$work/stderr" >&2
     exit 1
   fi
+  key=""
   sleep 0.2
 done
 if [ -z "$key" ]; then
-  echo "the gateway printed no sandbox key within 20 s" >&2
+  echo "the gateway did not answer with a sandbox key within 20 s" >&2
   tail -n 20 "$work/stderr" >&2
   exit 1
 fi
 
-# Revoking an API key may pick the run's own key (listed by GET /v1/merchant/api_keys):
-# that operation runs alone, after every other.
 run() {
   # From target/schemathesis: schemathesis keeps a cache directory where it runs.
-  (cd target/schemathesis && "venv-$version/bin/st" run "$base/openapi.json" \
+  (cd target/schemathesis && "venv-$stamp/bin/st" run "$base/openapi.json" \
     --header "X-API-Key: $key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --seed "$seed" \
@@ -95,16 +120,19 @@ failed() {
 }
 
 echo "== schemathesis $version against $base/openapi.json (seed $seed, $examples examples per operation)"
+# Revoking an API key may pick the run's own key (listed by GET /v1/merchant/api_keys):
+# that operation runs alone, after every other.
 run --exclude-operation-id revoke_key || failed
-if ! curl -fsS -o /dev/null -H "X-API-Key: $key" "$base/v1/merchant"; then
+if ! fetch "$base/v1/merchant" "$key" >/dev/null; then
   echo "the run's API key stopped working before the revocation test: the results above are hollow" >&2
   exit 1
 fi
 echo "== schemathesis: DELETE /v1/merchant/api_keys/{id}"
 run --include-operation-id revoke_key --phases examples,coverage,fuzzing || failed
+
 # What the run reached: the statuses each route answered, from the server's own metrics.
 echo "== statuses answered (method route: status x count), wrong methods left out"
-curl -fsS "$base/metrics" \
+fetch "$base/metrics" \
   | sed -n 's/^gateway_http_requests_total{route="\([^"]*\)",method="\([^"]*\)",status="\([^"]*\)"} \(.*\)$/\2 \1 \3 \4/p' \
   | awk '$3 != "405" { line[$1 " " $2] = line[$1 " " $2] " " $3 "x" $4 } END { for (k in line) print "  " k ":" line[k] }' \
   | sort -k2
