@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::content::Content;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
-use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Required};
 
 use super::wire::{operations, JSON};
@@ -203,6 +203,9 @@ pub(super) fn add(openapi: &mut utoipa::openapi::OpenApi) {
             if method == "post" && path.starts_with("/v1/webhooks/") && operation.request_body.is_none() {
                 operation.request_body = Some(webhook_body());
             }
+            if path.ends_with("/events") {
+                event_stream(operation);
+            }
             let body = operation.request_body.as_mut();
             let Some(content) = body.and_then(|body| body.content.get_mut(JSON)) else {
                 continue;
@@ -210,6 +213,34 @@ pub(super) fn add(openapi: &mut utoipa::openapi::OpenApi) {
             for (name, summary, value) in request_examples(method, path) {
                 let example = ExampleBuilder::new().summary(summary).value(Some(value)).build();
                 content.examples.insert(name.to_owned(), RefOr::T(example));
+            }
+        }
+    }
+}
+
+/// The Server-Sent Events stream's media type on its 2xx answer.
+fn event_stream(operation: &mut utoipa::openapi::path::Operation) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            if response.content.is_empty() {
+                let text = |description: &'static str| {
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some(description))
+                };
+                let schema = ObjectBuilder::new()
+                    .description(Some("One Server-Sent Event; the stream ends once the payment settles"))
+                    .property("event", text("Always `payment`").enum_values(Some(["payment"])))
+                    .required("event")
+                    .property("id", text("Milliseconds since the epoch when the event was sent"))
+                    .property(
+                        "data",
+                        text("The payment in the success envelope, as JSON text: `{\"success\": true, \"data\": {…}}`"),
+                    )
+                    .required("data");
+                response
+                    .content
+                    .insert("text/event-stream".to_owned(), Content::new(Some(schema)));
             }
         }
     }

@@ -239,6 +239,21 @@ impl Modify for Wire {
         unique_operation_ids(openapi);
         examples::add(openapi);
         let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, schema) in components.schemas.iter_mut() {
+            let RefOr::T(Schema::Object(object)) = schema else {
+                continue;
+            };
+            // Every struct's fields are documented: a field the server sends
+            // and the document omits is a mismatch, not an extension.
+            if !object.properties.is_empty() && object.additional_properties.is_none() {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+            if name == "ErrorEnvelope" {
+                if let Some(RefOr::T(Schema::Object(success))) = object.properties.get_mut("success") {
+                    success.enum_values = Some(vec![false.into()]);
+                }
+            }
+        }
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
