@@ -108,7 +108,7 @@ run() {
     --max-examples "$examples" \
     --generation-database none \
     --request-timeout 20 \
-    --workers 2 \
+    --workers 1 \
     --no-color \
     --report junit --report-dir report \
     "$@")
