@@ -51,7 +51,13 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
         &[Store, Provider, Own(404, "No such saved card (`saved_card_id`)")],
     ),
     ("get", "/v1/payments", &[Store]),
-    ("get", "/v1/payments/{id}", &[Store]),
+    // A pending payment is refreshed from its provider (errors there are
+    // logged; the stored state is shown), once the provider is looked up.
+    (
+        "get",
+        "/v1/payments/{id}",
+        &[Store, Own(400, "The payment's provider is no longer available")],
+    ),
     (
         "post",
         "/v1/payments/{id}/confirm",
