@@ -34,6 +34,8 @@ if [ ! -x "$venv/bin/st" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$requirements"
 fi
 
+rm -rf target/schemathesis/report
+
 echo "== building the gateway binary"
 cargo build -p gateway-server --bin gateway --locked
 binary=target/debug/gateway
