@@ -415,7 +415,11 @@ pub(crate) async fn list(
     if let Some(cursor) = &cursor {
         if state
             .store
-            .payment(&auth.merchant_id, check_id("payment", cursor)?)
+            .payment(
+                &auth.merchant_id,
+                check_id("payment", cursor)
+                    .map_err(|_| ApiError::invalid_param("cursor", "unknown cursor"))?,
+            )
             .await?
             .is_none()
         {

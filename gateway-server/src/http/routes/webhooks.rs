@@ -281,7 +281,11 @@ pub(crate) async fn list_deliveries(
         Some(cursor) => Some(
             state
                 .store
-                .delivery(&auth.merchant_id, check_id("delivery", cursor)?)
+                .delivery(
+                    &auth.merchant_id,
+                    check_id("delivery", cursor)
+                        .map_err(|_| ApiError::invalid_param("cursor", "unknown cursor"))?,
+                )
                 .await?
                 .ok_or_else(|| ApiError::invalid_param("cursor", "unknown cursor"))?
                 .seq,
