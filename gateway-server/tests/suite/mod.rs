@@ -10,6 +10,7 @@
 mod cards;
 mod idempotency;
 mod merchants;
+mod openapi_contract;
 mod operations;
 mod payments;
 mod robustness;

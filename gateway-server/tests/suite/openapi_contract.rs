@@ -2,10 +2,9 @@
 //! found (`scripts/schemathesis.sh`), kept as plain tests, and the failures
 //! every operation shares answered as documented.
 
-mod common;
-
 use awc::http::StatusCode;
-use common::{payment_body, TestServer};
+
+use crate::common::{payment_body, TestServer};
 use serde_json::Value;
 
 /// The documented statuses of `method path`.
