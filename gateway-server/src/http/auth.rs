@@ -1,15 +1,33 @@
 //! The [`Auth`] extractor: `X-API-Key` or `Authorization: Bearer` turned
-//! into the calling merchant (see `app::api_keys`).
+//! into the calling merchant (see `app::api_keys`), refused unless its key
+//! carries the scope named in the type (`Auth<PaymentsWrite>`).
+//!
+//! actix polls a handler's extractors together; so that a caller who is not
+//! authenticated (401) or lacks the scope (403) hears that before anything
+//! about its path or body, `Auth` starts the authentication once per request
+//! and the other extractors of this layer wait for it ([`authenticated`]).
+//! `Auth` must therefore come first among a handler's arguments.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::{FutureExt, Shared};
 
 use crate::app::api_keys;
 use crate::app::core::Core;
-pub(crate) use crate::domain::scopes::Caller as Auth;
+use crate::domain::scopes::{Caller, Scope};
 use crate::http::errors::ApiError;
 
-type LocalBoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The request's authentication, started by the first `Auth` and shared with
+/// every extractor after it.
+#[derive(Clone)]
+struct Authentication(Shared<LocalBoxFuture<Result<Caller, ApiError>>>);
 
 fn presented_key(req: &HttpRequest) -> Option<&str> {
     if let Some(value) = req.headers().get("x-api-key") {
@@ -20,16 +38,100 @@ fn presented_key(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-impl FromRequest for Auth {
+/// The request's authentication, started now if nothing started it yet.
+fn authentication(req: &HttpRequest) -> Authentication {
+    if let Some(started) = req.extensions().get::<Authentication>() {
+        return started.clone();
+    }
+    let state = req.app_data::<web::Data<Core>>().cloned();
+    let key = presented_key(req).map(str::to_owned);
+    let future: LocalBoxFuture<Result<Caller, ApiError>> = Box::pin(async move {
+        let state = state.ok_or_else(ApiError::internal)?;
+        api_keys::authenticate(&state, key).await
+    });
+    let started = Authentication(future.shared());
+    req.extensions_mut().insert(started.clone());
+    started
+}
+
+/// Completes once the request's authentication did, if an `Auth` started
+/// one: extractors of unauthenticated routes (provider webhooks) go on at once.
+pub(crate) fn authenticated(req: &HttpRequest) -> impl Future<Output = Result<(), ApiError>> {
+    let started = req.extensions().get::<Authentication>().cloned();
+    async move {
+        match started {
+            Some(Authentication(future)) => future.await.map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A scope a handler requires, as a type.
+pub(crate) trait RequiredScope {
+    const SCOPE: Scope;
+}
+
+macro_rules! scope_markers {
+    ($($(#[$doc:meta])* $name:ident => $scope:ident,)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $name;
+
+        impl RequiredScope for $name {
+            const SCOPE: Scope = Scope::$scope;
+        }
+    )*};
+}
+
+scope_markers! {
+    /// `payments:read`.
+    PaymentsRead => PaymentsRead,
+    /// `payments:write`.
+    PaymentsWrite => PaymentsWrite,
+    /// `merchant:read`.
+    MerchantRead => MerchantRead,
+    /// `merchant:write`.
+    MerchantWrite => MerchantWrite,
+    /// `webhooks:read`.
+    WebhooksRead => WebhooksRead,
+}
+
+/// The authenticated caller, whose key carries scope `S`: 401 without a
+/// valid key, 429 over its rate, 403 without the scope.
+#[derive(Debug)]
+pub(crate) struct Auth<S> {
+    caller: Caller,
+    scope: PhantomData<S>,
+}
+
+impl<S> Auth<S> {
+    /// The caller, owned.
+    pub(crate) fn into_caller(self) -> Caller {
+        self.caller
+    }
+}
+
+impl<S> Deref for Auth<S> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<S: RequiredScope + 'static> FromRequest for Auth<S> {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Auth, ApiError>>;
+    type Future = LocalBoxFuture<Result<Auth<S>, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<Core>>().cloned();
-        let key = presented_key(req).map(str::to_owned);
+        let Authentication(future) = authentication(req);
         Box::pin(async move {
-            let state = state.ok_or_else(ApiError::internal)?;
-            api_keys::authenticate(&state, key).await
+            let caller = future.await?;
+            caller.require(S::SCOPE)?;
+            Ok(Auth {
+                caller,
+                scope: PhantomData,
+            })
         })
     }
 }

@@ -1,47 +1,124 @@
 //! `Idempotency-Key` at the HTTP edge: the header read and validated, the
-//! request handed to `app::idempotency`, its reply turned into a response.
+//! request handed to `app::idempotency` as an [`IdempotentRequest`], its
+//! reply turned into a response ([`Replied`]).
 
 use std::future::Future;
+use std::pin::Pin;
 
+use actix_web::body::BoxBody;
+use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder};
+use serde::de::DeserializeOwned;
 
-use crate::app::core::Core;
-use crate::app::idempotency::{self, IdempotentRequest, Outcome, ProviderKeys, HEADER};
-use crate::domain::scopes::Caller;
+use crate::app::idempotency::{self, IdempotentRequest, Reply, HEADER};
+use crate::http::auth::authenticated;
 use crate::http::errors::{json_response, ApiError};
+use crate::http::extract::{json_body, Validate};
 
-/// Runs `handler` once per merchant key (see `app::idempotency::run`) and
-/// answers with its stored or fresh response.
-pub(crate) async fn run<F, Fut>(
-    state: &Core,
-    caller: &Caller,
-    req: &HttpRequest,
-    body: &[u8],
-    handler: F,
-) -> Result<HttpResponse, ApiError>
-where
-    F: FnOnce(ProviderKeys) -> Fut,
-    Fut: Future<Output = Result<Outcome, ApiError>>,
-{
-    let key = match req.headers().get(HEADER) {
-        Some(value) => Some(idempotency::validate_key(value.to_str().ok())?),
-        None => None,
-    };
-    let request = IdempotentRequest {
-        caller,
-        key,
-        method: req.method().as_str(),
-        path: req.path(),
-        body,
-    };
-    let reply = idempotency::run(state, request, handler).await?;
-    let mut response = json_response(reply.status, reply.body);
-    if reply.replayed {
-        response.headers_mut().insert(
-            HeaderName::from_static("idempotent-replayed"),
-            HeaderValue::from_static("true"),
-        );
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The request's `Idempotency-Key`, validated, if it sent one.
+fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    match req.headers().get(HEADER) {
+        Some(value) => Ok(Some(idempotency::validate_key(value.to_str().ok())?)),
+        None => Ok(None),
     }
-    Ok(response)
+}
+
+/// A POST as `app::idempotency` fingerprints it: its `Idempotency-Key`
+/// (validated), method, path and raw body.
+///
+/// As an extractor on its own: a POST without a body (anything sent is ignored).
+#[derive(Debug)]
+pub(crate) struct Post {
+    key: Option<String>,
+    method: String,
+    path: String,
+    body: web::Bytes,
+}
+
+impl Post {
+    fn of(req: &HttpRequest, body: web::Bytes) -> Result<Self, ApiError> {
+        Ok(Post {
+            key: key_of(req)?,
+            method: req.method().as_str().to_owned(),
+            path: req.path().to_owned(),
+            body,
+        })
+    }
+
+    /// The request as `app::idempotency` sees it.
+    pub(crate) fn request(&self) -> IdempotentRequest<'_> {
+        IdempotentRequest {
+            key: self.key.as_deref(),
+            method: &self.method,
+            path: &self.path,
+            body: &self.body,
+        }
+    }
+}
+
+impl FromRequest for Post {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let gate = authenticated(req);
+        let post = Post::of(req, web::Bytes::new());
+        Box::pin(async move {
+            gate.await?;
+            post
+        })
+    }
+}
+
+/// A POST's JSON body validated as `T` (see `http::extract::Json`) and the
+/// [`Post`] its raw bytes and `Idempotency-Key` make; the key is checked
+/// after the body.
+#[derive(Debug)]
+pub(crate) struct Idempotent<T: Validate> {
+    /// The validated request.
+    pub(crate) value: T::Valid,
+    pub(crate) post: Post,
+}
+
+impl<T: Validate + DeserializeOwned + 'static> FromRequest for Idempotent<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let gate = authenticated(req);
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            gate.await?;
+            let payload = payload.map_err(|_| ApiError::internal())?;
+            let (value, body) = json_body::<T>(&req, payload).await?;
+            Ok(Idempotent {
+                value,
+                post: Post::of(&req, body)?,
+            })
+        })
+    }
+}
+
+/// An idempotent POST's answer: fresh, or the stored one with
+/// `Idempotent-Replayed: true`.
+pub(crate) struct Replied(pub(crate) Reply);
+
+impl Responder for Replied {
+    type Body = BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        let Replied(reply) = self;
+        let mut response = json_response(reply.status, reply.body);
+        if reply.replayed {
+            response.headers_mut().insert(
+                HeaderName::from_static("idempotent-replayed"),
+                HeaderValue::from_static("true"),
+            );
+        }
+        response
+    }
 }
