@@ -26,13 +26,7 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The rank of the layer a file under `src/` belongs to; the crate root
 /// (`lib.rs`, `main.rs`) ranks above every layer.
 fn rank_of(relative: &Path) -> usize {
-    let first = relative
-        .components()
-        .next()
-        .unwrap()
-        .as_os_str()
-        .to_str()
-        .unwrap();
+    let first = relative.components().next().unwrap().as_os_str().to_str().unwrap();
     LAYERS
         .iter()
         .position(|layer| *layer == first)
@@ -62,11 +56,7 @@ fn layers_import_only_downward() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
-    assert!(
-        files.len() > 20,
-        "found only {} source files under {src:?}",
-        files.len()
-    );
+    assert!(files.len() > 20, "found only {} source files under {src:?}", files.len());
     let mut violations = Vec::new();
     for file in &files {
         let relative = file.strip_prefix(&src).unwrap();
@@ -102,11 +92,7 @@ fn layers_import_only_downward() {
             }
         }
     }
-    assert!(
-        violations.is_empty(),
-        "layer violations:\n{}",
-        violations.join("\n")
-    );
+    assert!(violations.is_empty(), "layer violations:\n{}", violations.join("\n"));
 }
 
 #[test]
