@@ -58,16 +58,14 @@ pub(crate) async fn receive(core: Arc<Core>, arrival: Arrival) -> Result<Receive
     if provider_name.len() > 32 || merchant.as_ref().is_some_and(|m| m.len() > 100) {
         return Err(ApiError::not_found("webhook endpoint", &provider_name));
     }
-    let state = &core;
     let provider = match &merchant {
-        None => state.providers.global(&provider_name),
+        None => core.providers.global(&provider_name),
         Some(merchant_id) => {
-            if state.store.merchant(merchant_id).await?.is_none() {
+            if core.store.merchant(merchant_id).await?.is_none() {
                 return Err(ApiError::not_found("merchant", merchant_id));
             }
-            state
-                .providers
-                .for_merchant(&*state.store, &state.sealer, merchant_id, &provider_name)
+            core.providers
+                .for_merchant(&*core.store, &core.sealer, merchant_id, &provider_name)
                 .await
                 .ok()
         }
@@ -78,16 +76,16 @@ pub(crate) async fn receive(core: Arc<Core>, arrival: Arrival) -> Result<Receive
             &provider_name,
         ));
     };
-    let mut request = WebhookRequest::new(body, (state.clock)());
+    let mut request = WebhookRequest::new(body, (core.clock)());
     for (name, value) in &headers {
         request = request.with_header(name, value);
     }
     let verified = provider
         .verify_webhook(&request)
-        .map_err(|error| refused(&state, &provider_name, merchant.as_deref(), &error))?;
+        .map_err(|error| refused(&core, &provider_name, merchant.as_deref(), &error))?;
     if verified.event_id.is_empty() || verified.event_id.len() > 255 || verified.event_type.len() > 255 {
         return Err(refused(
-            &state,
+            &core,
             &provider_name,
             merchant.as_deref(),
             &WebhookError::InvalidPayload {
@@ -109,11 +107,10 @@ pub(crate) async fn receive(core: Arc<Core>, arrival: Arrival) -> Result<Receive
         attempts: 0,
         last_error: None,
     };
-    state
-        .store
+    core.store
         .commit(vec![Change::InsertWebhookEvent(Box::new(row.clone()))])
         .await?;
-    state.metrics.observe_webhook("inbound", "stored");
+    core.metrics.observe_webhook("inbound", "stored");
     // Durable now: answer, and process in the background (the sweep takes over after a crash).
     let background = core.clone();
     tokio::spawn(async move {

@@ -52,14 +52,22 @@ pub(crate) fn body_limit(req: &HttpRequest) -> Result<usize, ApiError> {
 #[derive(Debug)]
 pub(crate) struct Json<T: Validate>(pub(crate) T::Valid);
 
-/// The body of `req`, read and validated as `T`; also its raw bytes.
-pub(crate) async fn json_body<T: Validate + DeserializeOwned>(
+/// The body of `req`, read and validated as `T` once the request's
+/// authentication completed; also its raw bytes.
+pub(crate) fn validated_body<T: Validate + DeserializeOwned + 'static>(
     req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<(T::Valid, web::Bytes), ApiError> {
-    let body = read_body(req, payload, body_limit(req)?).await?;
-    let input: T = parse_json(req, &body)?;
-    Ok((input.validate()?, body))
+    payload: &mut Payload,
+) -> LocalBoxFuture<Result<(T::Valid, web::Bytes), ApiError>> {
+    let gate = authenticated(req);
+    let req = req.clone();
+    let payload = web::Payload::from_request(&req, payload).into_inner();
+    Box::pin(async move {
+        gate.await?;
+        let payload = payload.map_err(|_| ApiError::internal())?;
+        let body = read_body(&req, payload, body_limit(&req)?).await?;
+        let input: T = parse_json(&req, &body)?;
+        Ok((input.validate()?, body))
+    })
 }
 
 impl<T: Validate + DeserializeOwned + 'static> FromRequest for Json<T> {
@@ -67,15 +75,8 @@ impl<T: Validate + DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let gate = authenticated(req);
-        let req = req.clone();
-        let payload = web::Payload::from_request(&req, payload).into_inner();
-        Box::pin(async move {
-            gate.await?;
-            let payload = payload.map_err(|_| ApiError::internal())?;
-            let (valid, _) = json_body::<T>(&req, payload).await?;
-            Ok(Json(valid))
-        })
+        let body = validated_body::<T>(req, payload);
+        Box::pin(async move { Ok(Json(body.await?.0)) })
     }
 }
 

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::app::idempotency::{self, IdempotentRequest, Reply, HEADER};
 use crate::http::auth::authenticated;
 use crate::http::errors::{json_response, ApiError};
-use crate::http::extract::{json_body, Validate};
+use crate::http::extract::{validated_body, Validate};
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -88,13 +88,10 @@ impl<T: Validate + DeserializeOwned + 'static> FromRequest for Idempotent<T> {
     type Future = LocalBoxFuture<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let gate = authenticated(req);
+        let body = validated_body::<T>(req, payload);
         let req = req.clone();
-        let payload = web::Payload::from_request(&req, payload).into_inner();
         Box::pin(async move {
-            gate.await?;
-            let payload = payload.map_err(|_| ApiError::internal())?;
-            let (value, body) = json_body::<T>(&req, payload).await?;
+            let (value, body) = body.await?;
             Ok(Idempotent {
                 value,
                 post: Post::of(&req, body)?,

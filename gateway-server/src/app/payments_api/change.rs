@@ -1,9 +1,6 @@
 //! Confirm, capture and cancel: one provider call on a stored payment under
 //! its lock, the intent it returns stored through `apply_intent_change`.
 
-use std::future::Future;
-use std::sync::Arc;
-
 use gateway_core::{
     format_minor_units, CancelIntent, CaptureIntent, ConfirmIntent, IdempotencyKey, IntentStatus,
     PaymentIntent, PaymentProvider, ProviderError,
@@ -37,59 +34,69 @@ pub(crate) struct Cancel {
     pub(crate) reason: Option<String>,
 }
 
-/// One change to a stored payment: `check` refuses it for the row's state
-/// (or works out what to ask for), `call` asks the provider with the key of
-/// `step`.
-struct PaymentChange<'a, Check, Call> {
-    core: &'a Core,
-    caller: &'a Caller,
-    post: IdempotentRequest<'a>,
-    id: &'a str,
-    step: &'static str,
-    check: Check,
-    call: Call,
+/// What a change asks the provider, worked out from the stored payment.
+enum Call {
+    Confirm(ConfirmIntent),
+    Capture(CaptureIntent),
+    Cancel(CancelIntent),
 }
 
-impl<'a, Check, Call, Value, Fut> PaymentChange<'a, Check, Call>
-where
-    Check: FnOnce(&PaymentRow) -> Result<Value, ApiError>,
-    Call: FnOnce(Arc<dyn PaymentProvider>, String, IdempotencyKey, Value) -> Fut,
-    Fut: Future<Output = Result<PaymentIntent, ProviderError>>,
-{
-    /// Runs the change once per `Idempotency-Key`, under the payment's lock.
-    async fn run(self) -> Result<Reply, ApiError> {
-        let PaymentChange {
-            core,
-            caller,
-            post,
-            id,
-            step,
-            check,
-            call,
-        } = self;
-        idempotency::run(core, caller, post, |keys| async move {
-            let _guard = core.payment_locks.lock(id.to_owned()).await;
-            let mut row = load(core, caller, id).await?;
-            let value = check(&row)?;
-            let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
-            let key = keys.step(step)?;
-            let (intent, error) = split_result(call(provider, row.intent.id.clone(), key, value).await)?;
-            let mut changes = Vec::new();
-            let mut updates = Vec::new();
-            if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Api) {
-                changes.push(change);
-                updates.push(update);
-            }
-            let (status, body) = payment_outcome(&row, error);
-            Ok(Outcome {
-                status,
-                body,
-                changes,
-                updates,
-            })
-        })
-        .await
+impl Call {
+    /// The step its provider key is derived for.
+    fn step(&self) -> &'static str {
+        match self {
+            Call::Confirm(_) => "confirm",
+            Call::Capture(_) => "capture",
+            Call::Cancel(_) => "cancel",
+        }
     }
+
+    async fn send(
+        self,
+        provider: &dyn PaymentProvider,
+        intent_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<PaymentIntent, ProviderError> {
+        match self {
+            Call::Confirm(request) => provider.confirm_intent(intent_id, request, key).await,
+            Call::Capture(request) => provider.capture_intent(intent_id, request, key).await,
+            Call::Cancel(request) => provider.cancel_intent(intent_id, request, key).await,
+        }
+    }
+}
+
+/// Changes the stored payment `id` once per `Idempotency-Key`, under its
+/// lock: `check` refuses the change for the payment's state or works out the
+/// provider call, whose intent is stored through `apply_intent_change`.
+async fn change_payment(
+    core: &Core,
+    caller: &Caller,
+    post: IdempotentRequest<'_>,
+    id: &str,
+    check: impl FnOnce(&PaymentRow) -> Result<Call, ApiError>,
+) -> Result<Reply, ApiError> {
+    idempotency::run(core, caller, post, |keys| async move {
+        let _guard = core.payment_locks.lock(id.to_owned()).await;
+        let mut row = load(core, caller, id).await?;
+        let call = check(&row)?;
+        let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
+        let key = keys.step(call.step())?;
+        let (intent, error) = split_result(call.send(&*provider, &row.intent.id, &key).await)?;
+        let mut changes = Vec::new();
+        let mut updates = Vec::new();
+        if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Api) {
+            changes.push(change);
+            updates.push(update);
+        }
+        let (status, body) = payment_outcome(&row, error);
+        Ok(Outcome {
+            status,
+            body,
+            changes,
+            updates,
+        })
+    })
+    .await
 }
 
 /// 409: the payment's state forbids `action`.
@@ -125,25 +132,13 @@ pub(crate) async fn confirm(
         if input.payment_method.is_none() && row.intent.payment_method.is_none() {
             return Err(ApiError::missing_param("payment_method"));
         }
-        Ok(ConfirmIntent {
+        Ok(Call::Confirm(ConfirmIntent {
             payment_method: input.payment_method.clone(),
             return_url: input.return_url.clone(),
             off_session: false,
-        })
+        }))
     };
-    PaymentChange {
-        core,
-        caller,
-        post,
-        id,
-        step: "confirm",
-        check,
-        call: |provider: Arc<dyn PaymentProvider>, intent_id: String, key, request| async move {
-            provider.confirm_intent(&intent_id, request, &key).await
-        },
-    }
-    .run()
-    .await
+    change_payment(core, caller, post, id, check).await
 }
 
 /// Captures an authorized payment, in full or in part (the rest is released).
@@ -159,9 +154,9 @@ pub(crate) async fn capture(
             return Err(state_error(row, "capture"));
         }
         let Some(amount) = &input.amount else {
-            return Ok(CaptureIntent {
+            return Ok(Call::Capture(CaptureIntent {
                 amount_to_capture: None,
-            });
+            }));
         };
         let money = amount.in_currency(row.intent.currency, "amount")?;
         if money.minor_units() > row.intent.amount_capturable {
@@ -176,23 +171,11 @@ pub(crate) async fn capture(
             )
             .with_param("amount"));
         }
-        Ok(CaptureIntent {
+        Ok(Call::Capture(CaptureIntent {
             amount_to_capture: Some(money.minor_units()),
-        })
+        }))
     };
-    PaymentChange {
-        core,
-        caller,
-        post,
-        id,
-        step: "capture",
-        check,
-        call: |provider: Arc<dyn PaymentProvider>, intent_id: String, key, request| async move {
-            provider.capture_intent(&intent_id, request, &key).await
-        },
-    }
-    .run()
-    .await
+    change_payment(core, caller, post, id, check).await
 }
 
 /// Cancels a payment that is not captured.
@@ -207,21 +190,9 @@ pub(crate) async fn cancel(
         if row.intent.status.is_terminal() {
             return Err(state_error(row, "cancel"));
         }
-        Ok(CancelIntent {
+        Ok(Call::Cancel(CancelIntent {
             reason: input.reason.clone(),
-        })
+        }))
     };
-    PaymentChange {
-        core,
-        caller,
-        post,
-        id,
-        step: "cancel",
-        check,
-        call: |provider: Arc<dyn PaymentProvider>, intent_id: String, key, request| async move {
-            provider.cancel_intent(&intent_id, request, &key).await
-        },
-    }
-    .run()
-    .await
+    change_payment(core, caller, post, id, check).await
 }

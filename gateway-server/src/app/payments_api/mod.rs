@@ -8,7 +8,7 @@ mod create;
 pub(crate) use change::{cancel, capture, confirm, Cancel, Capture, Confirm};
 pub(crate) use create::{create, NewPayment};
 
-use gateway_core::{IntentStatus, PaymentIntent, PaymentStatus, ProviderError};
+use gateway_core::{IntentStatus, PaymentIntent, ProviderError};
 
 use crate::app::core::Core;
 use crate::app::lists::{Page, PageRequest};
@@ -78,27 +78,13 @@ pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<Paymen
     Ok(row)
 }
 
-/// The filters of `GET /v1/payments`, validated.
-#[derive(Debug, Default)]
-pub(crate) struct PaymentSearch {
-    pub(crate) provider: Option<String>,
-    pub(crate) status: Option<PaymentStatus>,
-    /// An ISO code, checked.
-    pub(crate) currency: Option<String>,
-    /// Ten-thousandths of the major unit, inclusive.
-    pub(crate) min_amount_e4: Option<i64>,
-    pub(crate) max_amount_e4: Option<i64>,
-    /// Unix milliseconds, inclusive.
-    pub(crate) since_ms: Option<i64>,
-    pub(crate) until_ms: Option<i64>,
-}
-
-/// One page of the caller's payments, newest first; 400 for a cursor that
-/// names no payment of the merchant.
+/// One page of the caller's payments matching `search` (its page fields are
+/// set from `page`), newest first; 400 for a cursor that names no payment of
+/// the merchant.
 pub(crate) async fn list(
     core: &Core,
     caller: &Caller,
-    search: PaymentSearch,
+    search: PaymentFilter,
     page: PageRequest,
 ) -> Result<Page<PaymentRow>, ApiError> {
     if let Some(cursor) = &page.cursor {
@@ -107,15 +93,9 @@ pub(crate) async fn list(
         }
     }
     let filter = PaymentFilter {
-        provider: search.provider,
-        status: search.status,
-        currency: search.currency,
-        min_amount_e4: search.min_amount_e4,
-        max_amount_e4: search.max_amount_e4,
-        since_ms: search.since_ms,
-        until_ms: search.until_ms,
         after_id: page.cursor.clone(),
         limit: page.fetch(),
+        ..search
     };
     let rows = core.store.payments(&caller.merchant_id, &filter).await?;
     Ok(Page::cut(rows, &page))

@@ -62,6 +62,21 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(endpoint("/openapi.json").get(ops::openapi));
 }
 
+/// `endpoint.get(handler)` for `endpoint.on(Method::GET, handler)`, and so on.
+macro_rules! method_shortcuts {
+    ($($name:ident => $method:ident,)*) => {$(
+        #[doc = concat!("`handler` answers ", stringify!($method), ".")]
+        pub(crate) fn $name<F, Args>(self, handler: F) -> Self
+        where
+            F: Handler<Args>,
+            Args: FromRequest + 'static,
+            F::Output: Responder + 'static,
+        {
+            self.on(Method::$method, handler)
+        }
+    )*};
+}
+
 /// A resource under construction: a handler per method, and the methods
 /// listed for `Allow`.
 pub(crate) struct Endpoint {
@@ -90,40 +105,11 @@ impl Endpoint {
         self
     }
 
-    pub(crate) fn get<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::GET, handler)
-    }
-
-    pub(crate) fn post<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::POST, handler)
-    }
-
-    pub(crate) fn put<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::PUT, handler)
-    }
-
-    pub(crate) fn delete<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::DELETE, handler)
+    method_shortcuts! {
+        get => GET,
+        post => POST,
+        put => PUT,
+        delete => DELETE,
     }
 
     /// The `Allow` value: the methods in the order they were added.

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::app::amounts::parse_currency;
 use crate::app::core::Core;
-use crate::app::payments_api::{self, Cancel, Capture, Confirm, NewPayment, PaymentSearch};
+use crate::app::payments_api::{self, Cancel, Capture, Confirm, NewPayment};
 pub(crate) use crate::domain::views::PaymentView;
 use crate::http::auth::{Auth, PaymentsRead, PaymentsWrite};
 use crate::http::body::{amount_text, parse_amount};
@@ -16,6 +16,7 @@ use crate::http::errors::ApiError;
 use crate::http::extract::{ListQuery, Page, PaymentId, SavedCardId, Success, Validate};
 use crate::http::idempotent::{Idempotent, Replied};
 use crate::http::validate::{validate_email, validate_len, validate_metadata, validate_url};
+use crate::store::PaymentFilter;
 use crate::support::clock::parse_time;
 
 /// `POST /v1/payments`.
@@ -229,7 +230,8 @@ fn time_param(param: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> 
 
 impl ListQuery for PaymentQuery {
     const CURSOR_KIND: &'static str = "payment";
-    type Search = PaymentSearch;
+    /// The filters; `after_id` and `limit` come from the page.
+    type Search = PaymentFilter;
 
     fn take_page(&mut self) -> (Option<u32>, Option<String>) {
         (
@@ -238,7 +240,7 @@ impl ListQuery for PaymentQuery {
         )
     }
 
-    fn search(self) -> Result<PaymentSearch, ApiError> {
+    fn search(self) -> Result<PaymentFilter, ApiError> {
         let status = match self.status.as_deref() {
             None => None,
             Some(name) => Some(
@@ -262,7 +264,7 @@ impl ListQuery for PaymentQuery {
             .transpose()?
             .map(|currency| currency.code().to_owned());
         let amount = |param: &str, text: Option<&str>| text.map(|t| parse_e4(param, t)).transpose();
-        Ok(PaymentSearch {
+        Ok(PaymentFilter {
             provider: self.provider,
             status,
             currency,
@@ -270,6 +272,8 @@ impl ListQuery for PaymentQuery {
             max_amount_e4: amount("max_amount", self.max_amount.as_deref())?,
             since_ms: time_param("since", self.since.as_deref())?,
             until_ms: time_param("until", self.until.as_deref())?,
+            after_id: None,
+            limit: 0,
         })
     }
 }
