@@ -6,7 +6,8 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use crate::app::core::Core;
-use crate::http::errors::{ok, ApiError};
+use crate::http::errors::ApiError;
+use crate::http::extract::Success;
 
 #[derive(Serialize)]
 struct Health {
@@ -14,14 +15,14 @@ struct Health {
 }
 
 /// Liveness: the process answers.
-pub(crate) async fn healthz() -> HttpResponse {
-    ok(&Health { status: "ok" })
+pub(crate) async fn healthz() -> Success {
+    Success::of(&Health { status: "ok" })
 }
 
 /// Readiness: the database answers.
-pub(crate) async fn readyz(state: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn readyz(state: web::Data<Core>) -> Result<Success, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(ok(&Health { status: "ready" })),
+        Ok(()) => Ok(Success::of(&Health { status: "ready" })),
         Err(error) => {
             tracing::warn!(%error, "not ready");
             Err(ApiError::new(
