@@ -42,8 +42,9 @@ pub(crate) const HEADER: &str = "Idempotency-Key";
 /// A POST as idempotency sees it: its key and what it asks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IdempotentRequest<'a> {
-    /// The merchant's `Idempotency-Key`, validated ([`validate_key`]), if it sent one.
-    pub(crate) key: Option<&'a str>,
+    /// The merchant's `Idempotency-Key` if it sent one, as [`validate_key`]
+    /// judged it: a refused key is answered by [`run`].
+    pub(crate) key: Result<Option<&'a str>, &'a ApiError>,
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
     /// The raw body: the fingerprint covers its bytes.
@@ -111,7 +112,7 @@ where
 {
     let auth = caller;
     let body = request.body;
-    let Some(key) = request.key.map(str::to_owned) else {
+    let Some(key) = request.key.map_err(ApiError::clone)?.map(str::to_owned) else {
         // Locks the handler takes are held until its changes are committed.
         return crate::app::leases::hold_until_done(async {
             let outcome = handler(ProviderKeys::random()).await?;

@@ -2,9 +2,10 @@
 
 use gateway_core::{format_minor_units, CreateRefund, IntentStatus, Metadata, RefundStatus};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::app::amounts::Decimal;
+use crate::app::amounts::amount_in;
 use crate::app::core::Core;
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
 use crate::app::payments::{apply_refund, ChangeSource};
@@ -18,8 +19,9 @@ use crate::support::ids::new_id;
 #[derive(Debug)]
 pub(crate) struct NewRefund {
     pub(crate) payment_id: String,
-    /// Everything not yet refunded when `None`.
-    pub(crate) amount: Option<Decimal>,
+    /// Everything not yet refunded when `None` (read in the payment's
+    /// currency once it is found refundable).
+    pub(crate) amount: Option<Box<RawValue>>,
     pub(crate) reason: Option<String>,
     pub(crate) metadata: Metadata,
 }
@@ -94,7 +96,7 @@ pub(crate) async fn create(
         let currency = payment.intent.currency;
         let remaining = payment.intent.amount_received - payment.amount_refunded;
         let amount = match &input.amount {
-            Some(amount) => amount.in_currency(currency, "amount")?.minor_units(),
+            Some(raw) => amount_in(raw, currency, "amount")?.minor_units(),
             None => remaining,
         };
         if remaining <= 0 || amount > remaining {

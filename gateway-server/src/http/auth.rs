@@ -2,11 +2,10 @@
 //! into the calling merchant (see `app::api_keys`), refused unless its key
 //! carries the scope named in the type (`Auth<PaymentsWrite>`).
 //!
-//! actix polls a handler's extractors together; so that a caller who is not
+//! `Auth` comes first among a handler's arguments: the extractors of this
+//! layer take turns (see `http::turns`), so a caller who is not
 //! authenticated (401) or lacks the scope (403) hears that before anything
-//! about its path or body, `Auth` starts the authentication once per request
-//! and the other extractors of this layer wait for it ([`authenticated`]).
-//! `Auth` must therefore come first among a handler's arguments.
+//! about its path or body.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -14,20 +13,15 @@ use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use futures_util::future::{FutureExt, Shared};
+use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::app::api_keys;
 use crate::app::core::Core;
 use crate::domain::scopes::{Caller, Scope};
 use crate::http::errors::ApiError;
+use crate::http::turns::in_turn;
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-/// The request's authentication, started by the first `Auth` and shared with
-/// every extractor after it.
-#[derive(Clone)]
-struct Authentication(Shared<LocalBoxFuture<Result<Caller, ApiError>>>);
 
 fn presented_key(req: &HttpRequest) -> Option<&str> {
     if let Some(value) = req.headers().get("x-api-key") {
@@ -36,34 +30,6 @@ fn presented_key(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// The request's authentication, started now if nothing started it yet.
-fn authentication(req: &HttpRequest) -> Authentication {
-    if let Some(started) = req.extensions().get::<Authentication>() {
-        return started.clone();
-    }
-    let state = req.app_data::<web::Data<Core>>().cloned();
-    let key = presented_key(req).map(str::to_owned);
-    let future: LocalBoxFuture<Result<Caller, ApiError>> = Box::pin(async move {
-        let state = state.ok_or_else(ApiError::internal)?;
-        api_keys::authenticate(&state, key).await
-    });
-    let started = Authentication(future.shared());
-    req.extensions_mut().insert(started.clone());
-    started
-}
-
-/// Completes once the request's authentication did, if an `Auth` started
-/// one: extractors of unauthenticated routes (provider webhooks) go on at once.
-pub(crate) fn authenticated(req: &HttpRequest) -> impl Future<Output = Result<(), ApiError>> {
-    let started = req.extensions().get::<Authentication>().cloned();
-    async move {
-        match started {
-            Some(Authentication(future)) => future.await.map(drop),
-            None => Ok(()),
-        }
-    }
 }
 
 /// A scope a handler requires, as a type.
@@ -124,9 +90,11 @@ impl<S: RequiredScope + 'static> FromRequest for Auth<S> {
     type Future = LocalBoxFuture<Result<Auth<S>, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Authentication(future) = authentication(req);
-        Box::pin(async move {
-            let caller = future.await?;
+        let state = req.app_data::<web::Data<Core>>().cloned();
+        let key = presented_key(req).map(str::to_owned);
+        in_turn(req, async move {
+            let state = state.ok_or_else(ApiError::internal)?;
+            let caller = api_keys::authenticate(&state, key).await?;
             caller.require(S::SCOPE)?;
             Ok(Auth {
                 caller,

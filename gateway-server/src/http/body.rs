@@ -8,7 +8,7 @@ use gateway_core::{Currency, Money};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::app::amounts::Decimal;
+use crate::app::amounts::amount_in;
 use crate::domain::error::Status;
 use crate::http::errors::ApiError;
 
@@ -127,26 +127,9 @@ fn between_backticks(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
-/// The decimal of an amount sent as a JSON number (`50.00`) or string (`"50.00"`).
-pub(crate) fn amount_text(raw: &RawValue, param: &str) -> Result<Decimal, ApiError> {
-    let text = raw.get().trim();
-    if text.starts_with('"') {
-        serde_json::from_str::<String>(text)
-            .map(Decimal)
-            .map_err(|_| ApiError::invalid_param(param, format!("{param} must be a decimal string")))
-    } else if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
-        Ok(Decimal(text.to_owned()))
-    } else {
-        Err(ApiError::invalid_param(
-            param,
-            format!("{param} must be a decimal number such as 50.00 or a string such as \"50.00\""),
-        ))
-    }
-}
-
 /// Parses an amount exactly in `currency`.
 pub(crate) fn parse_amount(raw: &RawValue, currency: Currency, param: &str) -> Result<Money, ApiError> {
-    amount_text(raw, param)?.in_currency(currency, param)
+    amount_in(raw, currency, param)
 }
 
 #[cfg(test)]

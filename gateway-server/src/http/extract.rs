@@ -7,7 +7,8 @@
 //! * [`Id<K>`]: a path id of kind `K`, refused (404) when it cannot be one.
 //! * [`Success`]: 200 with `{"success": true, "data": …}`.
 //!
-//! Each waits for the request's authentication first (see `http::auth`).
+//! They take turns (see `http::turns`): a request is refused for the first
+//! fault in the order of the handler's arguments.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -23,9 +24,9 @@ use serde::Serialize;
 use crate::app::core::Core;
 use crate::app::lists::{PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::domain::error::Status;
-use crate::http::auth::authenticated;
 use crate::http::body::{parse_json, read_body};
 use crate::http::errors::{json_response, success_bytes, ApiError};
+use crate::http::turns::in_turn;
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -52,17 +53,15 @@ pub(crate) fn body_limit(req: &HttpRequest) -> Result<usize, ApiError> {
 #[derive(Debug)]
 pub(crate) struct Json<T: Validate>(pub(crate) T::Valid);
 
-/// The body of `req`, read and validated as `T` once the request's
-/// authentication completed; also its raw bytes.
+/// The body of `req`, read and validated as `T` in its turn; also its raw bytes.
 pub(crate) fn validated_body<T: Validate + DeserializeOwned + 'static>(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> LocalBoxFuture<Result<(T::Valid, web::Bytes), ApiError>> {
-    let gate = authenticated(req);
-    let req = req.clone();
-    let payload = web::Payload::from_request(&req, payload).into_inner();
-    Box::pin(async move {
-        gate.await?;
+    let payload = web::Payload::from_request(req, payload).into_inner();
+    let req_ = req.clone();
+    in_turn(req, async move {
+        let req = req_;
         let payload = payload.map_err(|_| ApiError::internal())?;
         let body = read_body(&req, payload, body_limit(&req)?).await?;
         let input: T = parse_json(&req, &body)?;
@@ -102,12 +101,8 @@ impl<T: Validate + DeserializeOwned + 'static> FromRequest for Query<T> {
     type Future = LocalBoxFuture<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let gate = authenticated(req);
         let parsed = parse_query::<T>(req).and_then(T::validate);
-        Box::pin(async move {
-            gate.await?;
-            Ok(Query(parsed?))
-        })
+        in_turn(req, async move { Ok(Query(parsed?)) })
     }
 }
 
@@ -160,12 +155,8 @@ impl<Q: ListQuery + 'static> FromRequest for Page<Q> {
     type Future = LocalBoxFuture<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let gate = authenticated(req);
         let parsed = Page::<Q>::parse(req);
-        Box::pin(async move {
-            gate.await?;
-            parsed
-        })
+        in_turn(req, async move { parsed })
     }
 }
 
@@ -245,16 +236,20 @@ impl<K> Deref for Id<K> {
 }
 
 impl<K: IdKind + 'static> FromRequest for Id<K> {
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<Result<Self, actix_web::Error>>;
+    type Error = ApiError;
+    type Future = LocalBoxFuture<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let gate = authenticated(req);
-        let path = web::Path::<String>::from_request(req, payload).into_inner();
-        Box::pin(async move {
-            gate.await?;
-            Ok(Id::parse(path?.into_inner())?)
-        })
+        // The path's own extractor, for its error (the `PathConfig` of `http::app`).
+        let path = web::Path::<String>::from_request(req, payload)
+            .into_inner()
+            .map_err(|error| {
+                error
+                    .as_error::<ApiError>()
+                    .cloned()
+                    .unwrap_or_else(ApiError::internal)
+            });
+        in_turn(req, async move { Id::parse(path?.into_inner()) })
     }
 }
 

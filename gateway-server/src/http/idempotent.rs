@@ -12,13 +12,13 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder};
 use serde::de::DeserializeOwned;
 
 use crate::app::idempotency::{self, IdempotentRequest, Reply, HEADER};
-use crate::http::auth::authenticated;
 use crate::http::errors::{json_response, ApiError};
 use crate::http::extract::{validated_body, Validate};
+use crate::http::turns::in_turn;
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
-/// The request's `Idempotency-Key`, validated, if it sent one.
+/// The request's `Idempotency-Key` if it sent one, validated.
 fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     match req.headers().get(HEADER) {
         Some(value) => Ok(Some(idempotency::validate_key(value.to_str().ok())?)),
@@ -27,31 +27,33 @@ fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 }
 
 /// A POST as `app::idempotency` fingerprints it: its `Idempotency-Key`
-/// (validated), method, path and raw body.
+/// (validated here; a refused key is answered when the request reaches
+/// `app::idempotency::run`, after the use case's own checks, as the API
+/// always has), method, path and raw body.
 ///
 /// As an extractor on its own: a POST without a body (anything sent is ignored).
 #[derive(Debug)]
 pub(crate) struct Post {
-    key: Option<String>,
+    key: Result<Option<String>, ApiError>,
     method: String,
     path: String,
     body: web::Bytes,
 }
 
 impl Post {
-    fn of(req: &HttpRequest, body: web::Bytes) -> Result<Self, ApiError> {
-        Ok(Post {
-            key: key_of(req)?,
+    fn of(req: &HttpRequest, body: web::Bytes) -> Self {
+        Post {
+            key: key_of(req),
             method: req.method().as_str().to_owned(),
             path: req.path().to_owned(),
             body,
-        })
+        }
     }
 
     /// The request as `app::idempotency` sees it.
     pub(crate) fn request(&self) -> IdempotentRequest<'_> {
         IdempotentRequest {
-            key: self.key.as_deref(),
+            key: self.key.as_ref().map(Option::as_deref),
             method: &self.method,
             path: &self.path,
             body: &self.body,
@@ -64,18 +66,13 @@ impl FromRequest for Post {
     type Future = LocalBoxFuture<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let gate = authenticated(req);
         let post = Post::of(req, web::Bytes::new());
-        Box::pin(async move {
-            gate.await?;
-            post
-        })
+        in_turn(req, async move { Ok(post) })
     }
 }
 
 /// A POST's JSON body validated as `T` (see `http::extract::Json`) and the
-/// [`Post`] its raw bytes and `Idempotency-Key` make; the key is checked
-/// after the body.
+/// [`Post`] its raw bytes and `Idempotency-Key` make.
 #[derive(Debug)]
 pub(crate) struct Idempotent<T: Validate> {
     /// The validated request.
@@ -94,7 +91,7 @@ impl<T: Validate + DeserializeOwned + 'static> FromRequest for Idempotent<T> {
             let (value, body) = body.await?;
             Ok(Idempotent {
                 value,
-                post: Post::of(&req, body)?,
+                post: Post::of(&req, body),
             })
         })
     }

@@ -11,6 +11,7 @@ pub(crate) mod idempotent;
 pub(crate) mod middleware;
 pub(crate) mod openapi;
 pub(crate) mod routes;
+pub(crate) mod turns;
 pub(crate) mod validate;
 
 use actix_web::middleware::from_fn;

@@ -6,8 +6,10 @@ use gateway_core::{
     PaymentIntent, PaymentProvider, ProviderError,
 };
 
+use serde_json::value::RawValue;
+
 use super::{load, payment_outcome, split_result};
-use crate::app::amounts::Decimal;
+use crate::app::amounts::amount_in;
 use crate::app::core::Core;
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
 use crate::app::payments::{apply_intent_change, ChangeSource};
@@ -22,10 +24,11 @@ pub(crate) struct Confirm {
     pub(crate) return_url: Option<String>,
 }
 
-/// A validated capture: how much, everything authorized when `None`.
+/// A capture: how much, everything authorized when `None` (read in the
+/// payment's currency once its state allows a capture).
 #[derive(Debug)]
 pub(crate) struct Capture {
-    pub(crate) amount: Option<Decimal>,
+    pub(crate) amount: Option<Box<RawValue>>,
 }
 
 /// A validated cancel and its reason.
@@ -158,7 +161,7 @@ pub(crate) async fn capture(
                 amount_to_capture: None,
             }));
         };
-        let money = amount.in_currency(row.intent.currency, "amount")?;
+        let money = amount_in(amount, row.intent.currency, "amount")?;
         if money.minor_units() > row.intent.amount_capturable {
             return Err(ApiError::unprocessable(
                 "amount_too_large",

@@ -106,7 +106,7 @@ pub(crate) async fn create(
             provider: provider_name,
             intent,
             amount_refunded: 0,
-            idempotency_key: post.key.map(str::to_owned),
+            idempotency_key: post.key.ok().flatten().map(str::to_owned),
             saved_card_id: card.map(|card| card.id),
             customer_email: input.customer_email,
             return_url: input.return_url,

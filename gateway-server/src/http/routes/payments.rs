@@ -11,7 +11,7 @@ use crate::app::core::Core;
 use crate::app::payments_api::{self, Cancel, Capture, Confirm, NewPayment};
 pub(crate) use crate::domain::views::PaymentView;
 use crate::http::auth::{Auth, PaymentsRead, PaymentsWrite};
-use crate::http::body::{amount_text, parse_amount};
+use crate::http::body::parse_amount;
 use crate::http::errors::ApiError;
 use crate::http::extract::{ListQuery, Page, PaymentId, SavedCardId, Success, Validate};
 use crate::http::idempotent::{Idempotent, Replied};
@@ -163,9 +163,7 @@ impl Validate for CapturePaymentRequest {
     type Valid = Capture;
 
     fn validate(self) -> Result<Capture, ApiError> {
-        Ok(Capture {
-            amount: self.amount.map(|raw| amount_text(&raw, "amount")).transpose()?,
-        })
+        Ok(Capture { amount: self.amount })
     }
 }
 

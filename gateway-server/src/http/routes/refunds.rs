@@ -10,7 +10,6 @@ use crate::app::core::Core;
 pub(crate) use crate::app::refunds::RefundView;
 use crate::app::refunds::{self, NewRefund};
 use crate::http::auth::{Auth, PaymentsRead, PaymentsWrite};
-use crate::http::body::amount_text;
 use crate::http::errors::ApiError;
 use crate::http::extract::{PaymentId, RefundId, Success, Validate};
 use crate::http::idempotent::{Idempotent, Replied};
@@ -51,7 +50,7 @@ impl Validate for CreateRefundRequest {
         validate_metadata(&metadata)?;
         Ok(NewRefund {
             payment_id,
-            amount: self.amount.map(|raw| amount_text(&raw, "amount")).transpose()?,
+            amount: self.amount,
             reason: self.reason,
             metadata,
         })
