@@ -637,7 +637,21 @@ async fn who_is_calling_is_checked_before_what_it_sends() {
         )
         .await;
     assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.text);
-    // With the scope, the body is checked before the key, the key before the provider.
+    // With the scope: the body before the path, both before the key, the key
+    // before the provider is called.
+    let body_first = server.post(&capture, r#"{"amount": 5, "x": 1}"#).await;
+    assert_eq!(body_first.status, StatusCode::BAD_REQUEST, "{}", body_first.text);
+    assert_eq!(body_first.code(), "parameter_unknown");
+    let path_next = server
+        .send(
+            "POST",
+            &capture,
+            Some(&server.key),
+            &[("Idempotency-Key", "not a key")],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(path_next.status, StatusCode::NOT_FOUND, "{}", path_next.text);
     let bad_body = server
         .send("POST", "/v1/payments", Some(&server.key), &garbage, Some("{"))
         .await;
