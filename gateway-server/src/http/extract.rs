@@ -59,9 +59,9 @@ pub(crate) fn validated_body<T: Validate + DeserializeOwned + 'static>(
     payload: &mut Payload,
 ) -> LocalBoxFuture<Result<(T::Valid, web::Bytes), ApiError>> {
     let payload = web::Payload::from_request(req, payload).into_inner();
-    let req_ = req.clone();
+    let request = req.clone();
     in_turn(req, async move {
-        let req = req_;
+        let req = request;
         let payload = payload.map_err(|_| ApiError::internal())?;
         let body = read_body(&req, payload, body_limit(&req)?).await?;
         let input: T = parse_json(&req, &body)?;

@@ -5,7 +5,6 @@ use gateway_core::{
     format_minor_units, CancelIntent, CaptureIntent, ConfirmIntent, IdempotencyKey, IntentStatus,
     PaymentIntent, PaymentProvider, ProviderError,
 };
-
 use serde_json::value::RawValue;
 
 use super::{load, payment_outcome, split_result};
