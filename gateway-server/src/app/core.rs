@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use gateway_core::EventBus;
+use gateway_core::{EventBus, PaymentProvider};
 
 use crate::app::api_keys::{KeyCache, RateLimiter};
 use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
 use crate::app::providers::Providers;
+use crate::domain::error::ApiError;
 use crate::store::{EventKey, Store};
 use crate::support::crypto::Sealer;
 use crate::support::locks::KeyedLocks;
@@ -41,4 +42,19 @@ pub(crate) struct Core {
     pub(crate) event_locks: KeyedLocks<EventKey>,
     /// Unix seconds, for webhook signatures.
     pub(crate) clock: Clock,
+}
+
+impl Core {
+    /// The provider account `merchant_id` uses for `name` (its own, else the
+    /// gateway-wide one), as the API answers a failed lookup.
+    pub(crate) async fn provider_for(
+        &self,
+        merchant_id: &str,
+        name: &str,
+    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+        Ok(self
+            .providers
+            .for_merchant(&*self.store, &self.sealer, merchant_id, name)
+            .await?)
+    }
 }

@@ -39,11 +39,12 @@ const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// The header carrying the merchant's key.
 pub(crate) const HEADER: &str = "Idempotency-Key";
 
-/// A POST as idempotency sees it: who sent it, its key, and what it asks.
+/// A POST as idempotency sees it: its key and what it asks.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct IdempotentRequest<'a> {
-    pub(crate) caller: &'a Caller,
-    /// The merchant's `Idempotency-Key`, validated ([`validate_key`]), if it sent one.
-    pub(crate) key: Option<String>,
+    /// The merchant's `Idempotency-Key` if it sent one, as [`validate_key`]
+    /// judged it: a refused key is answered by [`run`].
+    pub(crate) key: Result<Option<&'a str>, &'a ApiError>,
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
     /// The raw body: the fingerprint covers its bytes.
@@ -99,9 +100,10 @@ impl ProviderKeys {
     }
 }
 
-/// Runs `handler` once per merchant key, storing and replaying its outcome.
+/// Runs `handler` once per merchant key of `caller`, storing and replaying its outcome.
 pub(crate) async fn run<F, Fut>(
     state: &Core,
+    caller: &Caller,
     request: IdempotentRequest<'_>,
     handler: F,
 ) -> Result<Reply, ApiError>
@@ -109,9 +111,9 @@ where
     F: FnOnce(ProviderKeys) -> Fut,
     Fut: Future<Output = Result<Outcome, ApiError>>,
 {
-    let auth = request.caller;
+    let auth = caller;
     let body = request.body;
-    let Some(key) = request.key else {
+    let Some(key) = request.key.map_err(ApiError::clone)?.map(str::to_owned) else {
         // Locks the handler takes are held until its changes are committed.
         return crate::app::leases::hold_until_done(async {
             let outcome = handler(ProviderKeys::random()?).await?;

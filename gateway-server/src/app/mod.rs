@@ -1,17 +1,27 @@
-//! The use cases, above `store`: payments and their changes, idempotency,
-//! provider lookup, inbound provider webhooks, the outbound merchant
-//! webhooks, reconciliation. Everything here runs without actix: the HTTP
+//! The use cases, above `store`: payments and their changes, the API's use
+//! cases (`payments_api`, `refunds`, `cards`, `merchants`, `deliveries`),
+//! idempotency, provider lookup, inbound provider webhooks, the outbound
+//! merchant webhooks, reconciliation. Everything here runs without actix: the HTTP
 //! layer and the background workers both call it with the shared state.
 
+pub(crate) mod amounts;
 pub(crate) mod api_keys;
+pub(crate) mod cards;
 pub(crate) mod core;
+pub(crate) mod deliveries;
 pub(crate) mod idempotency;
 pub(crate) mod inbound;
+pub(crate) mod inbound_api;
 pub(crate) mod leases;
+pub(crate) mod lists;
+pub(crate) mod live;
+pub(crate) mod merchants;
 pub(crate) mod outbound;
 pub(crate) mod payments;
+pub(crate) mod payments_api;
 pub(crate) mod providers;
 pub(crate) mod reconcile;
+pub(crate) mod refunds;
 
 use crate::domain::error::{ApiError, Status};
 use crate::store::StoreError;

@@ -1,14 +1,15 @@
 //! Request bodies: size limit, content type, strict JSON with precise errors,
 //! and exact decimal amounts read from the JSON text (never through `f64`).
 
-use crate::domain::error::Status;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpRequest;
-use gateway_core::{Currency, Money, MoneyError};
+use gateway_core::{Currency, Money};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use crate::app::amounts::amount_in;
+use crate::domain::error::Status;
 use crate::http::errors::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
@@ -126,36 +127,9 @@ fn between_backticks(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
-/// The decimal text of an amount sent as a JSON number (`50.00`) or string (`"50.00"`).
-pub(crate) fn amount_text(raw: &RawValue, param: &str) -> Result<String, ApiError> {
-    let text = raw.get().trim();
-    if text.starts_with('"') {
-        serde_json::from_str::<String>(text)
-            .map_err(|_| ApiError::invalid_param(param, format!("{param} must be a decimal string")))
-    } else if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
-        Ok(text.to_owned())
-    } else {
-        Err(ApiError::invalid_param(
-            param,
-            format!("{param} must be a decimal number such as 50.00 or a string such as \"50.00\""),
-        ))
-    }
-}
-
 /// Parses an amount exactly in `currency`.
 pub(crate) fn parse_amount(raw: &RawValue, currency: Currency, param: &str) -> Result<Money, ApiError> {
-    let text = amount_text(raw, param)?;
-    Money::parse(&text, currency).map_err(|error| money_error(param, &error))
-}
-
-/// A 400 for a refused amount or currency.
-pub(crate) fn money_error(param: &str, error: &MoneyError) -> ApiError {
-    ApiError::invalid_param(param, error.to_string())
-}
-
-/// Parses a currency code.
-pub(crate) fn parse_currency(code: &str) -> Result<Currency, ApiError> {
-    Currency::from_code(code).map_err(|error| money_error("currency", &error))
+    amount_in(raw, currency, param)
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! How the HTTP layer answers: [`ApiError`] rendered as the failure envelope,
-//! and JSON responses in the success envelope.
+//! and JSON responses with a serialized body (the success envelope's
+//! responder is `http::extract::Success`).
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
 pub(crate) use crate::domain::error::ApiError;
 pub(crate) use crate::domain::error::{success_bytes, Status};
@@ -34,9 +34,4 @@ pub(crate) fn json_response(status: Status, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(http_status(status))
         .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(body)
-}
-
-/// 200 with `{"success": true, "data": data}`.
-pub(crate) fn ok<T: Serialize>(data: &T) -> HttpResponse {
-    json_response(Status::OK, success_bytes(data))
 }

@@ -1,13 +1,18 @@
-//! The HTTP layer, above `app`: actix routes and extractors, the error
-//! envelope, request bodies, authentication, and the OpenAPI document.
+//! The HTTP layer, above `app`: actix routes and the extractors handlers
+//! are written with (`auth`, `extract`, `idempotent`), the request types and
+//! their validation, the error envelope, and the OpenAPI document. A handler
+//! extracts a validated request and calls one `app` use case.
 
 pub(crate) mod auth;
 pub(crate) mod body;
 pub(crate) mod errors;
+pub(crate) mod extract;
 pub(crate) mod idempotent;
 pub(crate) mod middleware;
 pub(crate) mod openapi;
 pub(crate) mod routes;
+pub(crate) mod turns;
+pub(crate) mod validate;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;

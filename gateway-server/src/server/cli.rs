@@ -149,7 +149,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             {
                 return Err(format!("no merchant {merchant:?}"));
             }
-            let (row, key) = crate::http::routes::merchant::new_key_row(&merchant, scopes);
+            let (row, key) = crate::app::merchants::new_key_row(&merchant, scopes);
             store
                 .commit(vec![Change::InsertApiKey(row)])
                 .await

@@ -404,7 +404,7 @@ pub(crate) async fn create_merchant(
     };
     let mut changes = vec![Change::InsertMerchant(merchant.clone())];
     let key = scopes.map(|scopes| {
-        let (row, key) = crate::http::routes::merchant::new_key_row(&merchant.id, scopes);
+        let (row, key) = crate::app::merchants::new_key_row(&merchant.id, scopes);
         changes.push(Change::InsertApiKey(row));
         key
     });

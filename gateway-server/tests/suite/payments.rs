@@ -554,3 +554,118 @@ async fn provider_outages_are_503_and_rate_limits_429() {
     assert_eq!(server.payment_count().await, 0);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn every_405_names_the_methods_the_resource_allows() {
+    let server = TestServer::start().await;
+    let client = awc::Client::default();
+    for (method, path, allow) in [
+        ("PATCH", "/v1/payments", "POST, GET"),
+        ("DELETE", "/v1/payments/pay_1", "GET"),
+        ("GET", "/v1/payments/pay_1/capture", "POST"),
+        ("POST", "/v1/payments/cards/card_1", "DELETE"),
+        ("DELETE", "/v1/merchant/webhook", "PUT, GET"),
+        ("PUT", "/v1/merchant/api_keys", "POST, GET"),
+        ("GET", "/v1/webhook-deliveries/evt_1/retry", "POST"),
+        ("GET", "/v1/webhooks/mock", "POST"),
+        ("POST", "/healthz", "GET"),
+    ] {
+        let mut response = client
+            .request(
+                awc::http::Method::from_bytes(method.as_bytes()).unwrap(),
+                server.url(path),
+            )
+            .insert_header(("X-API-Key", server.key.as_str()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            response.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["success"], false, "{method} {path}");
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{method} {path}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("{method} is not allowed on {path}"),
+            "{method} {path}"
+        );
+    }
+    // A method the resource answers gets no Allow header.
+    let mut ok = client
+        .get(server.url("/v1/payments"))
+        .insert_header(("X-API-Key", server.key.as_str()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(ok.headers().get("allow").is_none());
+    let _ = ok.body().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn who_is_calling_is_checked_before_what_it_sends() {
+    let server = TestServer::start().await;
+    let garbage = [("Content-Type", "text/plain"), ("Idempotency-Key", "not a key")];
+    let anonymous = server
+        .send("POST", "/v1/payments", None, &garbage, Some("{"))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{}", anonymous.text);
+    assert_eq!(anonymous.code(), "missing_api_key");
+    let (_, reader) = server.merchant("payments:read").await;
+    let long_id = "x".repeat(500);
+    let capture = format!("/v1/payments/{long_id}/capture");
+    let refused = server
+        .send("POST", &capture, Some(&reader), &garbage, Some("{"))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert_eq!(refused.code(), "insufficient_scope");
+    let (_, merchant_only) = server.merchant("merchant:read").await;
+    let read = server
+        .get_as(
+            &merchant_only,
+            &format!("/v1/payments/{long_id}/wait?timeout=999"),
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.text);
+    // With the scope: the body before the path, both before the key, the key
+    // before the provider is called.
+    let body_first = server.post(&capture, r#"{"amount": 5, "x": 1}"#).await;
+    assert_eq!(body_first.status, StatusCode::BAD_REQUEST, "{}", body_first.text);
+    assert_eq!(body_first.code(), "parameter_unknown");
+    let path_next = server
+        .send(
+            "POST",
+            &capture,
+            Some(&server.key),
+            &[("Idempotency-Key", "not a key")],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(path_next.status, StatusCode::NOT_FOUND, "{}", path_next.text);
+    let bad_body = server
+        .send("POST", "/v1/payments", Some(&server.key), &garbage, Some("{"))
+        .await;
+    assert_eq!(bad_body.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let bad_key = server
+        .send(
+            "POST",
+            "/v1/payments",
+            Some(&server.key),
+            &[("Idempotency-Key", "not a key")],
+            Some(&payment_body("5", "pm_card_visa", "")),
+        )
+        .await;
+    assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_key.code(), "idempotency_key_invalid");
+    assert_eq!(server.stats().calls("create_intent"), 0);
+    server.stop().await;
+}

@@ -597,3 +597,62 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
     );
     server.stop().await;
 }
+/// Polls a delivery until it has `status`.
+async fn delivery_with_status(server: &TestServer, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = server.get(&format!("/v1/webhook-deliveries/{id}")).await;
+        if reply.data()["status"] == status || Instant::now() > deadline {
+            assert_eq!(reply.data()["status"], status, "{}", reply.text);
+            return reply.data().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_delivery_retry_honours_the_idempotency_key() {
+    let receiver = Receiver::start(&[]).await;
+    let server = TestServer::start_with(fast).await;
+    set_webhook(&server, &receiver.url).await;
+    let payment = server.pay(&payment_body("7.00", "pm_card_visa", "")).await;
+    assert_eq!(receiver.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    let list = server
+        .get(&format!(
+            "/v1/webhook-deliveries?payment_id={}",
+            payment["id"].as_str().unwrap()
+        ))
+        .await;
+    let id = list.data()["data"][0]["id"].as_str().unwrap().to_owned();
+    delivery_with_status(&server, &id, "delivered").await;
+    let retry = format!("/v1/webhook-deliveries/{id}/retry");
+    let bad = server.post_idem(&retry, "not a key", "").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.code(), "idempotency_key_invalid");
+    let first = server.post_idem(&retry, "retry-once", "").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert!(!first.replayed);
+    assert_eq!(first.data()["status"], "pending");
+    assert!(first.data()["next_attempt_at"].is_string());
+    assert_eq!(receiver.wait_for(2, Duration::from_secs(5)).await.len(), 2);
+    delivery_with_status(&server, &id, "delivered").await;
+    // The same key again: the stored answer, and nothing sent again.
+    let again = server.post_idem(&retry, "retry-once", "").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(again.replayed);
+    assert_eq!(again.text, first.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.hits().len(), 2, "a replayed retry sends nothing");
+    // The key belongs to that request: on another path it is refused.
+    let other = server
+        .post_idem("/v1/webhook-deliveries/evt_other/retry", "retry-once", "")
+        .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other.code(), "idempotency_key_reused");
+    // A new key retries again.
+    let fresh = server.post_idem(&retry, "retry-twice", "").await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(!fresh.replayed);
+    assert_eq!(receiver.wait_for(3, Duration::from_secs(5)).await.len(), 3);
+    server.stop().await;
+}

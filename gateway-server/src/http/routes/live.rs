@@ -4,20 +4,18 @@
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
-use gateway_core::{IntentStatus, PaymentStatus, Watch};
+use actix_web::{web, HttpResponse};
+use gateway_core::Watch;
 use serde::Deserialize;
 
-use super::{check_id, parse_query};
 use crate::app::core::Core;
-use crate::domain::scopes::Scope;
+use crate::app::live::{self, settled, MAX_WAIT_SECS};
+use crate::domain::scopes::Caller;
 use crate::domain::views::PaymentView;
-use crate::http::auth::Auth;
-use crate::http::errors::{ok, success_bytes, ApiError};
+use crate::http::auth::{Auth, PaymentsRead};
+use crate::http::errors::{success_bytes, ApiError};
+use crate::http::extract::{PaymentId, Query, Success, Validate};
 use crate::store::PaymentRow;
-
-/// The longest wait a request may ask for, in seconds.
-const MAX_WAIT_SECS: u64 = 60;
 
 /// Query of `GET /v1/payments/{id}/wait`.
 #[derive(Debug, Deserialize)]
@@ -27,19 +25,19 @@ pub(crate) struct WaitQuery {
     timeout: Option<u64>,
 }
 
-/// Whether a payment reached an outcome a waiting client acts on.
-fn settled(row: &PaymentRow) -> bool {
-    row.intent.status.is_terminal()
-        || row.status() == PaymentStatus::Failed
-        || row.intent.status == IntentStatus::RequiresCapture
-}
+impl Validate for WaitQuery {
+    type Valid = Duration;
 
-async fn load(state: &Core, auth: &Auth, id: &str) -> Result<PaymentRow, ApiError> {
-    state
-        .store
-        .payment(&auth.merchant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment", id))
+    fn validate(self) -> Result<Duration, ApiError> {
+        let timeout = self.timeout.unwrap_or(30);
+        if timeout > MAX_WAIT_SECS {
+            return Err(ApiError::invalid_param(
+                "timeout",
+                "timeout must be 0 to 60 seconds",
+            ));
+        }
+        Ok(Duration::from_secs(timeout))
+    }
 }
 
 /// Wait until the payment completes, fails, is canceled or awaits capture,
@@ -50,40 +48,13 @@ async fn load(state: &Core, auth: &Auth, id: &str) -> Result<PaymentRow, ApiErro
     responses((status = 200, description = "The payment (check `status`)", body = PaymentView)),
     security(("api_key" = ["payments:read"])))]
 pub(crate) async fn wait(
-    state: web::Data<Core>,
-    auth: Auth,
-    req: HttpRequest,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsRead)?;
-    let query: WaitQuery = parse_query(&req)?;
-    let timeout = query.timeout.unwrap_or(30);
-    if timeout > MAX_WAIT_SECS {
-        return Err(ApiError::invalid_param(
-            "timeout",
-            "timeout must be 0 to 60 seconds",
-        ));
-    }
-    let id = check_id("payment", &id)?;
-    let row = load(&state, &auth, id).await?;
-    if settled(&row) || timeout == 0 {
-        return Ok(ok(&PaymentView::new(&row)));
-    }
-    // Subscribe first, then read again: a change between the two reads is not missed.
-    let mut watch = state.bus.watch_payment(&row.intent.id);
-    let mut row = load(&state, &auth, id).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    while !settled(&row) {
-        match tokio::time::timeout_at(deadline, watch.next()).await {
-            Ok(Some(_)) => row = load(&state, &auth, id).await?,
-            Ok(None) => {
-                row = load(&state, &auth, id).await?;
-                break;
-            }
-            Err(_) => break,
-        }
-    }
-    Ok(ok(&PaymentView::new(&row)))
+    core: web::Data<Core>,
+    auth: Auth<PaymentsRead>,
+    Query(timeout): Query<WaitQuery>,
+    id: PaymentId,
+) -> Result<Success, ApiError> {
+    let row = live::wait(&core, &auth, &id, timeout).await?;
+    Ok(Success::of(&PaymentView::new(&row)))
 }
 
 fn sse_frame(row: &PaymentRow) -> Bytes {
@@ -99,7 +70,7 @@ fn sse_frame(row: &PaymentRow) -> Bytes {
 
 struct Stream {
     state: web::Data<Core>,
-    auth: Auth,
+    auth: Caller,
     id: String,
     watch: Watch,
     first: Option<PaymentRow>,
@@ -113,19 +84,15 @@ struct Stream {
     responses((status = 200, description = "text/event-stream of `payment` events")),
     security(("api_key" = ["payments:read"])))]
 pub(crate) async fn events(
-    state: web::Data<Core>,
-    auth: Auth,
-    id: web::Path<String>,
+    core: web::Data<Core>,
+    auth: Auth<PaymentsRead>,
+    id: PaymentId,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsRead)?;
-    let id = check_id("payment", &id)?.to_owned();
-    let row = load(&state, &auth, &id).await?;
-    let watch = state.bus.watch_payment(&row.intent.id);
-    let row = load(&state, &auth, &id).await?;
+    let (row, watch) = live::subscribe(&core, &auth, &id).await?;
     let stream = Stream {
-        state,
-        auth,
-        id,
+        state: core,
+        auth: auth.into_caller(),
+        id: id.into_string(),
         watch,
         first: Some(row),
         done: false,

@@ -1,4 +1,5 @@
-//! HTTP routes, one module per resource, and the validation they share.
+//! HTTP routes, one module per resource, and the one way a resource is
+//! registered ([`endpoint`]): its methods, and 405 with `Allow` for the rest.
 
 pub(crate) mod cards;
 pub(crate) mod live;
@@ -8,128 +9,138 @@ pub(crate) mod payments;
 pub(crate) mod refunds;
 pub(crate) mod webhooks;
 
-use crate::domain::error::Status;
-use actix_web::{web, HttpRequest, HttpResponse};
-use gateway_core::Metadata;
-use serde::de::DeserializeOwned;
+use actix_web::dev::{AppService, HttpServiceFactory};
+use actix_web::http::header::{HeaderValue, ALLOW};
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, ResponseError};
 
+use crate::domain::error::Status;
 use crate::http::errors::ApiError;
 
 /// Registers every route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/payments")
-            .route(web::post().to(payments::create))
-            .route(web::get().to(payments::list))
-            .default_service(web::to(method_not_allowed)),
+        endpoint("/v1/payments")
+            .post(payments::create)
+            .get(payments::list),
     )
     .service(
-        web::resource("/v1/payments/cards")
-            .route(web::post().to(cards::create))
-            .route(web::get().to(cards::list))
-            .default_service(web::to(method_not_allowed)),
+        endpoint("/v1/payments/cards")
+            .post(cards::create)
+            .get(cards::list),
+    )
+    .service(endpoint("/v1/payments/cards/{id}").delete(cards::delete))
+    .service(endpoint("/v1/payments/{id}").get(payments::get))
+    .service(endpoint("/v1/payments/{id}/wait").get(live::wait))
+    .service(endpoint("/v1/payments/{id}/events").get(live::events))
+    .service(endpoint("/v1/webhooks/{provider}").post(webhooks::receive_global))
+    .service(endpoint("/v1/webhooks/{provider}/{merchant_id}").post(webhooks::receive_merchant))
+    .service(endpoint("/v1/webhook-deliveries").get(webhooks::list_deliveries))
+    .service(endpoint("/v1/webhook-deliveries/{id}").get(webhooks::get_delivery))
+    .service(endpoint("/v1/webhook-deliveries/{id}/retry").post(webhooks::retry_delivery))
+    .service(endpoint("/v1/payments/{id}/confirm").post(payments::confirm))
+    .service(endpoint("/v1/payments/{id}/capture").post(payments::capture))
+    .service(endpoint("/v1/payments/{id}/cancel").post(payments::cancel))
+    .service(endpoint("/v1/refunds").post(refunds::create))
+    .service(endpoint("/v1/refunds/{id}").get(refunds::get))
+    .service(endpoint("/v1/merchant").get(merchant::get))
+    .service(endpoint("/v1/merchant/providers").put(merchant::put_providers))
+    .service(
+        endpoint("/v1/merchant/webhook")
+            .put(merchant::put_webhook)
+            .get(merchant::get_webhook),
     )
     .service(
-        web::resource("/v1/payments/cards/{id}")
-            .route(web::delete().to(cards::delete))
-            .default_service(web::to(method_not_allowed)),
+        endpoint("/v1/merchant/api_keys")
+            .post(merchant::create_key)
+            .get(merchant::list_keys),
     )
-    .service(
-        web::resource("/v1/payments/{id}")
-            .route(web::get().to(payments::get))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/payments/{id}/wait")
-            .route(web::get().to(live::wait))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/payments/{id}/events")
-            .route(web::get().to(live::events))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/webhooks/{provider}")
-            .route(web::post().to(webhooks::receive_global))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/webhooks/{provider}/{merchant_id}")
-            .route(web::post().to(webhooks::receive_merchant))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/webhook-deliveries")
-            .route(web::get().to(webhooks::list_deliveries))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/webhook-deliveries/{id}")
-            .route(web::get().to(webhooks::get_delivery))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/webhook-deliveries/{id}/retry")
-            .route(web::post().to(webhooks::retry_delivery))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/payments/{id}/confirm")
-            .route(web::post().to(payments::confirm))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/payments/{id}/capture")
-            .route(web::post().to(payments::capture))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/payments/{id}/cancel")
-            .route(web::post().to(payments::cancel))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/refunds")
-            .route(web::post().to(refunds::create))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/refunds/{id}")
-            .route(web::get().to(refunds::get))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/merchant")
-            .route(web::get().to(merchant::get))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/merchant/providers")
-            .route(web::put().to(merchant::put_providers))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/merchant/webhook")
-            .route(web::put().to(merchant::put_webhook))
-            .route(web::get().to(merchant::get_webhook))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/merchant/api_keys")
-            .route(web::post().to(merchant::create_key))
-            .route(web::get().to(merchant::list_keys))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/merchant/api_keys/{id}")
-            .route(web::delete().to(merchant::revoke_key))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
-    .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
-    .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
-    .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)));
+    .service(endpoint("/v1/merchant/api_keys/{id}").delete(merchant::revoke_key))
+    .service(endpoint("/healthz").get(ops::healthz))
+    .service(endpoint("/readyz").get(ops::readyz))
+    .service(endpoint("/metrics").get(ops::metrics))
+    .service(endpoint("/openapi.json").get(ops::openapi));
+}
+
+/// `endpoint.get(handler)` for `endpoint.on(Method::GET, handler)`, and so on.
+macro_rules! method_shortcuts {
+    ($($name:ident => $method:ident,)*) => {$(
+        #[doc = concat!("`handler` answers ", stringify!($method), ".")]
+        pub(crate) fn $name<F, Args>(self, handler: F) -> Self
+        where
+            F: Handler<Args>,
+            Args: FromRequest + 'static,
+            F::Output: Responder + 'static,
+        {
+            self.on(Method::$method, handler)
+        }
+    )*};
+}
+
+/// A resource under construction: a handler per method, and the methods
+/// listed for `Allow`.
+pub(crate) struct Endpoint {
+    resource: Resource,
+    methods: Vec<Method>,
+}
+
+/// The resource at `path`; add its methods with [`Endpoint::get`] and the like.
+pub(crate) fn endpoint(path: &str) -> Endpoint {
+    Endpoint {
+        resource: web::resource(path),
+        methods: Vec::new(),
+    }
+}
+
+impl Endpoint {
+    /// `handler` answers `method`.
+    pub(crate) fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.resource = self.resource.route(web::method(method.clone()).to(handler));
+        self.methods.push(method);
+        self
+    }
+
+    method_shortcuts! {
+        get => GET,
+        post => POST,
+        put => PUT,
+        delete => DELETE,
+    }
+
+    /// The `Allow` value: the methods in the order they were added.
+    fn allow(&self) -> HeaderValue {
+        let names: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        HeaderValue::from_str(&names.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+impl HttpServiceFactory for Endpoint {
+    fn register(self, config: &mut AppService) {
+        let allow = self.allow();
+        self.resource
+            .default_service(web::to(move |req: HttpRequest| {
+                let allow = allow.clone();
+                async move { method_not_allowed(&req, allow) }
+            }))
+            .register(config);
+    }
+}
+
+/// 405 in the envelope, with `Allow` naming the methods the resource answers (RFC 9110).
+fn method_not_allowed(req: &HttpRequest, allow: HeaderValue) -> HttpResponse {
+    let error = ApiError::new(
+        Status::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    );
+    let mut response = error.error_response();
+    response.headers_mut().insert(ALLOW, allow);
+    response
 }
 
 /// 404 in the envelope for any unknown path.
@@ -141,166 +152,29 @@ pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError
     ))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        Status::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
-}
-
-/// Parses the query string strictly into `T`.
-pub(crate) fn parse_query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
-    web::Query::<T>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|error| {
-            ApiError::new(
-                Status::BAD_REQUEST,
-                "parameter_invalid",
-                format!("invalid query string: {error}"),
-            )
-        })
-}
-
-/// A URL the gateway may send customers or events to: `https://` (or `http://`
-/// for `localhost` / `127.0.0.1` during development), a host, no credentials,
-/// no whitespace, at most 2048 characters.
-pub(crate) fn validate_url(param: &str, url: &str) -> Result<(), ApiError> {
-    let invalid = |why: &str| ApiError::invalid_param(param, format!("{param} {why}"));
-    if url.len() > 2048 {
-        return Err(invalid("is longer than 2048 characters"));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("must not contain whitespace"));
-    }
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| invalid("must be an absolute https:// URL"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(invalid("must not carry credentials"));
-    }
-    let host = if authority.starts_with('[') {
-        authority
-            .split(']')
-            .next()
-            .map(|h| format!("{h}]"))
-            .unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or("").to_owned()
-    };
-    if host.is_empty() || host.starts_with('.') || host.ends_with('.') {
-        return Err(invalid("must name a host"));
-    }
-    if let Some(port) = authority.strip_prefix(&host).and_then(|p| p.strip_prefix(':')) {
-        if port.parse::<u16>().is_err() {
-            return Err(invalid("has an invalid port"));
-        }
-    }
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" => Ok(()),
-        "http" if matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") => Ok(()),
-        _ => Err(invalid("must use https://")),
-    }
-}
-
-/// An email address, checked loosely: one `@`, something on each side, a dot in the domain.
-pub(crate) fn validate_email(param: &str, email: &str) -> Result<(), ApiError> {
-    let valid = email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.contains('@')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_param(
-            param,
-            format!("{param} is not a valid email address"),
-        ))
-    }
-}
-
-/// Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
-pub(crate) fn validate_metadata(metadata: &Metadata) -> Result<(), ApiError> {
-    if metadata.len() > 50 {
-        return Err(ApiError::invalid_param(
-            "metadata",
-            "metadata has more than 50 keys",
-        ));
-    }
-    for (key, value) in metadata {
-        if key.is_empty() || key.chars().count() > 40 {
-            return Err(ApiError::invalid_param(
-                "metadata",
-                "metadata keys must be 1 to 40 characters",
-            ));
-        }
-        if value.chars().count() > 500 {
-            return Err(ApiError::invalid_param(
-                "metadata",
-                format!("metadata value for {key:?} is longer than 500 characters"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A string parameter of at most `max` characters.
-pub(crate) fn validate_len(param: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.chars().count() > max {
-        Err(ApiError::invalid_param(
-            param,
-            format!("{param} is longer than {max} characters"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Path ids are opaque; refuse absurd ones before they reach storage.
-pub(crate) fn check_id<'a>(kind: &str, id: &'a str) -> Result<&'a str, ApiError> {
-    if id.is_empty() || id.len() > 100 {
-        Err(ApiError::not_found(kind, id.get(..100).unwrap_or(id)))
-    } else {
-        Ok(id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use actix_web::{test, App};
+
     use super::*;
 
-    #[test]
-    fn urls() {
-        assert!(validate_url("u", "https://merchant.com/return?x=1").is_ok());
-        assert!(validate_url("u", "https://merchant.com:8443/hook").is_ok());
-        assert!(validate_url("u", "http://localhost:3000/hook").is_ok());
-        for bad in [
-            "http://merchant.com/x",
-            "ftp://merchant.com",
-            "merchant.com",
-            "https://",
-            "https://user:pw@merchant.com",
-            "https://mer chant.com",
-            "https://merchant.com:99999/",
-            "javascript:alert(1)",
-        ] {
-            assert!(validate_url("u", bad).is_err(), "{bad}");
-        }
+    async fn ok() -> HttpResponse {
+        HttpResponse::NoContent().finish()
     }
 
-    #[test]
-    fn emails() {
-        assert!(validate_email("e", "user@example.com").is_ok());
-        for bad in [
-            "user",
-            "@example.com",
-            "user@example",
-            "a b@example.com",
-            "a@b@c.com",
-        ] {
-            assert!(validate_email("e", bad).is_err(), "{bad}");
-        }
+    #[actix_web::test]
+    async fn other_methods_get_405_with_allow() {
+        let app =
+            test::init_service(App::new().service(endpoint("/things").get(ok).post(ok).delete(ok))).await;
+        let response = test::call_service(&app, test::TestRequest::patch().uri("/things").to_request()).await;
+        assert_eq!(response.status().as_u16(), 405);
+        assert_eq!(response.headers().get(ALLOW).unwrap(), "GET, POST, DELETE");
+        let body = test::read_body(response).await;
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["error"]["code"], "method_not_allowed");
+        assert_eq!(value["error"]["message"], "PATCH is not allowed on /things");
+        let response =
+            test::call_service(&app, test::TestRequest::delete().uri("/things").to_request()).await;
+        assert_eq!(response.status().as_u16(), 204);
     }
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::core::Core;
-use crate::http::errors::{ok, ApiError};
+use crate::http::errors::ApiError;
+use crate::http::extract::Success;
 
 /// `{"status": "ok"}` or `{"status": "ready"}`.
 #[derive(Serialize, ToSchema)]
@@ -20,16 +21,16 @@ pub(crate) struct Health {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process answers", body = Health)))]
-pub(crate) async fn healthz() -> HttpResponse {
-    ok(&Health { status: "ok" })
+pub(crate) async fn healthz() -> Success {
+    Success::of(&Health { status: "ok" })
 }
 
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "The database answers", body = Health)))]
-pub(crate) async fn readyz(state: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn readyz(state: web::Data<Core>) -> Result<Success, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(ok(&Health { status: "ready" })),
+        Ok(()) => Ok(Success::of(&Health { status: "ready" })),
         Err(error) => {
             tracing::warn!(%error, "not ready");
             Err(ApiError::new(

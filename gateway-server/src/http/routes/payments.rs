@@ -1,30 +1,23 @@
 //! `/v1/payments`: create, read, list, confirm, capture, cancel.
 
-use std::sync::Arc;
-
-use actix_web::{web, HttpRequest, HttpResponse};
-use gateway_core::{
-    CancelIntent, CaptureIntent, CaptureMethod, ConfirmIntent, CreateIntent, IntentStatus, Metadata,
-    PaymentIntent, PaymentProvider, ProviderError, ORDER_ID_METADATA_KEY,
-};
+use actix_web::web;
+use gateway_core::{CaptureMethod, Metadata, PaymentStatus, ORDER_ID_METADATA_KEY};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::{check_id, parse_query, validate_email, validate_len, validate_metadata, validate_url};
+use crate::app::amounts::parse_currency;
 use crate::app::core::Core;
-use crate::app::idempotency::{Outcome, ProviderKeys};
-use crate::app::payments::{apply_intent_change, commit_and_publish, new_payment, ChangeSource};
-use crate::domain::error::Status;
-use crate::domain::scopes::Scope;
+use crate::app::payments_api::{self, Cancel, Capture, Confirm, NewPayment};
 pub(crate) use crate::domain::views::PaymentView;
-use crate::http::auth::Auth;
-use crate::http::body::{parse_amount, parse_currency, parse_json, read_body};
-use crate::http::errors::{ok, success_bytes, ApiError};
-use crate::http::idempotent;
-use crate::store::{PaymentFilter, PaymentRow};
-use crate::support::clock::{now_ms, parse_time};
-use crate::support::ids::new_id;
+use crate::http::auth::{Auth, PaymentsRead, PaymentsWrite};
+use crate::http::body::parse_amount;
+use crate::http::errors::ApiError;
+use crate::http::extract::{ListQuery, Page, PaymentId, SavedCardId, Success, Validate};
+use crate::http::idempotent::{Idempotent, Replied};
+use crate::http::validate::{validate_email, validate_len, validate_metadata, validate_url};
+use crate::store::PaymentFilter;
+use crate::support::clock::parse_time;
 
 /// `POST /v1/payments`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,8 +79,116 @@ pub(crate) struct CancelPaymentRequest {
     reason: Option<String>,
 }
 
-/// A page of payments.
+impl Validate for CreatePaymentRequest {
+    type Valid = NewPayment;
+
+    fn validate(self) -> Result<NewPayment, ApiError> {
+        let currency = parse_currency(&self.currency)?;
+        let amount = parse_amount(&self.amount, currency, "amount")?;
+        let mut metadata = self.metadata.unwrap_or_default();
+        if let Some(order_id) = self.order_id {
+            validate_len("order_id", &order_id, 500)?;
+            metadata.insert(ORDER_ID_METADATA_KEY.to_owned(), order_id);
+        }
+        validate_metadata(&metadata)?;
+        if let Some(url) = &self.return_url {
+            validate_url("return_url", url)?;
+        }
+        if let Some(email) = &self.customer_email {
+            validate_email("customer_email", email)?;
+        }
+        if let Some(description) = &self.description {
+            validate_len("description", description, 1000)?;
+        }
+        if let Some(method) = &self.payment_method {
+            if method.is_empty() || method.len() > 255 {
+                return Err(ApiError::invalid_param(
+                    "payment_method",
+                    "payment_method must be 1 to 255 characters",
+                ));
+            }
+        }
+        let confirm = self.confirm.unwrap_or(true);
+        let saved_card_id = match self.saved_card_id {
+            Some(card_id) => {
+                if self.payment_method.is_some() {
+                    return Err(ApiError::invalid_param(
+                        "saved_card_id",
+                        "send either payment_method or saved_card_id, not both",
+                    ));
+                }
+                if !confirm {
+                    return Err(ApiError::invalid_param(
+                        "confirm",
+                        "a saved card is charged off-session: confirm must be true",
+                    ));
+                }
+                Some(SavedCardId::parse(card_id)?.into_string())
+            }
+            None => None,
+        };
+        if confirm && saved_card_id.is_none() && self.payment_method.is_none() {
+            return Err(ApiError::missing_param("payment_method"));
+        }
+        Ok(NewPayment {
+            amount,
+            provider: self.provider,
+            payment_method: self.payment_method,
+            return_url: self.return_url,
+            saved_card_id,
+            capture_method: self.capture_method.unwrap_or_default(),
+            confirm,
+            metadata,
+            description: self.description,
+            customer_email: self.customer_email,
+        })
+    }
+}
+
+impl Validate for ConfirmPaymentRequest {
+    type Valid = Confirm;
+
+    fn validate(self) -> Result<Confirm, ApiError> {
+        if let Some(url) = &self.return_url {
+            validate_url("return_url", url)?;
+        }
+        Ok(Confirm {
+            payment_method: self.payment_method,
+            return_url: self.return_url,
+        })
+    }
+}
+
+impl Validate for CapturePaymentRequest {
+    type Valid = Capture;
+
+    fn validate(self) -> Result<Capture, ApiError> {
+        Ok(Capture { amount: self.amount })
+    }
+}
+
+impl Validate for CancelPaymentRequest {
+    type Valid = Cancel;
+
+    fn validate(self) -> Result<Cancel, ApiError> {
+        if let Some(reason) = &self.reason {
+            if !matches!(
+                reason.as_str(),
+                "duplicate" | "fraudulent" | "requested_by_customer" | "abandoned"
+            ) {
+                return Err(ApiError::invalid_param(
+                    "reason",
+                    "reason must be duplicate, fraudulent, requested_by_customer or abandoned",
+                ));
+            }
+        }
+        Ok(Cancel { reason: self.reason })
+    }
+}
+
+/// A page of payments (`app::lists::List` of [`PaymentView`]), as documented.
 #[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
 pub(crate) struct PaymentList<'a> {
     object: &'static str,
     data: Vec<PaymentView<'a>>,
@@ -99,7 +200,7 @@ pub(crate) struct PaymentList<'a> {
 /// Query of `GET /v1/payments`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ListQuery {
+pub(crate) struct PaymentQuery {
     provider: Option<String>,
     status: Option<String>,
     currency: Option<String>,
@@ -112,218 +213,58 @@ pub(crate) struct ListQuery {
     starting_after: Option<String>,
 }
 
-fn idempotency_key_of(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(crate::app::idempotency::HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(|key| key.trim().to_owned())
-}
-
-/// The outcome of a provider call on an intent: the new intent, plus the
-/// error when the provider declined and still returned the intent.
-fn split_result(
-    result: Result<PaymentIntent, ProviderError>,
-) -> Result<(PaymentIntent, Option<ProviderError>), ApiError> {
-    match result {
-        Ok(intent) => Ok((intent, None)),
-        Err(error) => match error.intent().cloned() {
-            Some(intent) => Ok((intent, Some(error))),
-            None => Err(error.into()),
-        },
-    }
-}
-
-fn payment_outcome(row: &PaymentRow, error: Option<ProviderError>) -> (Status, Vec<u8>) {
-    match error {
-        None => (Status::OK, success_bytes(&PaymentView::new(row))),
-        Some(error) => {
-            let api = ApiError::from(error).with_payment(row.id.clone());
-            (api.status(), api.body_bytes())
-        }
-    }
-}
-
-/// Create a payment.
-#[utoipa::path(post, path = "/v1/payments", tag = "payments",
-    request_body = CreatePaymentRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
-    responses((status = 200, description = "The payment", body = PaymentView),
-              (status = 402, description = "Declined; the failed payment is stored"),
-              (status = 400, description = "Invalid request")),
-    security(("api_key" = ["payments:write"])))]
-pub(crate) async fn create(
-    state: web::Data<Core>,
-    auth: Auth,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsWrite)?;
-    let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let input: CreatePaymentRequest = parse_json(&req, &body)?;
-    let currency = parse_currency(&input.currency)?;
-    let amount = parse_amount(&input.amount, currency, "amount")?;
-    let mut metadata = input.metadata.unwrap_or_default();
-    if let Some(order_id) = input.order_id {
-        validate_len("order_id", &order_id, 500)?;
-        metadata.insert(ORDER_ID_METADATA_KEY.to_owned(), order_id);
-    }
-    validate_metadata(&metadata)?;
-    if let Some(url) = &input.return_url {
-        validate_url("return_url", url)?;
-    }
-    if let Some(email) = &input.customer_email {
-        validate_email("customer_email", email)?;
-    }
-    if let Some(description) = &input.description {
-        validate_len("description", description, 1000)?;
-    }
-    if let Some(method) = &input.payment_method {
-        if method.is_empty() || method.len() > 255 {
-            return Err(ApiError::invalid_param(
-                "payment_method",
-                "payment_method must be 1 to 255 characters",
-            ));
-        }
-    }
-    let confirm = input.confirm.unwrap_or(true);
-    let card = match &input.saved_card_id {
-        Some(card_id) => {
-            if input.payment_method.is_some() {
-                return Err(ApiError::invalid_param(
-                    "saved_card_id",
-                    "send either payment_method or saved_card_id, not both",
-                ));
-            }
-            if !confirm {
-                return Err(ApiError::invalid_param(
-                    "confirm",
-                    "a saved card is charged off-session: confirm must be true",
-                ));
-            }
-            let card = state
-                .store
-                .card(&auth.merchant_id, check_id("saved card", card_id)?)
-                .await?
-                .filter(|card| card.active)
-                .ok_or_else(|| ApiError::not_found("saved card", card_id).with_param("saved_card_id"))?;
-            Some(card)
-        }
-        None => None,
-    };
-    if confirm && card.is_none() && input.payment_method.is_none() {
-        return Err(ApiError::missing_param("payment_method"));
-    }
-    let provider_name = match (&input.provider, &card) {
-        (Some(name), Some(card)) if *name != card.provider => {
-            return Err(ApiError::invalid_param(
-                "provider",
-                format!("the saved card belongs to provider {:?}", card.provider),
-            ))
-        }
-        (Some(name), _) => name.clone(),
-        (None, Some(card)) => card.provider.clone(),
-        (None, None) => state
-            .providers
-            .default_name()
-            .ok_or_else(|| ApiError::missing_param("provider"))?
-            .to_owned(),
-    };
-    let provider = state
-        .providers
-        .for_merchant(&*state.store, &state.sealer, &auth.merchant_id, &provider_name)
-        .await?;
-    let mut request = CreateIntent::new(amount);
-    request.capture_method = input.capture_method.unwrap_or_default();
-    request.confirm = confirm;
-    request.return_url = input.return_url.clone();
-    request.metadata = metadata;
-    request.description = input.description;
-    request.receipt_email = input.customer_email.clone();
-    match &card {
-        Some(card) => {
-            request.customer = Some(card.provider_customer_id.clone());
-            request.payment_method = Some(card.provider_payment_method.clone());
-            request.off_session = true;
-        }
-        None => request.payment_method = input.payment_method,
-    }
-    let idempotency_key = idempotency_key_of(&req);
-    let merchant_id = auth.merchant_id.to_string();
-    idempotent::run(&state, &auth, &req, &body, |keys: ProviderKeys| async move {
-        let key = keys.step("create_intent")?;
-        let (intent, error) = split_result(provider.create_intent(request, &key).await)?;
-        let now = now_ms();
-        let row = PaymentRow {
-            id: new_id(),
-            merchant_id,
-            provider: provider_name,
-            intent,
-            amount_refunded: 0,
-            idempotency_key,
-            saved_card_id: card.map(|card| card.id),
-            customer_email: input.customer_email,
-            return_url: input.return_url,
-            created_at: now,
-            updated_at: now,
-        };
-        let (status, body) = payment_outcome(&row, error);
-        let (change, update) = new_payment(row, ChangeSource::Api);
-        Ok(Outcome {
-            status,
-            body,
-            changes: vec![change],
-            updates: vec![update],
+/// An RFC 3339 time parameter as Unix milliseconds.
+fn time_param(param: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.map(|text| {
+        parse_time(text).ok_or_else(|| {
+            ApiError::invalid_param(
+                param,
+                format!("{param} must be an RFC 3339 time such as 2025-06-01T00:00:00Z"),
+            )
         })
     })
-    .await
+    .transpose()
 }
 
-/// Retrieve a payment. A payment waiting on the customer (3-D Secure) or on
-/// the provider is refreshed from the provider first.
-#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments",
-    params(("id" = String, Path, description = "Payment id")),
-    responses((status = 200, description = "The payment", body = PaymentView),
-              (status = 404, description = "No such payment for this merchant")),
-    security(("api_key" = ["payments:read"])))]
-pub(crate) async fn get(
-    state: web::Data<Core>,
-    auth: Auth,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsRead)?;
-    let id = check_id("payment", &id)?;
-    let row = load(&state, &auth, id).await?;
-    if !matches!(
-        row.intent.status,
-        IntentStatus::RequiresAction | IntentStatus::Processing
-    ) {
-        return Ok(ok(&PaymentView::new(&row)));
-    }
-    let _guard = state.payment_locks.lock(row.id.clone()).await;
-    let mut row = load(&state, &auth, id).await?;
-    let provider = state
-        .providers
-        .for_merchant(&*state.store, &state.sealer, &auth.merchant_id, &row.provider)
-        .await?;
-    match provider.retrieve_intent(&row.intent.id).await {
-        Ok(intent) => {
-            if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
-                commit_and_publish(&state, vec![change], &[update]).await?;
-            }
-        }
-        Err(error) => {
-            tracing::warn!(payment = %row.id, %error, "refreshing the intent failed; showing the stored state")
-        }
-    }
-    Ok(ok(&PaymentView::new(&row)))
-}
+impl ListQuery for PaymentQuery {
+    const CURSOR_KIND: &'static str = "payment";
+    /// The filters; `after_id` and `limit` come from the page.
+    type Search = PaymentFilter;
 
-async fn load(state: &Core, auth: &Auth, id: &str) -> Result<PaymentRow, ApiError> {
-    state
-        .store
-        .payment(&auth.merchant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment", id))
+    fn take_page(&mut self) -> (Option<u32>, Option<String>) {
+        (
+            self.limit.take(),
+            self.cursor.take().or(self.starting_after.take()),
+        )
+    }
+
+    fn search(self) -> Result<PaymentFilter, ApiError> {
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(name) => Some(
+                PaymentStatus::parse(name)
+                    .ok_or_else(|| ApiError::invalid_param("status", format!("unknown status {name:?}")))?,
+            ),
+        };
+        let currency = self
+            .currency
+            .as_deref()
+            .map(parse_currency)
+            .transpose()?
+            .map(|currency| currency.code().to_owned());
+        let amount = |param: &str, text: Option<&str>| text.map(|t| parse_e4(param, t)).transpose();
+        Ok(PaymentFilter {
+            provider: self.provider,
+            status,
+            currency,
+            min_amount_e4: amount("min_amount", self.min_amount.as_deref())?,
+            max_amount_e4: amount("max_amount", self.max_amount.as_deref())?,
+            since_ms: time_param("since", self.since.as_deref())?,
+            until_ms: time_param("until", self.until.as_deref())?,
+            after_id: None,
+            limit: 0,
+        })
+    }
 }
 
 /// Parses a non-negative decimal into ten-thousandths of the major unit.
@@ -350,6 +291,41 @@ fn parse_e4(param: &str, text: &str) -> Result<i64, ApiError> {
     Ok(value)
 }
 
+/// Create a payment.
+#[utoipa::path(post, path = "/v1/payments", tag = "payments",
+    request_body = CreatePaymentRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses((status = 200, description = "The payment", body = PaymentView),
+              (status = 402, description = "Declined; the failed payment is stored"),
+              (status = 400, description = "Invalid request")),
+    security(("api_key" = ["payments:write"])))]
+pub(crate) async fn create(
+    core: web::Data<Core>,
+    auth: Auth<PaymentsWrite>,
+    body: Idempotent<CreatePaymentRequest>,
+) -> Result<Replied, ApiError> {
+    let Idempotent { value, post } = body;
+    Ok(Replied(
+        payments_api::create(&core, &auth, value, post.request()).await?,
+    ))
+}
+
+/// Retrieve a payment. A payment waiting on the customer (3-D Secure) or on
+/// the provider is refreshed from the provider first.
+#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments",
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, description = "The payment", body = PaymentView),
+              (status = 404, description = "No such payment for this merchant")),
+    security(("api_key" = ["payments:read"])))]
+pub(crate) async fn get(
+    core: web::Data<Core>,
+    auth: Auth<PaymentsRead>,
+    id: PaymentId,
+) -> Result<Success, ApiError> {
+    let row = payments_api::get(&core, &auth, &id).await?;
+    Ok(Success::of(&PaymentView::new(&row)))
+}
+
 /// List payments, newest first, with filters and a cursor.
 #[utoipa::path(get, path = "/v1/payments", tag = "payments",
     params(("provider" = Option<String>, Query, description = "Provider name"),
@@ -364,155 +340,12 @@ fn parse_e4(param: &str, text: &str) -> Result<i64, ApiError> {
     responses((status = 200, description = "A page of payments", body = PaymentList)),
     security(("api_key" = ["payments:read"])))]
 pub(crate) async fn list(
-    state: web::Data<Core>,
-    auth: Auth,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsRead)?;
-    let query: ListQuery = parse_query(&req)?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid_param(
-            "limit",
-            "limit must be between 1 and 100",
-        ));
-    }
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(name) => Some(
-            [
-                gateway_core::PaymentStatus::Pending,
-                gateway_core::PaymentStatus::Completed,
-                gateway_core::PaymentStatus::Failed,
-                gateway_core::PaymentStatus::Canceled,
-                gateway_core::PaymentStatus::Refunded,
-                gateway_core::PaymentStatus::PartiallyRefunded,
-            ]
-            .into_iter()
-            .find(|status| status.as_str() == name)
-            .ok_or_else(|| ApiError::invalid_param("status", format!("unknown status {name:?}")))?,
-        ),
-    };
-    let currency = query
-        .currency
-        .as_deref()
-        .map(parse_currency)
-        .transpose()?
-        .map(|currency| currency.code().to_owned());
-    let time = |param: &str, text: &Option<String>| {
-        text.as_deref()
-            .map(|text| {
-                parse_time(text).ok_or_else(|| {
-                    ApiError::invalid_param(
-                        param,
-                        format!("{param} must be an RFC 3339 time such as 2025-06-01T00:00:00Z"),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let cursor = query.cursor.or(query.starting_after);
-    if let Some(cursor) = &cursor {
-        if state
-            .store
-            .payment(
-                &auth.merchant_id,
-                check_id("payment", cursor)
-                    .map_err(|_| ApiError::invalid_param("cursor", "unknown cursor"))?,
-            )
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::invalid_param("cursor", "unknown cursor"));
-        }
-    }
-    let filter = PaymentFilter {
-        provider: query.provider,
-        status,
-        currency,
-        min_amount_e4: query
-            .min_amount
-            .as_deref()
-            .map(|t| parse_e4("min_amount", t))
-            .transpose()?,
-        max_amount_e4: query
-            .max_amount
-            .as_deref()
-            .map(|t| parse_e4("max_amount", t))
-            .transpose()?,
-        since_ms: time("since", &query.since)?,
-        until_ms: time("until", &query.until)?,
-        after_id: cursor,
-        limit: limit + 1,
-    };
-    let mut rows = state.store.payments(&auth.merchant_id, &filter).await?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let list = PaymentList {
-        object: "list",
-        next_cursor: if has_more {
-            rows.last().map(|row| row.id.clone())
-        } else {
-            None
-        },
-        data: rows.iter().map(PaymentView::new).collect(),
-        has_more,
-    };
-    Ok(ok(&list))
-}
-
-/// Runs a provider operation on a stored payment under its lock, storing the
-/// intent it returns through [`apply_intent_change`].
-async fn change_payment<F, Fut>(
-    state: &Core,
-    auth: &Auth,
-    req: &HttpRequest,
-    body: &[u8],
-    id: &str,
-    check: impl FnOnce(&PaymentRow) -> Result<(), ApiError>,
-    call: F,
-) -> Result<HttpResponse, ApiError>
-where
-    F: FnOnce(Arc<dyn PaymentProvider>, PaymentRow, ProviderKeys) -> Fut,
-    Fut: std::future::Future<Output = Result<PaymentIntent, ProviderError>>,
-{
-    let id = check_id("payment", id)?;
-    idempotent::run(state, auth, req, body, |keys| async move {
-        let _guard = state.payment_locks.lock(id.to_owned()).await;
-        let mut row = load(state, auth, id).await?;
-        check(&row)?;
-        let provider = state
-            .providers
-            .for_merchant(&*state.store, &state.sealer, &auth.merchant_id, &row.provider)
-            .await?;
-        let (intent, error) = split_result(call(provider, row.clone(), keys).await)?;
-        let mut changes = Vec::new();
-        let mut updates = Vec::new();
-        if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Api) {
-            changes.push(change);
-            updates.push(update);
-        }
-        let (status, body) = payment_outcome(&row, error);
-        Ok(Outcome {
-            status,
-            body,
-            changes,
-            updates,
-        })
-    })
-    .await
-}
-
-fn state_error(row: &PaymentRow, action: &str) -> ApiError {
-    ApiError::conflict(
-        "payment_unexpected_state",
-        format!(
-            "cannot {action} payment {} while it is {} ({})",
-            row.id,
-            row.status(),
-            row.intent.status
-        ),
-    )
+    core: web::Data<Core>,
+    auth: Auth<PaymentsRead>,
+    query: Page<PaymentQuery>,
+) -> Result<Success, ApiError> {
+    let page = payments_api::list(&core, &auth, query.search, query.page).await?;
+    Ok(Success::of(&page.list(|row| &row.id, PaymentView::new)))
 }
 
 /// Confirm a payment created with `confirm: false` (or retry a failed one).
@@ -523,52 +356,15 @@ fn state_error(row: &PaymentRow, action: &str) -> ApiError {
               (status = 402, description = "Declined"), (status = 409, description = "Not confirmable")),
     security(("api_key" = ["payments:write"])))]
 pub(crate) async fn confirm(
-    state: web::Data<Core>,
-    auth: Auth,
-    req: HttpRequest,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsWrite)?;
-    let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let input: ConfirmPaymentRequest = parse_json(&req, &body)?;
-    if let Some(url) = &input.return_url {
-        validate_url("return_url", url)?;
-    }
-    let check = |row: &PaymentRow| {
-        if !matches!(
-            row.intent.status,
-            IntentStatus::RequiresPaymentMethod
-                | IntentStatus::RequiresConfirmation
-                | IntentStatus::RequiresAction
-        ) {
-            return Err(state_error(row, "confirm"));
-        }
-        if input.payment_method.is_none() && row.intent.payment_method.is_none() {
-            return Err(ApiError::missing_param("payment_method"));
-        }
-        Ok(())
-    };
-    let request = ConfirmIntent {
-        payment_method: input.payment_method.clone(),
-        return_url: input.return_url.clone(),
-        off_session: false,
-    };
-    change_payment(
-        &state,
-        &auth,
-        &req,
-        &body,
-        &id,
-        check,
-        |provider, row, keys| async move {
-            let key = keys
-                .step("confirm")
-                .map_err(|_| ProviderError::unavailable("key"))?;
-            provider.confirm_intent(&row.intent.id, request, &key).await
-        },
-    )
-    .await
+    core: web::Data<Core>,
+    auth: Auth<PaymentsWrite>,
+    body: Idempotent<ConfirmPaymentRequest>,
+    id: PaymentId,
+) -> Result<Replied, ApiError> {
+    let Idempotent { value, post } = body;
+    Ok(Replied(
+        payments_api::confirm(&core, &auth, &id, value, post.request()).await?,
+    ))
 }
 
 /// Capture an authorized payment, in full or in part.
@@ -579,57 +375,15 @@ pub(crate) async fn confirm(
               (status = 409, description = "Not awaiting capture"), (status = 422, description = "More than authorized")),
     security(("api_key" = ["payments:write"])))]
 pub(crate) async fn capture(
-    state: web::Data<Core>,
-    auth: Auth,
-    req: HttpRequest,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsWrite)?;
-    let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let input: CapturePaymentRequest = parse_json(&req, &body)?;
-    let amount_cell = std::cell::Cell::new(None);
-    let check = |row: &PaymentRow| {
-        if row.intent.status != IntentStatus::RequiresCapture {
-            return Err(state_error(row, "capture"));
-        }
-        if let Some(raw) = &input.amount {
-            let money = parse_amount(raw, row.intent.currency, "amount")?;
-            if money.minor_units() > row.intent.amount_capturable {
-                return Err(ApiError::unprocessable(
-                    "amount_too_large",
-                    format!(
-                        "cannot capture {} {}: only {} is authorized",
-                        money.to_decimal_string(),
-                        row.intent.currency,
-                        gateway_core::format_minor_units(row.intent.amount_capturable, row.intent.currency)
-                    ),
-                )
-                .with_param("amount"));
-            }
-            amount_cell.set(Some(money.minor_units()));
-        }
-        Ok(())
-    };
-    let amount_ref = &amount_cell;
-    change_payment(
-        &state,
-        &auth,
-        &req,
-        &body,
-        &id,
-        check,
-        |provider, row, keys| async move {
-            let key = keys
-                .step("capture")
-                .map_err(|_| ProviderError::unavailable("key"))?;
-            let request = CaptureIntent {
-                amount_to_capture: amount_ref.get(),
-            };
-            provider.capture_intent(&row.intent.id, request, &key).await
-        },
-    )
-    .await
+    core: web::Data<Core>,
+    auth: Auth<PaymentsWrite>,
+    body: Idempotent<CapturePaymentRequest>,
+    id: PaymentId,
+) -> Result<Replied, ApiError> {
+    let Idempotent { value, post } = body;
+    Ok(Replied(
+        payments_api::capture(&core, &auth, &id, value, post.request()).await?,
+    ))
 }
 
 /// Cancel a payment that is not captured.
@@ -640,48 +394,15 @@ pub(crate) async fn capture(
               (status = 409, description = "Already captured or canceled")),
     security(("api_key" = ["payments:write"])))]
 pub(crate) async fn cancel(
-    state: web::Data<Core>,
-    auth: Auth,
-    req: HttpRequest,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::PaymentsWrite)?;
-    let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let input: CancelPaymentRequest = parse_json(&req, &body)?;
-    if let Some(reason) = &input.reason {
-        if !matches!(
-            reason.as_str(),
-            "duplicate" | "fraudulent" | "requested_by_customer" | "abandoned"
-        ) {
-            return Err(ApiError::invalid_param(
-                "reason",
-                "reason must be duplicate, fraudulent, requested_by_customer or abandoned",
-            ));
-        }
-    }
-    let check = |row: &PaymentRow| {
-        if row.intent.status.is_terminal() {
-            return Err(state_error(row, "cancel"));
-        }
-        Ok(())
-    };
-    let request = CancelIntent { reason: input.reason };
-    change_payment(
-        &state,
-        &auth,
-        &req,
-        &body,
-        &id,
-        check,
-        |provider, row, keys| async move {
-            let key = keys
-                .step("cancel")
-                .map_err(|_| ProviderError::unavailable("key"))?;
-            provider.cancel_intent(&row.intent.id, request, &key).await
-        },
-    )
-    .await
+    core: web::Data<Core>,
+    auth: Auth<PaymentsWrite>,
+    body: Idempotent<CancelPaymentRequest>,
+    id: PaymentId,
+) -> Result<Replied, ApiError> {
+    let Idempotent { value, post } = body;
+    Ok(Replied(
+        payments_api::cancel(&core, &auth, &id, value, post.request()).await?,
+    ))
 }
 
 #[cfg(test)]

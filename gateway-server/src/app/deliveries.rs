@@ -1,0 +1,180 @@
+//! The merchant's outbound webhook deliveries: listed, read with every
+//! attempt, and sent again on request.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::core::Core;
+use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
+use crate::app::lists::{Page, PageRequest};
+use crate::app::outbound::payload;
+use crate::domain::error::{success_bytes, ApiError, Status};
+use crate::domain::scopes::Caller;
+use crate::store::{Change, DeliveryFilter, DeliveryRow};
+use crate::support::clock::{now_ms, rfc3339};
+
+/// One attempt to deliver a webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AttemptView {
+    attempt: i64,
+    at: String,
+    /// The merchant endpoint's HTTP status, if it answered.
+    http_status: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+}
+
+/// An outbound webhook and its delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveryView {
+    /// The event id (the payload's `id`; receivers deduplicate on it).
+    id: String,
+    object: &'static str,
+    event_type: String,
+    payment_id: String,
+    url: String,
+    /// `pending`, `delivered` or `failed` (retries exhausted).
+    status: String,
+    sequence: i64,
+    attempts: i64,
+    next_attempt_at: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+    last_http_status: Option<i64>,
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt_log: Option<Vec<AttemptView>>,
+    /// The exact JSON body sent (signed with `Gateway-Signature`).
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+}
+
+impl DeliveryView {
+    pub(crate) fn new(row: &DeliveryRow, attempts: Option<Vec<AttemptView>>) -> Self {
+        DeliveryView {
+            id: row.id.clone(),
+            object: "webhook_delivery",
+            event_type: row.event_type.clone(),
+            payment_id: row.payment_id.clone(),
+            url: row.url.clone(),
+            status: row.status.clone(),
+            sequence: row.seq,
+            attempts: row.attempts,
+            next_attempt_at: (row.status == "pending").then(|| rfc3339(row.next_attempt_at)),
+            created_at: rfc3339(row.created_at),
+            delivered_at: row.delivered_at.map(rfc3339),
+            last_http_status: row.last_status,
+            last_error: row.last_error.clone(),
+            attempt_log: attempts,
+            payload: serde_json::from_str(&payload(row)).unwrap_or_default(),
+        }
+    }
+}
+
+/// The filters of `GET /v1/webhook-deliveries`, validated.
+#[derive(Debug, Default)]
+pub(crate) struct DeliverySearch {
+    /// `pending`, `delivered` or `failed`.
+    pub(crate) status: Option<String>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) payment_id: Option<String>,
+}
+
+/// One page of the merchant's deliveries, newest first; 400 for a cursor
+/// that names no delivery of the merchant.
+pub(crate) async fn list(
+    core: &Core,
+    caller: &Caller,
+    search: DeliverySearch,
+    page: PageRequest,
+) -> Result<Page<DeliveryRow>, ApiError> {
+    let before_seq = match &page.cursor {
+        None => None,
+        Some(cursor) => Some(
+            core.store
+                .delivery(&caller.merchant_id, cursor)
+                .await?
+                .ok_or_else(|| ApiError::invalid_param("cursor", "unknown cursor"))?
+                .seq,
+        ),
+    };
+    let filter = DeliveryFilter {
+        status: search.status,
+        event_type: search.event_type,
+        payment_id: search.payment_id,
+        before_seq,
+        limit: page.fetch(),
+    };
+    let rows = core.store.deliveries(&caller.merchant_id, &filter).await?;
+    Ok(Page::cut(rows, &page))
+}
+
+async fn load(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryRow, ApiError> {
+    core.store
+        .delivery(&caller.merchant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook delivery", id))
+}
+
+async fn attempts(core: &Core, row: &DeliveryRow) -> Result<Vec<AttemptView>, ApiError> {
+    Ok(core
+        .store
+        .delivery_attempts(&row.id)
+        .await?
+        .into_iter()
+        .map(|a| AttemptView {
+            attempt: a.attempt,
+            at: rfc3339(a.at),
+            http_status: a.http_status,
+            latency_ms: a.latency_ms,
+            error: a.error,
+        })
+        .collect())
+}
+
+/// One delivery of the merchant with every attempt; 404 if there is none.
+pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryView, ApiError> {
+    let row = load(core, caller, id).await?;
+    let attempts = attempts(core, &row).await?;
+    Ok(DeliveryView::new(&row, Some(attempts)))
+}
+
+/// Queues a delivered or failed delivery again now, once per
+/// `Idempotency-Key`; 409 while it is still pending. Answers the delivery
+/// as queued.
+pub(crate) async fn retry(
+    core: &Core,
+    caller: &Caller,
+    id: &str,
+    post: IdempotentRequest<'_>,
+) -> Result<Reply, ApiError> {
+    let reply = idempotency::run(core, caller, post, |_keys| async move {
+        let mut row = load(core, caller, id).await?;
+        if row.status == "pending" {
+            return Err(ApiError::conflict(
+                "delivery_pending",
+                "this delivery is still being retried; wait for it to be delivered or to fail",
+            ));
+        }
+        let attempts = attempts(core, &row).await?;
+        let at = now_ms();
+        // What the change below makes of the row.
+        row.status = "pending".to_owned();
+        row.next_attempt_at = at;
+        Ok(Outcome {
+            status: Status::OK,
+            body: success_bytes(&DeliveryView::new(&row, Some(attempts))),
+            changes: vec![Change::RetryDelivery {
+                merchant_id: caller.merchant_id.to_string(),
+                id: row.id.clone(),
+                at,
+            }],
+            updates: Vec::new(),
+        })
+    })
+    .await?;
+    if !reply.replayed {
+        core.outbound.wake();
+    }
+    Ok(reply)
+}

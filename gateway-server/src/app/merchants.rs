@@ -1,0 +1,286 @@
+//! The merchant's configuration (provider credentials, webhook URL) and its API keys.
+
+use std::collections::BTreeMap;
+
+use gateway_core::build_provider;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::core::Core;
+use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
+use crate::app::lists::List;
+use crate::app::outbound::{new_signing_secret, secret_aad};
+use crate::app::providers::{credential_aad, provider_config};
+use crate::domain::error::{success_bytes, ApiError, Status};
+use crate::domain::scopes::{Caller, Scopes};
+use crate::store::{ApiKeyRow, Change, CredentialRow, MerchantRow};
+use crate::support::clock::{now_ms, rfc3339};
+use crate::support::crypto::mask;
+use crate::support::ids::{hash_api_key, new_api_key, new_id};
+
+/// A provider the merchant configured; secrets masked.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProviderView {
+    provider: String,
+    /// Each setting masked, e.g. `sk_test_****4242`.
+    #[schema(value_type = Object)]
+    credentials: serde_json::Value,
+    updated_at: String,
+}
+
+/// The merchant.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MerchantView {
+    id: String,
+    object: &'static str,
+    name: String,
+    webhook_url: Option<String>,
+    providers: Vec<ProviderView>,
+    /// Providers usable without own credentials.
+    available_providers: Vec<String>,
+    created_at: String,
+}
+
+/// The webhook configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WebhookView {
+    webhook_url: Option<String>,
+    /// The secret `Gateway-Signature` is computed with: shown once, when it
+    /// is created (the first time a URL is set, or on `rotate_secret`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_secret: Option<String>,
+    /// Whether a signing secret exists.
+    signing_secret_set: bool,
+}
+
+/// An API key (the key itself only once, on creation).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ApiKeyView {
+    id: String,
+    object: &'static str,
+    /// Shown once, when the key is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    /// The key's first characters, to recognize it.
+    prefix: String,
+    scopes: Vec<&'static str>,
+    created_at: String,
+    revoked_at: Option<String>,
+}
+
+impl ApiKeyView {
+    fn new(row: &ApiKeyRow, key: Option<String>) -> Self {
+        ApiKeyView {
+            id: row.id.clone(),
+            object: "api_key",
+            key,
+            prefix: row.prefix.clone(),
+            scopes: row.scopes.names(),
+            created_at: rfc3339(row.created_at),
+            revoked_at: row.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// Settings for one provider, validated in shape (names and sizes), not yet
+/// built.
+#[derive(Debug)]
+pub(crate) struct ProviderSettings {
+    pub(crate) provider: String,
+    pub(crate) settings: BTreeMap<String, String>,
+}
+
+/// A validated webhook configuration.
+#[derive(Debug)]
+pub(crate) struct WebhookSettings {
+    /// `None` stops sending events.
+    pub(crate) webhook_url: Option<String>,
+    pub(crate) rotate_secret: bool,
+}
+
+async fn merchant_row(core: &Core, caller: &Caller) -> Result<MerchantRow, ApiError> {
+    core.store
+        .merchant(&caller.merchant_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("merchant", &caller.merchant_id))
+}
+
+/// The caller's merchant with its providers, credentials masked.
+pub(crate) async fn get(core: &Core, caller: &Caller) -> Result<MerchantView, ApiError> {
+    let merchant = merchant_row(core, caller).await?;
+    let providers = core
+        .store
+        .credentials(&merchant.id)
+        .await?
+        .into_iter()
+        .map(|row| ProviderView {
+            credentials: serde_json::from_str(&row.masked).unwrap_or_default(),
+            provider: row.provider,
+            updated_at: rfc3339(row.updated_at),
+        })
+        .collect();
+    Ok(MerchantView {
+        id: merchant.id,
+        object: "merchant",
+        name: merchant.name,
+        webhook_url: merchant.webhook_url,
+        providers,
+        available_providers: core.providers.global_names(),
+        created_at: rfc3339(merchant.created_at),
+    })
+}
+
+/// Stores a provider's credentials, sealed; 400 if they do not build the
+/// provider (checked without contacting it).
+pub(crate) async fn put_provider(
+    core: &Core,
+    caller: &Caller,
+    input: ProviderSettings,
+) -> Result<MerchantView, ApiError> {
+    let ProviderSettings {
+        provider: name,
+        settings,
+    } = input;
+    let config = provider_config(&settings);
+    build_provider(&name, &config).map_err(|error| {
+        let api = ApiError::from(error);
+        ApiError::invalid_param(
+            &name,
+            format!("these settings do not build a {name} provider: {api}"),
+        )
+    })?;
+    let plain = serde_json::to_vec(&settings).map_err(|_| ApiError::internal())?;
+    let sealed = core
+        .sealer
+        .seal(&plain, credential_aad(&caller.merchant_id, &name).as_bytes());
+    let masked: BTreeMap<&String, String> = settings.iter().map(|(key, value)| (key, mask(value))).collect();
+    let row = CredentialRow {
+        merchant_id: caller.merchant_id.to_string(),
+        provider: name.clone(),
+        sealed,
+        masked: serde_json::to_string(&masked).map_err(|_| ApiError::internal())?,
+        updated_at: now_ms(),
+    };
+    core.store.commit(vec![Change::UpsertCredential(row)]).await?;
+    core.providers.invalidate(&caller.merchant_id, &name);
+    tracing::info!(merchant = %caller.merchant_id, provider = %name, "provider credentials stored");
+    get(core, caller).await
+}
+
+/// Sets (or clears) the webhook URL; creates the signing secret with the
+/// first URL or on request, shown in this answer only.
+pub(crate) async fn put_webhook(
+    core: &Core,
+    caller: &Caller,
+    input: WebhookSettings,
+) -> Result<WebhookView, ApiError> {
+    let has_secret = core.store.signing_secret(&caller.merchant_id).await?.is_some();
+    let mut changes = vec![Change::SetWebhookUrl {
+        merchant_id: caller.merchant_id.to_string(),
+        url: input.webhook_url.clone(),
+    }];
+    let new_secret =
+        (input.rotate_secret || (!has_secret && input.webhook_url.is_some())).then(new_signing_secret);
+    if let Some(secret) = &new_secret {
+        changes.push(Change::SetSigningSecret {
+            merchant_id: caller.merchant_id.to_string(),
+            sealed: core
+                .sealer
+                .seal(secret.as_bytes(), secret_aad(&caller.merchant_id).as_bytes()),
+            at: now_ms(),
+        });
+    }
+    core.store.commit(changes).await?;
+    core.outbound.forget_url(&caller.merchant_id);
+    if new_secret.is_some() {
+        tracing::info!(merchant = %caller.merchant_id, "webhook signing secret created");
+    }
+    Ok(WebhookView {
+        webhook_url: input.webhook_url,
+        signing_secret_set: has_secret || new_secret.is_some(),
+        signing_secret: new_secret,
+    })
+}
+
+/// The webhook configuration (never the secret).
+pub(crate) async fn get_webhook(core: &Core, caller: &Caller) -> Result<WebhookView, ApiError> {
+    let merchant = merchant_row(core, caller).await?;
+    Ok(WebhookView {
+        webhook_url: merchant.webhook_url,
+        signing_secret: None,
+        signing_secret_set: core.store.signing_secret(&caller.merchant_id).await?.is_some(),
+    })
+}
+
+/// The row and the key for a new API key of `merchant_id`.
+pub(crate) fn new_key_row(merchant_id: &str, scopes: Scopes) -> (ApiKeyRow, String) {
+    let key = new_api_key();
+    let row = ApiKeyRow {
+        id: format!("key_{}", new_id().replace('-', "")),
+        merchant_id: merchant_id.to_owned(),
+        key_hash: hash_api_key(&key),
+        prefix: key.chars().take(14).collect(),
+        scopes,
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    (row, key)
+}
+
+/// Creates an API key with `scopes` (non-empty), once per `Idempotency-Key`;
+/// 403 for scopes the calling key lacks.
+pub(crate) async fn create_key(
+    core: &Core,
+    caller: &Caller,
+    scopes: Scopes,
+    post: IdempotentRequest<'_>,
+) -> Result<Reply, ApiError> {
+    if !caller.scopes.covers(scopes) {
+        return Err(ApiError::new(
+            Status::FORBIDDEN,
+            "insufficient_scope",
+            "a key cannot grant scopes it does not have",
+        )
+        .with_param("scopes"));
+    }
+    idempotency::run(core, caller, post, |_keys| async move {
+        let (row, key) = new_key_row(&caller.merchant_id, scopes);
+        Ok(Outcome {
+            status: Status::OK,
+            body: success_bytes(&ApiKeyView::new(&row, Some(key))),
+            changes: vec![Change::InsertApiKey(row)],
+            updates: Vec::new(),
+        })
+    })
+    .await
+}
+
+/// The merchant's API keys (never the keys themselves).
+pub(crate) async fn list_keys(core: &Core, caller: &Caller) -> Result<List<ApiKeyView>, ApiError> {
+    let rows = core.store.api_keys(&caller.merchant_id).await?;
+    Ok(List::all(
+        rows.iter().map(|row| ApiKeyView::new(row, None)).collect(),
+    ))
+}
+
+/// Revokes an API key at once; 404 unless it is a live key of the merchant.
+pub(crate) async fn revoke_key(core: &Core, caller: &Caller, id: &str) -> Result<ApiKeyView, ApiError> {
+    let mut row = core
+        .store
+        .api_keys(&caller.merchant_id)
+        .await?
+        .into_iter()
+        .find(|row| row.id == id && row.revoked_at.is_none())
+        .ok_or_else(|| ApiError::not_found("api key", id))?;
+    let at = now_ms();
+    core.store
+        .commit(vec![Change::RevokeApiKey {
+            merchant_id: caller.merchant_id.to_string(),
+            id: row.id.clone(),
+            at,
+        }])
+        .await?;
+    core.keys.forget_key(&row.id);
+    row.revoked_at = Some(at);
+    Ok(ApiKeyView::new(&row, None))
+}

@@ -1,0 +1,102 @@
+//! The payments API's use cases: create, read, list, confirm, capture,
+//! cancel. Each takes the shared [`Core`], the [`Caller`] and a validated
+//! request, and answers with a domain [`ApiError`] on failure.
+
+mod change;
+mod create;
+
+pub(crate) use change::{cancel, capture, confirm, Cancel, Capture, Confirm};
+pub(crate) use create::{create, NewPayment};
+
+use gateway_core::{IntentStatus, PaymentIntent, ProviderError};
+
+use crate::app::core::Core;
+use crate::app::lists::{Page, PageRequest};
+use crate::app::payments::{apply_intent_change, commit_and_publish, ChangeSource};
+use crate::domain::error::{success_bytes, ApiError, Status};
+use crate::domain::scopes::Caller;
+use crate::domain::views::PaymentView;
+use crate::store::{PaymentFilter, PaymentRow};
+
+/// The stored payment `id` of the caller's merchant; 404 if there is none.
+pub(crate) async fn load(core: &Core, caller: &Caller, id: &str) -> Result<PaymentRow, ApiError> {
+    core.store
+        .payment(&caller.merchant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment", id))
+}
+
+/// The outcome of a provider call on an intent: the new intent, plus the
+/// error when the provider declined and still returned the intent.
+fn split_result(
+    result: Result<PaymentIntent, ProviderError>,
+) -> Result<(PaymentIntent, Option<ProviderError>), ApiError> {
+    match result {
+        Ok(intent) => Ok((intent, None)),
+        Err(error) => match error.intent().cloned() {
+            Some(intent) => Ok((intent, Some(error))),
+            None => Err(error.into()),
+        },
+    }
+}
+
+/// The answer for a payment the provider just acted on: the payment, or the
+/// provider's refusal naming it (a declined payment is still stored).
+fn payment_outcome(row: &PaymentRow, error: Option<ProviderError>) -> (Status, Vec<u8>) {
+    match error {
+        None => (Status::OK, success_bytes(&PaymentView::new(row))),
+        Some(error) => {
+            let api = ApiError::from(error).with_payment(row.id.clone());
+            (api.status(), api.body_bytes())
+        }
+    }
+}
+
+/// A payment, refreshed from the provider first while it waits on the
+/// customer (3-D Secure) or on the provider.
+pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<PaymentRow, ApiError> {
+    let row = load(core, caller, id).await?;
+    if !matches!(
+        row.intent.status,
+        IntentStatus::RequiresAction | IntentStatus::Processing
+    ) {
+        return Ok(row);
+    }
+    let _guard = core.payment_locks.lock(row.id.clone()).await;
+    let mut row = load(core, caller, id).await?;
+    let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
+    match provider.retrieve_intent(&row.intent.id).await {
+        Ok(intent) => {
+            if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
+                commit_and_publish(core, vec![change], &[update]).await?;
+            }
+        }
+        Err(error) => {
+            tracing::warn!(payment = %row.id, %error, "refreshing the intent failed; showing the stored state")
+        }
+    }
+    Ok(row)
+}
+
+/// One page of the caller's payments matching `search` (its page fields are
+/// set from `page`), newest first; 400 for a cursor that names no payment of
+/// the merchant.
+pub(crate) async fn list(
+    core: &Core,
+    caller: &Caller,
+    search: PaymentFilter,
+    page: PageRequest,
+) -> Result<Page<PaymentRow>, ApiError> {
+    if let Some(cursor) = &page.cursor {
+        if core.store.payment(&caller.merchant_id, cursor).await?.is_none() {
+            return Err(ApiError::invalid_param("cursor", "unknown cursor"));
+        }
+    }
+    let filter = PaymentFilter {
+        after_id: page.cursor.clone(),
+        limit: page.fetch(),
+        ..search
+    };
+    let rows = core.store.payments(&caller.merchant_id, &filter).await?;
+    Ok(Page::cut(rows, &page))
+}
