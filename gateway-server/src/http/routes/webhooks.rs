@@ -15,7 +15,7 @@ use crate::domain::scopes::Scope;
 use crate::http::auth::Auth;
 use crate::http::body::read_body;
 use crate::http::errors::{ok, ApiError};
-use crate::store::{Change, DeliveryFilter, DeliveryRow, EventKey, WebhookEventRow};
+use crate::store::{Change, DeliveryFilter, DeliveryRow, DeliveryStatus, EventKey, WebhookEventRow};
 use crate::support::clock::{now_ms, rfc3339};
 
 /// The largest inbound webhook body accepted.
@@ -210,10 +210,10 @@ impl DeliveryView {
             event_type: row.event_type.clone(),
             payment_id: row.payment_id.clone(),
             url: row.url.clone(),
-            status: row.status.clone(),
+            status: row.status.as_str().to_owned(),
             sequence: row.seq,
             attempts: row.attempts,
-            next_attempt_at: (row.status == "pending").then(|| rfc3339(row.next_attempt_at)),
+            next_attempt_at: (row.status == DeliveryStatus::Pending).then(|| rfc3339(row.next_attempt_at)),
             created_at: rfc3339(row.created_at),
             delivered_at: row.delivered_at.map(rfc3339),
             last_http_status: row.last_status,
@@ -268,14 +268,12 @@ pub(crate) async fn list_deliveries(
             "limit must be between 1 and 100",
         ));
     }
-    if let Some(status) = &query.status {
-        if !matches!(status.as_str(), "pending" | "delivered" | "failed") {
-            return Err(ApiError::invalid_param(
-                "status",
-                "status must be pending, delivered or failed",
-            ));
-        }
-    }
+    let status = match &query.status {
+        None => None,
+        Some(name) => Some(DeliveryStatus::parse(name).ok_or_else(|| {
+            ApiError::invalid_param("status", "status must be pending, delivered or failed")
+        })?),
+    };
     let before_seq = match &query.cursor {
         None => None,
         Some(cursor) => Some(
@@ -288,7 +286,7 @@ pub(crate) async fn list_deliveries(
         ),
     };
     let filter = DeliveryFilter {
-        status: query.status,
+        status,
         event_type: query.event_type,
         payment_id: query.payment_id,
         before_seq,
@@ -363,7 +361,7 @@ pub(crate) async fn retry_delivery(
         .delivery(&auth.merchant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook delivery", id))?;
-    if row.status == "pending" {
+    if row.status == DeliveryStatus::Pending {
         return Err(ApiError::conflict(
             "delivery_pending",
             "this delivery is still being retried; wait for it to be delivered or to fail",
