@@ -268,8 +268,12 @@ pub(crate) trait InboundStore: Send + Sync {
 pub(crate) trait OutboxStore: Send + Sync {
     /// Claims up to `limit` pending deliveries due at `now` until `until`
     /// (a claim expires, so a crash mid-send frees the row), oldest first.
-    async fn claim_deliveries(&self, now: i64, until: i64, limit: u32)
-        -> Result<Vec<DeliveryRow>, StoreError>;
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError>;
     /// A merchant's deliveries, newest first.
     async fn deliveries(
         &self,
@@ -296,7 +300,14 @@ pub(crate) trait LeaseStore: Send + Sync {
 /// [`Change`]s committed together.
 #[async_trait]
 pub(crate) trait Store:
-    MerchantStore + PaymentStore + CardStore + IdempotencyStore + InboundStore + OutboxStore + LeaseStore + 'static
+    MerchantStore
+    + PaymentStore
+    + CardStore
+    + IdempotencyStore
+    + InboundStore
+    + OutboxStore
+    + LeaseStore
+    + 'static
 {
     /// Applies every change in one transaction: all or nothing.
     async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;

@@ -17,7 +17,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
-use super::rows::{convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord};
+use super::rows::{
+    convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord,
+};
 use super::{
     amount_e4, ApiKeyRow, AttemptRow, CardRow, CardStore, Change, CredentialRow, CustomerRow, DeliveryFilter,
     DeliveryOutcome, DeliveryRow, DeliveryStatus, EventKey, IdempotencyRow, IdempotencyStore, InboundStore,
@@ -161,9 +163,11 @@ impl PostgresStore {
 
     /// Leases that ran out long ago are garbage too.
     async fn after_purge(&self) -> Result<(), StoreError> {
-        sqlx::query(&format!("DELETE FROM leases WHERE expires_at < {NOW_MS} - 3600000"))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "DELETE FROM leases WHERE expires_at < {NOW_MS} - 3600000"
+        ))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -194,7 +198,6 @@ impl Store for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-
 }
 
 /// Leases live in the `leases` table and use the database's clock, so

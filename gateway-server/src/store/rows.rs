@@ -90,7 +90,8 @@ impl TryFrom<ApiKeyRecord> for ApiKeyRow {
 
     fn try_from(row: ApiKeyRecord) -> Result<Self, StoreError> {
         Ok(ApiKeyRow {
-            scopes: Scopes::parse_list(&row.scopes).map_err(|bad| StoreError::Corrupt(format!("scope {bad}")))?,
+            scopes: Scopes::parse_list(&row.scopes)
+                .map_err(|bad| StoreError::Corrupt(format!("scope {bad}")))?,
             id: row.id,
             merchant_id: row.merchant_id,
             key_hash: row.key_hash,

@@ -14,12 +14,15 @@ use async_trait::async_trait;
 use gateway_core::PaymentStatus;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows::{convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord};
+use super::rows::{
+    convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord,
+};
 use super::{
     amount_e4, ApiKeyRow, AttemptRow, CardRow, CardStore, Change, CredentialRow, CustomerRow, DeliveryFilter,
     DeliveryOutcome, DeliveryRow, DeliveryStatus, EventKey, IdempotencyRow, IdempotencyStore, InboundStore,
