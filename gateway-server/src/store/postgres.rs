@@ -5,7 +5,7 @@
 //! writer task and no read cache here (another instance may change any row).
 //! Its migrations are a set of their own (`migrations/postgres/`), applied
 //! under sqlx's advisory lock, so instances starting together migrate once.
-//! Leases ([`Store::try_lease`]) live in the `leases` table and use the
+//! Leases ([`LeaseStore::try_lease`]) live in the `leases` table and use the
 //! database's clock, so instances with skewed clocks agree on expiry.
 
 use std::borrow::Cow;
@@ -17,26 +17,15 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
-use super::rows::{
-    convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord,
-};
-use super::{
-    amount_e4, ApiKeyRow, AttemptRow, CardRow, CardStore, Change, CredentialRow, CustomerRow, DeliveryFilter,
-    DeliveryOutcome, DeliveryRow, DeliveryStatus, EventKey, IdempotencyRow, IdempotencyStore, InboundStore,
-    LeaseStore, MerchantRow, MerchantStore, OutboxStore, PaymentFilter, PaymentRow, PaymentStore, RefundRow,
-    Store, StoreError, WebhookEventRow,
-};
+use super::{AttemptRow, Change, DeliveryOutcome, DeliveryStatus, LeaseStore, PaymentRow, Store, StoreError};
 
 shared_statements! {
     store: PostgresStore,
     database: sqlx::Postgres,
     pool: pool,
-    // `FOR UPDATE SKIP LOCKED`: several instances claim at once, and each
-    // row goes to one of them (a row another claim has locked is skipped).
-    claim_deliveries: "UPDATE webhook_deliveries SET claimed_until = $1 WHERE seq IN (SELECT seq \
-        FROM webhook_deliveries WHERE status = $3 AND next_attempt_at <= $2 \
-        AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, seq LIMIT $4 \
-        FOR UPDATE SKIP LOCKED) RETURNING *",
+    // Several instances claim at once: each row goes to one of them (a row
+    // another claim has locked is skipped, not waited for).
+    claim_lock: " FOR UPDATE SKIP LOCKED",
 }
 
 /// Connections per instance.

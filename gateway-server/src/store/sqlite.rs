@@ -1,7 +1,11 @@
 //! The SQLite [`Store`]: one file in WAL mode, durable commits
 //! (`synchronous = FULL`), and group commit: every write goes to one writer
 //! task, which applies whatever writes are waiting in one transaction and
-//! answers each caller after the single fsync. Reads use a small pool.
+//! answers each caller after the single fsync. Reads use a small pool, and
+//! recently used payments are cached (this process is the file's only writer).
+//!
+//! The statements are the shared ones (`shared`); only the claim's locking,
+//! the attempt record and leases are SQLite's own, each saying why.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,25 +24,15 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows::{
-    convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord,
-};
-use super::{
-    amount_e4, ApiKeyRow, AttemptRow, CardRow, CardStore, Change, CredentialRow, CustomerRow, DeliveryFilter,
-    DeliveryOutcome, DeliveryRow, DeliveryStatus, EventKey, IdempotencyRow, IdempotencyStore, InboundStore,
-    LeaseStore, MerchantRow, MerchantStore, OutboxStore, PaymentFilter, PaymentRow, PaymentStore, RefundRow,
-    Store, StoreError, WebhookEventRow,
-};
+use super::{AttemptRow, Change, DeliveryOutcome, DeliveryStatus, LeaseStore, PaymentRow, Store, StoreError};
 
 shared_statements! {
     store: SqliteStore,
     database: sqlx::Sqlite,
     pool: reads,
-    // Without `FOR UPDATE SKIP LOCKED` (SQLite has no row locks): one
-    // statement, which SQLite runs atomically against the writer.
-    claim_deliveries: "UPDATE webhook_deliveries SET claimed_until = $1 WHERE seq IN (SELECT seq \
-        FROM webhook_deliveries WHERE status = $3 AND next_attempt_at <= $2 \
-        AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, seq LIMIT $4) RETURNING *",
+    // No row locks in SQLite: the claim is one statement, which SQLite runs
+    // atomically against the writer.
+    claim_lock: "",
 }
 
 /// The most writes folded into one transaction.

@@ -158,6 +158,14 @@ pub(super) async fn deliveries_are_claimed_until_their_claim_expires(backend: Ba
     assert_eq!(ids(&all, |d| &d.id), ["evt_a", "evt_b", "evt_later"]);
 }
 
+/// Commits one attempt and what it leaves its delivery as.
+async fn commit_attempt(store: &Opened, attempt: AttemptRow, outcome: DeliveryOutcome) {
+    store
+        .commit(vec![Change::RecordAttempt { attempt, outcome }])
+        .await
+        .unwrap();
+}
+
 pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: Backend) {
     let store = open(backend).await;
     store
@@ -176,14 +184,12 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
             .len(),
         2
     );
-    let record = |attempt, outcome| Change::RecordAttempt { attempt, outcome };
-    store
-        .commit(vec![record(
-            attempt("evt_a", 1, None),
-            DeliveryOutcome::RetryAt(NOW + 500),
-        )])
-        .await
-        .unwrap();
+    commit_attempt(
+        &store,
+        attempt("evt_a", 1, None),
+        DeliveryOutcome::RetryAt(NOW + 500),
+    )
+    .await;
     let retrying = store.delivery("m1", "evt_a").await.unwrap().unwrap();
     assert_eq!(retrying.status, DeliveryStatus::Pending);
     assert_eq!((retrying.attempts, retrying.next_attempt_at), (1, NOW + 500));
@@ -198,27 +204,19 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
     );
 
     // The same attempt recorded twice (a retried commit) is one attempt.
-    store
-        .commit(vec![record(
-            attempt("evt_a", 2, Some(500)),
-            DeliveryOutcome::RetryAt(NOW + 900),
-        )])
-        .await
-        .unwrap();
-    store
-        .commit(vec![record(
-            attempt("evt_a", 2, Some(503)),
-            DeliveryOutcome::RetryAt(NOW + 900),
-        )])
-        .await
-        .unwrap();
-    store
-        .commit(vec![record(
-            attempt("evt_a", 3, Some(200)),
-            DeliveryOutcome::Delivered,
-        )])
-        .await
-        .unwrap();
+    commit_attempt(
+        &store,
+        attempt("evt_a", 2, Some(500)),
+        DeliveryOutcome::RetryAt(NOW + 900),
+    )
+    .await;
+    commit_attempt(
+        &store,
+        attempt("evt_a", 2, Some(503)),
+        DeliveryOutcome::RetryAt(NOW + 900),
+    )
+    .await;
+    commit_attempt(&store, attempt("evt_a", 3, Some(200)), DeliveryOutcome::Delivered).await;
     let delivered = store.delivery("m1", "evt_a").await.unwrap().unwrap();
     assert_eq!(delivered.status, DeliveryStatus::Delivered);
     assert_eq!(
@@ -230,22 +228,13 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
     assert_eq!(shape, [(1, None), (2, Some(503)), (3, Some(200))]);
     assert_eq!((attempts[0].latency_ms, attempts[0].at), (12, NOW + 1));
     // A finished delivery takes no more attempts.
-    store
-        .commit(vec![record(attempt("evt_a", 4, None), DeliveryOutcome::GaveUp)])
-        .await
-        .unwrap();
+    commit_attempt(&store, attempt("evt_a", 4, None), DeliveryOutcome::GaveUp).await;
     assert_eq!(
         store.delivery("m1", "evt_a").await.unwrap().unwrap().status,
         DeliveryStatus::Delivered
     );
 
-    store
-        .commit(vec![record(
-            attempt("evt_b", 1, Some(410)),
-            DeliveryOutcome::GaveUp,
-        )])
-        .await
-        .unwrap();
+    commit_attempt(&store, attempt("evt_b", 1, Some(410)), DeliveryOutcome::GaveUp).await;
     let failed = store.delivery("m1", "evt_b").await.unwrap().unwrap();
     assert_eq!(
         (failed.status, failed.delivered_at),
@@ -403,12 +392,16 @@ pub(super) async fn leases_are_exclusive_where_instances_share_the_database(back
 pub(super) async fn refund_provider_ids_are_backfilled_by_the_migration(backend: Backend) {
     let (url, _dir) = database(backend).await;
     // The schema before the column, with a refund in it.
-    let before = "INSERT INTO merchants (id, name, created_at) VALUES ('m1', 'm', 1); \
-        INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, intent, \
-        created_at, updated_at) VALUES ('pay_1', 'm1', 'mock', 'pi_1', 'completed', 'USD', 1, '{}', 1, 1);";
     let refund_json = serde_json::to_string(&refund("re_old", "pi_1", 100)).unwrap();
-    let insert_refund = "INSERT INTO refunds (id, merchant_id, payment_id, refund, created_at) \
-        VALUES ('ref_old', 'm1', 'pay_1', $1, 1)";
+    let before = format!(
+        "INSERT INTO merchants (id, name, created_at) VALUES ('m1', 'm', 1); \
+         INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, \
+         intent, created_at, updated_at) VALUES ('pay_1', 'm1', 'mock', 'pi_1', 'completed', 'USD', 1, \
+         '{{}}', 1, 1); \
+         INSERT INTO refunds (id, merchant_id, payment_id, refund, created_at) \
+         VALUES ('ref_old', 'm1', 'pay_1', '{}', 1);",
+        refund_json.replace('\'', "''")
+    );
     let old = |mut migrator: sqlx::migrate::Migrator, last| {
         migrator.migrations = Cow::Owned(
             migrator
@@ -426,23 +419,13 @@ pub(super) async fn refund_provider_ids_are_backfilled_by_the_migration(backend:
                 .await
                 .unwrap();
             old(sqlite::migrator(), 2).run_direct(&mut conn).await.unwrap();
-            sqlx::raw_sql(before).execute(&mut conn).await.unwrap();
-            sqlx::query(insert_refund)
-                .bind(&refund_json)
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::raw_sql(&before).execute(&mut conn).await.unwrap();
             conn.close().await.unwrap();
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
             old(postgres::migrator(), 3).run_direct(&mut conn).await.unwrap();
-            sqlx::raw_sql(before).execute(&mut conn).await.unwrap();
-            sqlx::query(insert_refund)
-                .bind(&refund_json)
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::raw_sql(&before).execute(&mut conn).await.unwrap();
             conn.close().await.unwrap();
         }
     }

@@ -9,12 +9,12 @@
 //! parameters. A macro rather than generic code: sqlx 0.8's bounds for code
 //! generic over the database would outweigh the statements.
 //!
-//! The backend module provides, beside its imports of the store's types:
+//! The backend module provides:
 //! - `record_attempt(conn, attempt, outcome)`: the attempt upsert (dialect);
 //! - `read_payment(&self, merchant_id, id)` and `after_purge(&self)`: the
 //!   reads that SQLite's cache and PostgreSQL's leases change;
-//! - the `claim_deliveries` statement, passed in, which binds `$1` the claim
-//!   expiry, `$2` now, `$3` the pending status and `$4` the limit.
+//! - `claim_lock`: how the delivery claim's subquery locks the rows it picks
+//!   (PostgreSQL's `FOR UPDATE SKIP LOCKED`; nothing on SQLite).
 
 #[macro_use]
 mod reads;
@@ -23,8 +23,14 @@ mod writes;
 
 /// Expands the shared statements for one backend (see the module docs).
 macro_rules! shared_statements {
-    (store: $store:ty, database: $db:ty, pool: $pool:ident, claim_deliveries: $claim:expr $(,)?) => {
+    (store: $store:ty, database: $db:ty, pool: $pool:ident, claim_lock: $lock:literal $(,)?) => {
+        // The store's names the shared statements use.
+        use $crate::store::rows::{
+            convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord,
+        };
+        use $crate::store::*;
+
         shared_writes!($db);
-        shared_reads!($store, $db, $pool, $claim);
+        shared_reads!($store, $db, $pool, $lock);
     };
 }

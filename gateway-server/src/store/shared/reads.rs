@@ -2,7 +2,7 @@
 
 /// Expands the read methods of `$store`, which reads through its field `$pool`.
 macro_rules! shared_reads {
-    ($store:ty, $db:ty, $pool:ident, $claim:expr) => {
+    ($store:ty, $db:ty, $pool:ident, $lock:literal) => {
         /// A payment by id, whoever's it is (the caller checks the merchant).
         async fn select_payment(pool: &sqlx::Pool<$db>, id: &str) -> Result<Option<PaymentRow>, StoreError> {
             let row = sqlx::query_as::<_, PaymentRecord>("SELECT * FROM payments WHERE id = $1")
@@ -261,7 +261,14 @@ macro_rules! shared_reads {
                 until: i64,
                 limit: u32,
             ) -> Result<Vec<DeliveryRow>, StoreError> {
-                Ok(sqlx::query_as($claim)
+                // `$lock` is the dialect's: see the backends.
+                Ok(sqlx::query_as(concat!(
+                    "UPDATE webhook_deliveries SET claimed_until = $1 WHERE seq IN (SELECT seq \
+                     FROM webhook_deliveries WHERE status = $3 AND next_attempt_at <= $2 \
+                     AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, seq LIMIT $4",
+                    $lock,
+                    ") RETURNING *"
+                ))
                     .bind(until)
                     .bind(now)
                     .bind(DeliveryStatus::Pending.as_str())
