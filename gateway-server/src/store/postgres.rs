@@ -12,7 +12,6 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gateway_core::PaymentStatus;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;

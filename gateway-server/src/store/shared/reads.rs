@@ -12,7 +12,7 @@ macro_rules! shared_reads {
             convert_one(row)
         }
 
-        #[async_trait]
+        #[async_trait::async_trait]
         impl MerchantStore for $store {
             async fn merchant(&self, id: &str) -> Result<Option<MerchantRow>, StoreError> {
                 Ok(sqlx::query_as("SELECT * FROM merchants WHERE id = $1")
@@ -64,7 +64,7 @@ macro_rules! shared_reads {
             }
         }
 
-        #[async_trait]
+        #[async_trait::async_trait]
         impl PaymentStore for $store {
             async fn payment(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentRow>, StoreError> {
                 self.read_payment(merchant_id, id).await
@@ -137,7 +137,7 @@ macro_rules! shared_reads {
                 let rows = sqlx::query_as::<_, PaymentRecord>(
                     "SELECT * FROM payments WHERE status = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3",
                 )
-                .bind(PaymentStatus::Pending.as_str())
+                .bind(gateway_core::PaymentStatus::Pending.as_str())
                 .bind(updated_before)
                 .bind(i64::from(limit))
                 .fetch_all(&self.$pool)
@@ -170,7 +170,7 @@ macro_rules! shared_reads {
             }
         }
 
-        #[async_trait]
+        #[async_trait::async_trait]
         impl CardStore for $store {
             async fn customer(
                 &self,
@@ -207,7 +207,7 @@ macro_rules! shared_reads {
             }
         }
 
-        #[async_trait]
+        #[async_trait::async_trait]
         impl IdempotencyStore for $store {
             async fn idempotency(&self, merchant_id: &str, key: &str) -> Result<Option<IdempotencyRow>, StoreError> {
                 let row = sqlx::query_as::<_, IdempotencyRecord>(
@@ -230,7 +230,7 @@ macro_rules! shared_reads {
             }
         }
 
-        #[async_trait]
+        #[async_trait::async_trait]
         impl InboundStore for $store {
             async fn webhook_event(&self, key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError> {
                 Ok(sqlx::query_as(
@@ -253,7 +253,7 @@ macro_rules! shared_reads {
             }
         }
 
-        #[async_trait]
+        #[async_trait::async_trait]
         impl OutboxStore for $store {
             async fn claim_deliveries(
                 &self,
