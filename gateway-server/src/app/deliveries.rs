@@ -10,7 +10,7 @@ use crate::app::lists::{Page, PageRequest};
 use crate::app::outbound::payload;
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
-use crate::store::{Change, DeliveryFilter, DeliveryRow};
+use crate::store::{Change, DeliveryFilter, DeliveryRow, DeliveryStatus};
 use crate::support::clock::{now_ms, rfc3339};
 
 /// One attempt to deliver a webhook.
@@ -57,10 +57,10 @@ impl DeliveryView {
             event_type: row.event_type.clone(),
             payment_id: row.payment_id.clone(),
             url: row.url.clone(),
-            status: row.status.clone(),
+            status: row.status.as_str().to_owned(),
             sequence: row.seq,
             attempts: row.attempts,
-            next_attempt_at: (row.status == "pending").then(|| rfc3339(row.next_attempt_at)),
+            next_attempt_at: (row.status == DeliveryStatus::Pending).then(|| rfc3339(row.next_attempt_at)),
             created_at: rfc3339(row.created_at),
             delivered_at: row.delivered_at.map(rfc3339),
             last_http_status: row.last_status,
@@ -74,8 +74,7 @@ impl DeliveryView {
 /// The filters of `GET /v1/webhook-deliveries`, validated.
 #[derive(Debug, Default)]
 pub(crate) struct DeliverySearch {
-    /// `pending`, `delivered` or `failed`.
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<DeliveryStatus>,
     pub(crate) event_type: Option<String>,
     pub(crate) payment_id: Option<String>,
 }
@@ -150,7 +149,7 @@ pub(crate) async fn retry(
 ) -> Result<Reply, ApiError> {
     let reply = idempotency::run(core, caller, post, |_keys| async move {
         let mut row = load(core, caller, id).await?;
-        if row.status == "pending" {
+        if row.status == DeliveryStatus::Pending {
             return Err(ApiError::conflict(
                 "delivery_pending",
                 "this delivery is still being retried; wait for it to be delivered or to fail",
@@ -159,7 +158,7 @@ pub(crate) async fn retry(
         let attempts = attempts(core, &row).await?;
         let at = now_ms();
         // What the change below makes of the row.
-        row.status = "pending".to_owned();
+        row.status = DeliveryStatus::Pending;
         row.next_attempt_at = at;
         Ok(Outcome {
             status: Status::OK,

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use crate::app::core::Core;
 use crate::domain::changes::{IntentUpdate, UpdateKind};
 use crate::domain::views::PaymentView;
-use crate::store::{AttemptRow, Change, DeliveryOutcome, DeliveryRow, Store, StoreError};
+use crate::store::{AttemptRow, Change, DeliveryOutcome, DeliveryRow, DeliveryStatus, Store, StoreError};
 use crate::support::clock::now_ms;
 use crate::support::ids::{hex, new_id, random_bytes};
 
@@ -190,7 +190,7 @@ pub(crate) async fn outbox_changes(
             source_event: update.event_id.clone(),
             payment,
             url,
-            status: "pending".to_owned(),
+            status: DeliveryStatus::Pending,
             attempts: 0,
             next_attempt_at: now,
             created_at: now,

@@ -1,12 +1,14 @@
 //! The records the gateway keeps, as the rest of the server sees them
-//! (`store` persists them; the views and use cases read them).
+//! (`store` persists them; the views and use cases read them). Those stored
+//! column for column derive `sqlx::FromRow`, so `store` reads them without
+//! hand-written readers; the others have a row type of their own in `store`.
 
 use gateway_core::{PaymentIntent, PaymentStatus, Refund};
 
 use crate::domain::scopes::Scopes;
 
 /// A merchant: the owner of keys, credentials and payments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct MerchantRow {
     pub(crate) id: String,
     pub(crate) name: String,
@@ -28,7 +30,7 @@ pub(crate) struct ApiKeyRow {
 }
 
 /// A merchant's credentials for one provider, sealed with the master key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct CredentialRow {
     pub(crate) merchant_id: String,
     pub(crate) provider: String,
@@ -74,7 +76,7 @@ pub(crate) struct RefundRow {
 }
 
 /// A provider customer the gateway created for a merchant's customer email.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct CustomerRow {
     pub(crate) merchant_id: String,
     pub(crate) provider: String,
@@ -84,7 +86,7 @@ pub(crate) struct CustomerRow {
 }
 
 /// A card saved at a provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct CardRow {
     pub(crate) id: String,
     pub(crate) merchant_id: String,
@@ -114,7 +116,7 @@ pub(crate) struct IdempotencyRow {
 }
 
 /// Identifies an inbound provider event: unique per provider account.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::FromRow)]
 pub(crate) struct EventKey {
     pub(crate) provider: String,
     /// A merchant id, or empty for the gateway-wide account.
@@ -123,8 +125,9 @@ pub(crate) struct EventKey {
 }
 
 /// A verified inbound provider event, as received.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct WebhookEventRow {
+    #[sqlx(flatten)]
     pub(crate) key: EventKey,
     pub(crate) event_type: String,
     pub(crate) body: Vec<u8>,
@@ -135,7 +138,7 @@ pub(crate) struct WebhookEventRow {
 }
 
 /// An outbound merchant webhook (the outbox row) and its delivery state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct DeliveryRow {
     /// Filled by the store (insertion order); the payload's `sequence`.
     pub(crate) seq: i64,
@@ -150,8 +153,7 @@ pub(crate) struct DeliveryRow {
     /// The payment as the API showed it after the change (JSON).
     pub(crate) payment: String,
     pub(crate) url: String,
-    /// `pending`, `delivered` or `failed`.
-    pub(crate) status: String,
+    pub(crate) status: DeliveryStatus,
     pub(crate) attempts: i64,
     pub(crate) next_attempt_at: i64,
     pub(crate) created_at: i64,
@@ -160,8 +162,39 @@ pub(crate) struct DeliveryRow {
     pub(crate) last_error: Option<String>,
 }
 
+/// Where an outbound delivery is. `as_str` is the one table of the names
+/// (stored, filtered on and shown to merchants); `store` decodes the column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryStatus {
+    /// Waiting for its next attempt (or being attempted).
+    Pending,
+    /// The merchant answered 2xx.
+    Delivered,
+    /// Given up after the last retry.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// Every status, in the order the API documents them.
+    pub(crate) const ALL: [DeliveryStatus; 3] = [Self::Pending, Self::Delivered, Self::Failed];
+
+    /// The stored and wire name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status named `name`, if any.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+}
+
 /// One delivery attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct AttemptRow {
     pub(crate) delivery_id: String,
     pub(crate) attempt: i64,

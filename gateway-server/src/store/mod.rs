@@ -1,12 +1,25 @@
 //! Storage: the rows the server keeps and the [`Store`] interface over them.
 //!
-//! Handlers only see [`Store`]; `sqlite` (one process, the default) and
-//! `postgres` (several instances on one database) implement it, chosen by the
-//! database URL ([`open`]). Every write is a list of [`Change`]s committed
-//! together in one transaction.
+//! The use cases only see [`Store`], the union of one trait per entity
+//! ([`MerchantStore`], [`PaymentStore`], [`CardStore`], [`IdempotencyStore`],
+//! [`InboundStore`], [`OutboxStore`], [`LeaseStore`]); `sqlite` (one process,
+//! the default) and `postgres` (several instances on one database) implement
+//! it, chosen by the database URL ([`open`]). Every write is a list of
+//! [`Change`]s committed together in one transaction.
+//!
+//! Each statement is written once, with `$N` placeholders, in `shared` (one
+//! macro body expanded for both backends); only the statements that really
+//! differ by dialect live in `sqlite` or `postgres`, each saying why. Rows
+//! are read with `sqlx::FromRow` (the domain records, or `rows` where a
+//! column needs decoding). `contract_tests` runs one suite against both.
 
+// First: the backends below expand its macro.
+#[macro_use]
+mod shared;
+
+#[cfg(test)]
+mod contract_tests;
 pub(crate) mod postgres;
-mod postgres_webhooks;
 mod rows;
 mod sqlite;
 
@@ -18,8 +31,8 @@ use gateway_core::PaymentStatus;
 pub(crate) use self::postgres::PostgresStore;
 pub(crate) use self::sqlite::{sqlite_path, SqliteStore};
 pub(crate) use crate::domain::records::{
-    ApiKeyRow, AttemptRow, CardRow, CredentialRow, CustomerRow, DeliveryRow, EventKey, IdempotencyRow,
-    MerchantRow, PaymentRow, RefundRow, WebhookEventRow,
+    ApiKeyRow, AttemptRow, CardRow, CredentialRow, CustomerRow, DeliveryRow, DeliveryStatus, EventKey,
+    IdempotencyRow, MerchantRow, PaymentRow, RefundRow, WebhookEventRow,
 };
 
 /// Why storage failed.
@@ -47,9 +60,6 @@ pub(crate) enum StoreError {
     /// event already processed): the whole commit is rolled back.
     #[error("conflict: {0}")]
     Conflict(&'static str),
-    /// This store does not implement the operation.
-    #[error("unsupported by this store: {0}")]
-    Unsupported(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -76,10 +86,22 @@ pub(crate) enum DeliveryOutcome {
     GaveUp,
 }
 
+impl DeliveryOutcome {
+    /// The delivery's new status, next attempt time and delivery time, for
+    /// an attempt made `at`.
+    fn columns(self, at: i64) -> (DeliveryStatus, Option<i64>, Option<i64>) {
+        match self {
+            DeliveryOutcome::Delivered => (DeliveryStatus::Delivered, None, Some(at)),
+            DeliveryOutcome::RetryAt(next) => (DeliveryStatus::Pending, Some(next), None),
+            DeliveryOutcome::GaveUp => (DeliveryStatus::Failed, None, None),
+        }
+    }
+}
+
 /// Filters for listing deliveries.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeliveryFilter {
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<DeliveryStatus>,
     pub(crate) event_type: Option<String>,
     pub(crate) payment_id: Option<String>,
     /// Only deliveries older (in list order) than this sequence number.
@@ -169,18 +191,22 @@ pub(crate) struct PaymentFilter {
     pub(crate) limit: u32,
 }
 
-/// The storage interface handlers use.
+/// Merchants and what belongs to them: API keys, provider credentials and
+/// the webhook signing secret.
 #[async_trait]
-pub(crate) trait Store: Send + Sync + 'static {
-    /// Applies every change in one transaction: all or nothing.
-    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+pub(crate) trait MerchantStore: Send + Sync {
     async fn merchant(&self, id: &str) -> Result<Option<MerchantRow>, StoreError>;
     async fn merchant_count(&self) -> Result<i64, StoreError>;
     async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
     async fn api_keys(&self, merchant_id: &str) -> Result<Vec<ApiKeyRow>, StoreError>;
     async fn credentials(&self, merchant_id: &str) -> Result<Vec<CredentialRow>, StoreError>;
+    /// A merchant's sealed signing secret.
+    async fn signing_secret(&self, merchant_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// Payments and their refunds.
+#[async_trait]
+pub(crate) trait PaymentStore: Send + Sync {
     async fn payment(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentRow>, StoreError>;
     /// Newest first, at most `filter.limit` rows.
     async fn payments(
@@ -188,7 +214,27 @@ pub(crate) trait Store: Send + Sync + 'static {
         merchant_id: &str,
         filter: &PaymentFilter,
     ) -> Result<Vec<PaymentRow>, StoreError>;
+    /// The payment whose intent is `provider_ref` at `provider`, of `merchant_id` when given.
+    async fn payment_by_provider_ref(
+        &self,
+        merchant_id: Option<&str>,
+        provider: &str,
+        provider_ref: &str,
+    ) -> Result<Option<PaymentRow>, StoreError>;
+    /// Payments still pending whose row last changed before `updated_before`, oldest first.
+    async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError>;
     async fn refund(&self, merchant_id: &str, id: &str) -> Result<Option<RefundRow>, StoreError>;
+    /// The refund of `payment_id` whose provider id is `provider_refund_id`.
+    async fn refund_by_provider_id(
+        &self,
+        payment_id: &str,
+        provider_refund_id: &str,
+    ) -> Result<Option<RefundRow>, StoreError>;
+}
+
+/// Provider customers and saved cards.
+#[async_trait]
+pub(crate) trait CardStore: Send + Sync {
     async fn customer(
         &self,
         merchant_id: &str,
@@ -198,80 +244,75 @@ pub(crate) trait Store: Send + Sync + 'static {
     async fn card(&self, merchant_id: &str, id: &str) -> Result<Option<CardRow>, StoreError>;
     /// Active cards, newest first.
     async fn cards(&self, merchant_id: &str, email: Option<&str>) -> Result<Vec<CardRow>, StoreError>;
+}
+
+/// Stored responses of idempotency keys.
+#[async_trait]
+pub(crate) trait IdempotencyStore: Send + Sync {
     async fn idempotency(&self, merchant_id: &str, key: &str) -> Result<Option<IdempotencyRow>, StoreError>;
     /// Deletes idempotency records created before `before_ms`; returns how many.
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
 
-    /// The payment whose intent is `provider_ref` at `provider`, of `merchant_id` when given.
-    async fn payment_by_provider_ref(
-        &self,
-        _merchant_id: Option<&str>,
-        _provider: &str,
-        _provider_ref: &str,
-    ) -> Result<Option<PaymentRow>, StoreError> {
-        Err(StoreError::Unsupported("payment_by_provider_ref"))
-    }
-    /// The refund of `payment_id` whose provider id is `provider_refund_id`.
-    async fn refund_by_provider_id(
-        &self,
-        _payment_id: &str,
-        _provider_refund_id: &str,
-    ) -> Result<Option<RefundRow>, StoreError> {
-        Err(StoreError::Unsupported("refund_by_provider_id"))
-    }
+/// Inbound provider events.
+#[async_trait]
+pub(crate) trait InboundStore: Send + Sync {
     /// A stored inbound event.
-    async fn webhook_event(&self, _key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError> {
-        Err(StoreError::Unsupported("webhook_event"))
-    }
+    async fn webhook_event(&self, key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError>;
     /// Inbound events not processed yet, oldest first.
-    async fn unprocessed_webhook_events(&self, _limit: u32) -> Result<Vec<WebhookEventRow>, StoreError> {
-        Err(StoreError::Unsupported("unprocessed_webhook_events"))
-    }
-    /// A merchant's sealed signing secret.
-    async fn signing_secret(&self, _merchant_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Err(StoreError::Unsupported("signing_secret"))
-    }
+    async fn unprocessed_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError>;
+}
+
+/// The outbox: outbound merchant webhooks and their attempts.
+#[async_trait]
+pub(crate) trait OutboxStore: Send + Sync {
     /// Claims up to `limit` pending deliveries due at `now` until `until`
     /// (a claim expires, so a crash mid-send frees the row), oldest first.
     async fn claim_deliveries(
         &self,
-        _now: i64,
-        _until: i64,
-        _limit: u32,
-    ) -> Result<Vec<DeliveryRow>, StoreError> {
-        Err(StoreError::Unsupported("claim_deliveries"))
-    }
+        now: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError>;
     /// A merchant's deliveries, newest first.
     async fn deliveries(
         &self,
-        _merchant_id: &str,
-        _filter: &DeliveryFilter,
-    ) -> Result<Vec<DeliveryRow>, StoreError> {
-        Err(StoreError::Unsupported("deliveries"))
-    }
+        merchant_id: &str,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRow>, StoreError>;
     /// One of a merchant's deliveries.
-    async fn delivery(&self, _merchant_id: &str, _id: &str) -> Result<Option<DeliveryRow>, StoreError> {
-        Err(StoreError::Unsupported("delivery"))
-    }
+    async fn delivery(&self, merchant_id: &str, id: &str) -> Result<Option<DeliveryRow>, StoreError>;
     /// A delivery's attempts, in order.
-    async fn delivery_attempts(&self, _delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        Err(StoreError::Unsupported("delivery_attempts"))
-    }
-    /// Payments still pending whose row last changed before `updated_before`, oldest first.
-    async fn stale_payments(&self, _updated_before: i64, _limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
-        Err(StoreError::Unsupported("stale_payments"))
-    }
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError>;
+}
+
+/// Named leases: work one instance does at a time.
+#[async_trait]
+pub(crate) trait LeaseStore: Send + Sync {
     /// Takes the lease `name` for `owner` for `lease_ms` unless another owner
     /// holds it and it has not run out; returns whether `owner` holds it now.
-    /// Leases share work between instances on one database; a store that one
-    /// process owns (SQLite) grants every lease, as in-process locks suffice.
-    async fn try_lease(&self, _name: &str, _owner: &str, _lease_ms: i64) -> Result<bool, StoreError> {
-        Ok(true)
-    }
+    async fn try_lease(&self, name: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError>;
     /// Gives up a lease `owner` holds (nothing when it holds none).
-    async fn release_lease(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+/// The storage interface the use cases see: every entity's reads, and
+/// [`Change`]s committed together.
+#[async_trait]
+pub(crate) trait Store:
+    MerchantStore
+    + PaymentStore
+    + CardStore
+    + IdempotencyStore
+    + InboundStore
+    + OutboxStore
+    + LeaseStore
+    + 'static
+{
+    /// Applies every change in one transaction: all or nothing.
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// An opened store, and the PostgreSQL pool behind it when it is one (the

@@ -1,126 +1,178 @@
-//! Reading rows into the store's types: the same mapping for SQLite and
-//! PostgreSQL (sqlx decodes both into the same Rust types), written once.
+//! The rows whose columns need decoding before they are records: JSON
+//! documents (the intent, the refund) and the scope list. sqlx reads them
+//! with `FromRow`, the same for SQLite and PostgreSQL; `TryFrom` turns them
+//! into the domain's records. The other records derive `FromRow` themselves.
 
-/// Defines the row readers (`payment_row`, `delivery_row`, …) for one sqlx row type.
-macro_rules! row_mappers {
-    ($row:ty) => {
-        pub(super) fn merchant_row(row: &$row) -> Result<MerchantRow, StoreError> {
-            Ok(MerchantRow {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                webhook_url: row.try_get("webhook_url")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
+use gateway_core::{PaymentIntent, Refund};
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Decode, Type};
 
-        pub(super) fn api_key_row(row: &$row) -> Result<ApiKeyRow, StoreError> {
-            let scopes: String = row.try_get("scopes")?;
-            Ok(ApiKeyRow {
-                id: row.try_get("id")?,
-                merchant_id: row.try_get("merchant_id")?,
-                key_hash: row.try_get("key_hash")?,
-                prefix: row.try_get("prefix")?,
-                scopes: Scopes::parse_list(&scopes)
-                    .map_err(|bad| StoreError::Corrupt(format!("scope {bad}")))?,
-                created_at: row.try_get("created_at")?,
-                revoked_at: row.try_get("revoked_at")?,
-            })
-        }
+use super::{ApiKeyRow, DeliveryStatus, IdempotencyRow, PaymentRow, RefundRow, StoreError};
+use crate::domain::scopes::Scopes;
 
-        pub(super) fn credential_row(row: &$row) -> Result<CredentialRow, StoreError> {
-            Ok(CredentialRow {
-                merchant_id: row.try_get("merchant_id")?,
-                provider: row.try_get("provider")?,
-                sealed: row.try_get("sealed")?,
-                masked: row.try_get("masked")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
-
-        pub(super) fn payment_row(row: &$row) -> Result<PaymentRow, StoreError> {
-            let intent: &str = row.try_get("intent")?;
-            let intent: PaymentIntent = from_json(intent)?;
-            Ok(PaymentRow {
-                id: row.try_get("id")?,
-                merchant_id: row.try_get("merchant_id")?,
-                provider: row.try_get("provider")?,
-                intent,
-                amount_refunded: row.try_get("amount_refunded")?,
-                idempotency_key: row.try_get("idempotency_key")?,
-                saved_card_id: row.try_get("saved_card_id")?,
-                customer_email: row.try_get("customer_email")?,
-                return_url: row.try_get("return_url")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
-
-        pub(super) fn refund_row(row: &$row) -> Result<RefundRow, StoreError> {
-            let refund: &str = row.try_get("refund")?;
-            let refund: Refund = from_json(refund)?;
-            Ok(RefundRow {
-                id: row.try_get("id")?,
-                merchant_id: row.try_get("merchant_id")?,
-                payment_id: row.try_get("payment_id")?,
-                refund,
-                created_at: row.try_get("created_at")?,
-            })
-        }
-
-        pub(super) fn card_row(row: &$row) -> Result<CardRow, StoreError> {
-            Ok(CardRow {
-                id: row.try_get("id")?,
-                merchant_id: row.try_get("merchant_id")?,
-                provider: row.try_get("provider")?,
-                provider_customer_id: row.try_get("provider_customer_id")?,
-                provider_payment_method: row.try_get("provider_payment_method")?,
-                customer_email: row.try_get("customer_email")?,
-                brand: row.try_get("brand")?,
-                last4: row.try_get("last4")?,
-                exp_month: row.try_get("exp_month")?,
-                exp_year: row.try_get("exp_year")?,
-                is_default: row.try_get("is_default")?,
-                active: row.try_get("active")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
-
-        pub(super) fn webhook_event_row(row: &$row) -> Result<WebhookEventRow, StoreError> {
-            Ok(WebhookEventRow {
-                key: EventKey {
-                    provider: row.try_get("provider")?,
-                    account: row.try_get("account")?,
-                    event_id: row.try_get("event_id")?,
-                },
-                event_type: row.try_get("event_type")?,
-                body: row.try_get("body")?,
-                received_at: row.try_get("received_at")?,
-                processed_at: row.try_get("processed_at")?,
-                attempts: row.try_get("attempts")?,
-                last_error: row.try_get("last_error")?,
-            })
-        }
-
-        pub(super) fn delivery_row(row: &$row) -> Result<DeliveryRow, StoreError> {
-            Ok(DeliveryRow {
-                seq: row.try_get("seq")?,
-                id: row.try_get("id")?,
-                merchant_id: row.try_get("merchant_id")?,
-                payment_id: row.try_get("payment_id")?,
-                event_type: row.try_get("event_type")?,
-                source_event: row.try_get("source_event")?,
-                payment: row.try_get("payment")?,
-                url: row.try_get("url")?,
-                status: row.try_get("status")?,
-                attempts: row.try_get("attempts")?,
-                next_attempt_at: row.try_get("next_attempt_at")?,
-                created_at: row.try_get("created_at")?,
-                delivered_at: row.try_get("delivered_at")?,
-                last_status: row.try_get("last_status")?,
-                last_error: row.try_get("last_error")?,
-            })
-        }
-    };
+/// A `payments` row as stored.
+#[derive(sqlx::FromRow)]
+pub(super) struct PaymentRecord {
+    id: String,
+    merchant_id: String,
+    provider: String,
+    /// The intent as JSON.
+    intent: String,
+    amount_refunded: i64,
+    idempotency_key: Option<String>,
+    saved_card_id: Option<String>,
+    customer_email: Option<String>,
+    return_url: Option<String>,
+    created_at: i64,
+    updated_at: i64,
 }
 
-pub(super) use row_mappers;
+impl TryFrom<PaymentRecord> for PaymentRow {
+    type Error = StoreError;
+
+    fn try_from(row: PaymentRecord) -> Result<Self, StoreError> {
+        Ok(PaymentRow {
+            intent: from_json::<PaymentIntent>(&row.intent)?,
+            id: row.id,
+            merchant_id: row.merchant_id,
+            provider: row.provider,
+            amount_refunded: row.amount_refunded,
+            idempotency_key: row.idempotency_key,
+            saved_card_id: row.saved_card_id,
+            customer_email: row.customer_email,
+            return_url: row.return_url,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A `refunds` row as stored.
+#[derive(sqlx::FromRow)]
+pub(super) struct RefundRecord {
+    id: String,
+    merchant_id: String,
+    payment_id: String,
+    /// The provider's refund as JSON.
+    refund: String,
+    created_at: i64,
+}
+
+impl TryFrom<RefundRecord> for RefundRow {
+    type Error = StoreError;
+
+    fn try_from(row: RefundRecord) -> Result<Self, StoreError> {
+        Ok(RefundRow {
+            refund: from_json::<Refund>(&row.refund)?,
+            id: row.id,
+            merchant_id: row.merchant_id,
+            payment_id: row.payment_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// An `api_keys` row as stored.
+#[derive(sqlx::FromRow)]
+pub(super) struct ApiKeyRecord {
+    id: String,
+    merchant_id: String,
+    key_hash: String,
+    prefix: String,
+    /// Space-separated scope names.
+    scopes: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<ApiKeyRecord> for ApiKeyRow {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyRecord) -> Result<Self, StoreError> {
+        Ok(ApiKeyRow {
+            scopes: Scopes::parse_list(&row.scopes)
+                .map_err(|bad| StoreError::Corrupt(format!("scope {bad}")))?,
+            id: row.id,
+            merchant_id: row.merchant_id,
+            key_hash: row.key_hash,
+            prefix: row.prefix,
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
+/// An `idempotency_keys` row as stored.
+#[derive(sqlx::FromRow)]
+pub(super) struct IdempotencyRecord {
+    merchant_id: String,
+    key: String,
+    fingerprint: String,
+    /// The HTTP status (a `BIGINT`: PostgreSQL has no unsigned types).
+    status: i64,
+    body: Vec<u8>,
+    created_at: i64,
+}
+
+impl TryFrom<IdempotencyRecord> for IdempotencyRow {
+    type Error = StoreError;
+
+    fn try_from(row: IdempotencyRecord) -> Result<Self, StoreError> {
+        Ok(IdempotencyRow {
+            status: u16::try_from(row.status).map_err(|_| StoreError::Corrupt("status".into()))?,
+            merchant_id: row.merchant_id,
+            key: row.key,
+            fingerprint: row.fingerprint,
+            body: row.body,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A delivery status is stored as its name (text).
+impl<DB: Database> Type<DB> for DeliveryStatus
+where
+    str: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: Database> Decode<'r, DB> for DeliveryStatus
+where
+    &'r str: Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let name = <&str as Decode<DB>>::decode(value)?;
+        DeliveryStatus::parse(name).ok_or_else(|| format!("unknown delivery status {name:?}").into())
+    }
+}
+
+/// Converts every stored row read into its record.
+pub(super) fn convert<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// Converts an optional stored row into its record.
+pub(super) fn convert_one<R, T>(row: Option<R>) -> Result<Option<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    row.map(T::try_from).transpose()
+}
+
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+}

@@ -1,7 +1,11 @@
 //! The SQLite [`Store`]: one file in WAL mode, durable commits
 //! (`synchronous = FULL`), and group commit: every write goes to one writer
 //! task, which applies whatever writes are waiting in one transaction and
-//! answers each caller after the single fsync. Reads use a small pool.
+//! answers each caller after the single fsync. Reads use a small pool, and
+//! recently used payments are cached (this process is the file's only writer).
+//!
+//! The statements are the shared ones (`shared`); only the claim's locking,
+//! the attempt record and leases are SQLite's own, each saying why.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -11,28 +15,29 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gateway_core::{PaymentIntent, Refund};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    amount_e4, ApiKeyRow, AttemptRow, CardRow, Change, CredentialRow, CustomerRow, DeliveryFilter,
-    DeliveryOutcome, DeliveryRow, EventKey, IdempotencyRow, MerchantRow, PaymentFilter, PaymentRow,
-    RefundRow, Store, StoreError, WebhookEventRow,
-};
-use crate::domain::scopes::Scopes;
+use super::{AttemptRow, Change, DeliveryOutcome, DeliveryStatus, LeaseStore, PaymentRow, Store, StoreError};
 
-super::rows::row_mappers!(SqliteRow);
+shared_statements! {
+    store: SqliteStore,
+    database: sqlx::Sqlite,
+    pool: reads,
+    // No row locks in SQLite: the claim is one statement, which SQLite runs
+    // atomically against the writer.
+    claim_lock: "",
+}
 
 /// The most writes folded into one transaction.
 const MAX_BATCH: usize = 256;
 
-fn migrator() -> Migrator {
+pub(super) fn migrator() -> Migrator {
     let migrations = vec![
         Migration::new(
             1,
@@ -46,6 +51,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("webhooks"),
             MigrationType::Simple,
             Cow::Borrowed(include_str!("../../migrations/0002_webhooks.sql")),
+            false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("refund provider id"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0003_refund_provider_id.sql")),
             false,
         ),
     ];
@@ -285,363 +297,83 @@ fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
     out
 }
 
-fn values_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    format!("{head} VALUES {}{tail}", vec![row; rows].join(", "))
-}
-
-async fn insert_payments(conn: &mut SqliteConnection, rows: &[&PaymentRow]) -> Result<(), StoreError> {
-    let sql = values_sql(
-        "INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, \
-         amount_refunded, idempotency_key, saved_card_id, customer_email, return_url, intent, created_at, \
-         updated_at)",
-        15,
-        rows.len(),
-        "",
-    );
-    let mut query = sqlx::query(&sql);
-    for p in rows {
-        query = query
-            .bind(&p.id)
-            .bind(&p.merchant_id)
-            .bind(&p.provider)
-            .bind(&p.intent.id)
-            .bind(p.status().as_str())
-            .bind(p.intent.currency.code())
-            .bind(amount_e4(p.intent.amount, p.intent.currency.exponent()))
-            .bind(p.amount_refunded)
-            .bind(&p.idempotency_key)
-            .bind(&p.saved_card_id)
-            .bind(&p.customer_email)
-            .bind(&p.return_url)
-            .bind(to_json(&p.intent)?)
-            .bind(p.created_at)
-            .bind(p.updated_at);
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
-}
-
-async fn save_idempotency(conn: &mut SqliteConnection, rows: &[&IdempotencyRow]) -> Result<(), StoreError> {
-    let sql = values_sql(
-        "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, created_at)",
-        6,
-        rows.len(),
-        " ON CONFLICT (merchant_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
-         status = excluded.status, body = excluded.body, created_at = excluded.created_at",
-    );
-    let mut query = sqlx::query(&sql);
-    for i in rows {
-        query = query
-            .bind(&i.merchant_id)
-            .bind(&i.key)
-            .bind(&i.fingerprint)
-            .bind(i64::from(i.status))
-            .bind(&i.body)
-            .bind(i.created_at);
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
-}
-
-async fn insert_webhook_events(
+/// Records an attempt and what it leaves the delivery as: two statements
+/// (SQLite's `max` is PostgreSQL's `GREATEST`), always inside the writer's transaction.
+async fn record_attempt(
     conn: &mut SqliteConnection,
-    rows: &[&WebhookEventRow],
+    attempt: &AttemptRow,
+    outcome: DeliveryOutcome,
 ) -> Result<(), StoreError> {
-    let sql = values_sql(
-        "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at)",
-        6,
-        rows.len(),
-        " ON CONFLICT (provider, account, event_id) DO NOTHING",
-    );
-    let mut query = sqlx::query(&sql);
-    for e in rows {
-        query = query
-            .bind(&e.key.provider)
-            .bind(&e.key.account)
-            .bind(&e.key.event_id)
-            .bind(&e.event_type)
-            .bind(&e.body)
-            .bind(e.received_at);
-    }
-    query.execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, at, http_status, latency_ms, error) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO UPDATE SET at = excluded.at, \
+         http_status = excluded.http_status, latency_ms = excluded.latency_ms, error = excluded.error",
+    )
+    .bind(&attempt.delivery_id)
+    .bind(attempt.attempt)
+    .bind(attempt.at)
+    .bind(attempt.http_status)
+    .bind(attempt.latency_ms)
+    .bind(&attempt.error)
+    .execute(&mut *conn)
+    .await?;
+    let (status, next, delivered) = outcome.columns(attempt.at);
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = $1, attempts = max(attempts, $2), \
+         next_attempt_at = COALESCE($3, next_attempt_at), delivered_at = COALESCE($4, delivered_at), \
+         claimed_until = NULL, last_status = $5, last_error = $6 WHERE id = $7 AND status = $8",
+    )
+    .bind(status.as_str())
+    .bind(attempt.attempt)
+    .bind(next)
+    .bind(delivered)
+    .bind(attempt.http_status)
+    .bind(&attempt.error)
+    .bind(&attempt.delivery_id)
+    .bind(DeliveryStatus::Pending.as_str())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
-async fn apply_webhook_change(conn: &mut SqliteConnection, change: &Change) -> Result<(), StoreError> {
-    match change {
-        Change::InsertWebhookEvent(row) => insert_webhook_events(conn, &[&**row]).await?,
-        Change::FinishWebhookEvent { key, at, note } => {
-            let done = sqlx::query(
-                "UPDATE webhook_events SET processed_at = ?, last_error = COALESCE(?, last_error) \
-                 WHERE provider = ? AND account = ? AND event_id = ? AND processed_at IS NULL",
-            )
-            .bind(at)
-            .bind(note)
-            .bind(&key.provider)
-            .bind(&key.account)
-            .bind(&key.event_id)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict("the event was already processed"));
+/// The reads the shared statements leave to this backend.
+impl SqliteStore {
+    /// A payment, from the cache when it holds it.
+    async fn read_payment(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentRow>, StoreError> {
+        let generation = {
+            let cache = self.cache();
+            if let Some(row) = cache.rows.get(id) {
+                return Ok((row.merchant_id == merchant_id).then(|| row.clone()));
+            }
+            cache.generation
+        };
+        let row = select_payment(&self.reads, id).await?;
+        if let Some(row) = &row {
+            let mut cache = self.cache();
+            if cache.generation == generation && cache.rows.len() < CACHE_CAPACITY {
+                cache.rows.entry(row.id.clone()).or_insert_with(|| row.clone());
             }
         }
-        Change::WebhookEventFailed { key, error } => {
-            sqlx::query(
-                "UPDATE webhook_events SET attempts = attempts + 1, last_error = ? \
-                 WHERE provider = ? AND account = ? AND event_id = ?",
-            )
-            .bind(error)
-            .bind(&key.provider)
-            .bind(&key.account)
-            .bind(&key.event_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::SetSigningSecret {
-            merchant_id,
-            sealed,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO merchant_signing_secrets (merchant_id, sealed, updated_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (merchant_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-            )
-            .bind(merchant_id)
-            .bind(sealed)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::InsertDelivery(d) => {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (id, merchant_id, payment_id, event_type, source_event, payment, \
-                 url, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) \
-                 ON CONFLICT (merchant_id, source_event, event_type) DO NOTHING",
-            )
-            .bind(&d.id)
-            .bind(&d.merchant_id)
-            .bind(&d.payment_id)
-            .bind(&d.event_type)
-            .bind(&d.source_event)
-            .bind(&d.payment)
-            .bind(&d.url)
-            .bind(&d.status)
-            .bind(d.next_attempt_at)
-            .bind(d.created_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::RecordAttempt { attempt, outcome } => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, at, http_status, latency_ms, error) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&attempt.delivery_id)
-            .bind(attempt.attempt)
-            .bind(attempt.at)
-            .bind(attempt.http_status)
-            .bind(attempt.latency_ms)
-            .bind(&attempt.error)
-            .execute(&mut *conn)
-            .await?;
-            let (status, next, delivered) = match outcome {
-                DeliveryOutcome::Delivered => ("delivered", None, Some(attempt.at)),
-                DeliveryOutcome::RetryAt(at) => ("pending", Some(*at), None),
-                DeliveryOutcome::GaveUp => ("failed", None, None),
-            };
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = ?, attempts = MAX(attempts, ?), \
-                 next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = COALESCE(?, delivered_at), \
-                 claimed_until = NULL, last_status = ?, last_error = ? WHERE id = ? AND status = 'pending'",
-            )
-            .bind(status)
-            .bind(attempt.attempt)
-            .bind(next)
-            .bind(delivered)
-            .bind(attempt.http_status)
-            .bind(&attempt.error)
-            .bind(&attempt.delivery_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::RetryDelivery { merchant_id, id, at } => {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, claimed_until = NULL \
-                 WHERE id = ? AND merchant_id = ? AND status != 'pending'",
-            )
-            .bind(at)
-            .bind(id)
-            .bind(merchant_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        _ => {}
+        Ok(row.filter(|row| row.merchant_id == merchant_id))
     }
-    Ok(())
-}
 
-async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), StoreError> {
-    match change {
-        Change::InsertMerchant(m) => {
-            sqlx::query("INSERT INTO merchants (id, name, webhook_url, created_at) VALUES (?, ?, ?, ?)")
-                .bind(&m.id)
-                .bind(&m.name)
-                .bind(&m.webhook_url)
-                .bind(m.created_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Change::SetWebhookUrl { merchant_id, url } => {
-            sqlx::query("UPDATE merchants SET webhook_url = ? WHERE id = ?")
-                .bind(url)
-                .bind(merchant_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Change::InsertApiKey(k) => {
-            sqlx::query(
-                "INSERT INTO api_keys (id, merchant_id, key_hash, prefix, scopes, created_at, revoked_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&k.id)
-            .bind(&k.merchant_id)
-            .bind(&k.key_hash)
-            .bind(&k.prefix)
-            .bind(k.scopes.to_string())
-            .bind(k.created_at)
-            .bind(k.revoked_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::RevokeApiKey { merchant_id, id, at } => {
-            sqlx::query(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND merchant_id = ? AND revoked_at IS NULL",
-            )
-            .bind(at)
-            .bind(id)
-            .bind(merchant_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::UpsertCredential(c) => {
-            sqlx::query(
-                "INSERT INTO provider_credentials (merchant_id, provider, sealed, masked, updated_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (merchant_id, provider) DO UPDATE SET \
-                 sealed = excluded.sealed, masked = excluded.masked, updated_at = excluded.updated_at",
-            )
-            .bind(&c.merchant_id)
-            .bind(&c.provider)
-            .bind(&c.sealed)
-            .bind(&c.masked)
-            .bind(c.updated_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::InsertPayment(p) => insert_payments(conn, &[&**p]).await?,
-        Change::UpdatePayment(p) => {
-            let intent = to_json(&p.intent)?;
-            sqlx::query(
-                "UPDATE payments SET provider_ref = ?, status = ?, amount_e4 = ?, amount_refunded = ?, \
-                 intent = ?, updated_at = ? WHERE id = ? AND merchant_id = ?",
-            )
-            .bind(&p.intent.id)
-            .bind(p.status().as_str())
-            .bind(amount_e4(p.intent.amount, p.intent.currency.exponent()))
-            .bind(p.amount_refunded)
-            .bind(intent)
-            .bind(p.updated_at)
-            .bind(&p.id)
-            .bind(&p.merchant_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::InsertRefund(r) => {
-            sqlx::query(
-                "INSERT INTO refunds (id, merchant_id, payment_id, refund, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&r.id)
-            .bind(&r.merchant_id)
-            .bind(&r.payment_id)
-            .bind(to_json(&r.refund)?)
-            .bind(r.created_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::InsertCustomer(c) => {
-            sqlx::query(
-                "INSERT INTO customers (merchant_id, provider, email, provider_customer_id, created_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&c.merchant_id)
-            .bind(&c.provider)
-            .bind(&c.email)
-            .bind(&c.provider_customer_id)
-            .bind(c.created_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::InsertCard(c) => {
-            sqlx::query(
-                "INSERT INTO saved_cards (id, merchant_id, provider, provider_customer_id, \
-                 provider_payment_method, customer_email, brand, last4, exp_month, exp_year, is_default, \
-                 active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&c.id)
-            .bind(&c.merchant_id)
-            .bind(&c.provider)
-            .bind(&c.provider_customer_id)
-            .bind(&c.provider_payment_method)
-            .bind(&c.customer_email)
-            .bind(&c.brand)
-            .bind(&c.last4)
-            .bind(c.exp_month)
-            .bind(c.exp_year)
-            .bind(c.is_default)
-            .bind(c.active)
-            .bind(c.created_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::SetDefaultCard {
-            merchant_id,
-            email,
-            card_id,
-        } => {
-            sqlx::query(
-                "UPDATE saved_cards SET is_default = (id = ?) WHERE merchant_id = ? AND customer_email = ?",
-            )
-            .bind(card_id)
-            .bind(merchant_id)
-            .bind(email)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::DeactivateCard { merchant_id, id } => {
-            sqlx::query("UPDATE saved_cards SET active = 0, is_default = 0 WHERE id = ? AND merchant_id = ?")
-                .bind(id)
-                .bind(merchant_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Change::SaveIdempotency(i) => save_idempotency(conn, &[i]).await?,
-        other => apply_webhook_change(conn, other).await?,
+    /// Nothing more to purge: SQLite keeps no leases.
+    async fn after_purge(&self) -> Result<(), StoreError> {
+        Ok(())
     }
-    Ok(())
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
+/// A SQLite file has one server process: in-process locks suffice, so every
+/// lease is granted (and there is nothing to release).
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    async fn try_lease(&self, _name: &str, _owner: &str, _lease_ms: i64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-enum Arg {
-    Text(String),
-    Int(i64),
+    async fn release_lease(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -685,381 +417,6 @@ impl Store for SqliteStore {
             return Err(StoreError::WriterGone);
         }
         Ok(())
-    }
-
-    async fn merchant(&self, id: &str) -> Result<Option<MerchantRow>, StoreError> {
-        sqlx::query("SELECT * FROM merchants WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(merchant_row)
-            .transpose()
-    }
-
-    async fn merchant_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM merchants")
-            .fetch_one(&self.reads)
-            .await?
-            .try_get(0)?)
-    }
-
-    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
-        sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(api_key_row)
-            .transpose()
-    }
-
-    async fn api_keys(&self, merchant_id: &str) -> Result<Vec<ApiKeyRow>, StoreError> {
-        sqlx::query("SELECT * FROM api_keys WHERE merchant_id = ? ORDER BY created_at, id")
-            .bind(merchant_id)
-            .fetch_all(&self.reads)
-            .await?
-            .iter()
-            .map(api_key_row)
-            .collect()
-    }
-
-    async fn credentials(&self, merchant_id: &str) -> Result<Vec<CredentialRow>, StoreError> {
-        sqlx::query("SELECT * FROM provider_credentials WHERE merchant_id = ? ORDER BY provider")
-            .bind(merchant_id)
-            .fetch_all(&self.reads)
-            .await?
-            .iter()
-            .map(credential_row)
-            .collect()
-    }
-
-    async fn payment(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentRow>, StoreError> {
-        let generation = {
-            let cache = self.cache();
-            if let Some(row) = cache.rows.get(id) {
-                return Ok((row.merchant_id == merchant_id).then(|| row.clone()));
-            }
-            cache.generation
-        };
-        let row = sqlx::query("SELECT * FROM payments WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(payment_row)
-            .transpose()?;
-        if let Some(row) = &row {
-            let mut cache = self.cache();
-            if cache.generation == generation && cache.rows.len() < CACHE_CAPACITY {
-                cache.rows.entry(row.id.clone()).or_insert_with(|| row.clone());
-            }
-        }
-        Ok(row.filter(|row| row.merchant_id == merchant_id))
-    }
-
-    async fn payments(
-        &self,
-        merchant_id: &str,
-        filter: &PaymentFilter,
-    ) -> Result<Vec<PaymentRow>, StoreError> {
-        let mut sql = String::from("SELECT * FROM payments WHERE merchant_id = ?");
-        let mut args = vec![Arg::Text(merchant_id.to_owned())];
-        let mut add = |clause: &str, arg: Arg| {
-            sql.push_str(clause);
-            args.push(arg);
-        };
-        if let Some(provider) = &filter.provider {
-            add(" AND provider = ?", Arg::Text(provider.clone()));
-        }
-        if let Some(status) = filter.status {
-            add(" AND status = ?", Arg::Text(status.as_str().to_owned()));
-        }
-        if let Some(currency) = &filter.currency {
-            add(" AND currency = ?", Arg::Text(currency.clone()));
-        }
-        if let Some(min) = filter.min_amount_e4 {
-            add(" AND amount_e4 >= ?", Arg::Int(min));
-        }
-        if let Some(max) = filter.max_amount_e4 {
-            add(" AND amount_e4 <= ?", Arg::Int(max));
-        }
-        if let Some(since) = filter.since_ms {
-            add(" AND created_at >= ?", Arg::Int(since));
-        }
-        if let Some(until) = filter.until_ms {
-            add(" AND created_at <= ?", Arg::Int(until));
-        }
-        if let Some(after) = &filter.after_id {
-            add(
-                " AND seq < (SELECT seq FROM payments WHERE id = ?",
-                Arg::Text(after.clone()),
-            );
-            add(" AND merchant_id = ?)", Arg::Text(merchant_id.to_owned()));
-        }
-        add(" ORDER BY seq DESC LIMIT ?", Arg::Int(i64::from(filter.limit)));
-        let mut query = sqlx::query(&sql);
-        for arg in args {
-            query = match arg {
-                Arg::Text(text) => query.bind(text),
-                Arg::Int(int) => query.bind(int),
-            };
-        }
-        query
-            .fetch_all(&self.reads)
-            .await?
-            .iter()
-            .map(payment_row)
-            .collect()
-    }
-
-    async fn refund(&self, merchant_id: &str, id: &str) -> Result<Option<RefundRow>, StoreError> {
-        sqlx::query("SELECT * FROM refunds WHERE id = ? AND merchant_id = ?")
-            .bind(id)
-            .bind(merchant_id)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(refund_row)
-            .transpose()
-    }
-
-    async fn customer(
-        &self,
-        merchant_id: &str,
-        provider: &str,
-        email: &str,
-    ) -> Result<Option<CustomerRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM customers WHERE merchant_id = ? AND provider = ? AND email = ?")
-            .bind(merchant_id)
-            .bind(provider)
-            .bind(email)
-            .fetch_optional(&self.reads)
-            .await?;
-        row.map(|row| {
-            Ok(CustomerRow {
-                merchant_id: row.try_get("merchant_id")?,
-                provider: row.try_get("provider")?,
-                email: row.try_get("email")?,
-                provider_customer_id: row.try_get("provider_customer_id")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn card(&self, merchant_id: &str, id: &str) -> Result<Option<CardRow>, StoreError> {
-        sqlx::query("SELECT * FROM saved_cards WHERE id = ? AND merchant_id = ?")
-            .bind(id)
-            .bind(merchant_id)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(card_row)
-            .transpose()
-    }
-
-    async fn cards(&self, merchant_id: &str, email: Option<&str>) -> Result<Vec<CardRow>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM saved_cards WHERE merchant_id = ? AND active = 1 \
-             AND (? IS NULL OR customer_email = ?) ORDER BY created_at DESC, id DESC",
-        )
-        .bind(merchant_id)
-        .bind(email)
-        .bind(email)
-        .fetch_all(&self.reads)
-        .await?
-        .iter()
-        .map(card_row)
-        .collect()
-    }
-
-    async fn idempotency(&self, merchant_id: &str, key: &str) -> Result<Option<IdempotencyRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM idempotency_keys WHERE merchant_id = ? AND key = ?")
-            .bind(merchant_id)
-            .bind(key)
-            .fetch_optional(&self.reads)
-            .await?;
-        row.map(|row| {
-            let status: i64 = row.try_get("status")?;
-            Ok(IdempotencyRow {
-                merchant_id: row.try_get("merchant_id")?,
-                key: row.try_get("key")?,
-                fingerprint: row.try_get("fingerprint")?,
-                status: u16::try_from(status).map_err(|_| StoreError::Corrupt("status".into()))?,
-                body: row.try_get("body")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
-        // A single statement; it goes through the pool (SQLite serializes it with the writer).
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(before_ms)
-            .execute(&self.reads)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn payment_by_provider_ref(
-        &self,
-        merchant_id: Option<&str>,
-        provider: &str,
-        provider_ref: &str,
-    ) -> Result<Option<PaymentRow>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM payments WHERE provider = ? AND provider_ref = ? AND (? IS NULL OR merchant_id = ?) \
-             ORDER BY seq LIMIT 1",
-        )
-        .bind(provider)
-        .bind(provider_ref)
-        .bind(merchant_id)
-        .bind(merchant_id)
-        .fetch_optional(&self.reads)
-        .await?
-        .as_ref()
-        .map(payment_row)
-        .transpose()
-    }
-
-    async fn refund_by_provider_id(
-        &self,
-        payment_id: &str,
-        provider_refund_id: &str,
-    ) -> Result<Option<RefundRow>, StoreError> {
-        sqlx::query("SELECT * FROM refunds WHERE payment_id = ? AND json_extract(refund, '$.id') = ?")
-            .bind(payment_id)
-            .bind(provider_refund_id)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(refund_row)
-            .transpose()
-    }
-
-    async fn webhook_event(&self, key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError> {
-        sqlx::query("SELECT * FROM webhook_events WHERE provider = ? AND account = ? AND event_id = ?")
-            .bind(&key.provider)
-            .bind(&key.account)
-            .bind(&key.event_id)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(webhook_event_row)
-            .transpose()
-    }
-
-    async fn unprocessed_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError> {
-        sqlx::query("SELECT * FROM webhook_events WHERE processed_at IS NULL ORDER BY seq LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.reads)
-            .await?
-            .iter()
-            .map(webhook_event_row)
-            .collect()
-    }
-
-    async fn signing_secret(&self, merchant_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT sealed FROM merchant_signing_secrets WHERE merchant_id = ?")
-            .bind(merchant_id)
-            .fetch_optional(&self.reads)
-            .await?;
-        Ok(row.map(|row| row.try_get("sealed")).transpose()?)
-    }
-
-    async fn claim_deliveries(
-        &self,
-        now: i64,
-        until: i64,
-        limit: u32,
-    ) -> Result<Vec<DeliveryRow>, StoreError> {
-        // One statement: SQLite runs it atomically against the writer.
-        sqlx::query(
-            "UPDATE webhook_deliveries SET claimed_until = ? WHERE seq IN (SELECT seq FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?) \
-             ORDER BY next_attempt_at, seq LIMIT ?) RETURNING *",
-        )
-        .bind(until)
-        .bind(now)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?
-        .iter()
-        .map(delivery_row)
-        .collect()
-    }
-
-    async fn deliveries(
-        &self,
-        merchant_id: &str,
-        filter: &DeliveryFilter,
-    ) -> Result<Vec<DeliveryRow>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM webhook_deliveries WHERE merchant_id = ? AND (? IS NULL OR status = ?) \
-             AND (? IS NULL OR event_type = ?) AND (? IS NULL OR payment_id = ?) AND (? IS NULL OR seq < ?) \
-             ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(merchant_id)
-        .bind(&filter.status)
-        .bind(&filter.status)
-        .bind(&filter.event_type)
-        .bind(&filter.event_type)
-        .bind(&filter.payment_id)
-        .bind(&filter.payment_id)
-        .bind(filter.before_seq)
-        .bind(filter.before_seq)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.reads)
-        .await?
-        .iter()
-        .map(delivery_row)
-        .collect()
-    }
-
-    async fn delivery(&self, merchant_id: &str, id: &str) -> Result<Option<DeliveryRow>, StoreError> {
-        sqlx::query("SELECT * FROM webhook_deliveries WHERE id = ? AND merchant_id = ?")
-            .bind(id)
-            .bind(merchant_id)
-            .fetch_optional(&self.reads)
-            .await?
-            .as_ref()
-            .map(delivery_row)
-            .transpose()
-    }
-
-    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt")
-            .bind(delivery_id)
-            .fetch_all(&self.reads)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AttemptRow {
-                    delivery_id: row.try_get("delivery_id")?,
-                    attempt: row.try_get("attempt")?,
-                    at: row.try_get("at")?,
-                    http_status: row.try_get("http_status")?,
-                    latency_ms: row.try_get("latency_ms")?,
-                    error: row.try_get("error")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM payments WHERE status = 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?",
-        )
-        .bind(updated_before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?
-        .iter()
-        .map(payment_row)
-        .collect()
     }
 }
 

@@ -12,6 +12,7 @@ use crate::app::deliveries::{self, DeliverySearch};
 pub(crate) use crate::app::inbound_api::Received;
 use crate::app::inbound_api::{self, Arrival};
 use crate::domain::error::Status;
+use crate::domain::records::DeliveryStatus;
 use crate::http::auth::{Auth, MerchantWrite, WebhooksRead};
 use crate::http::body::read_body;
 use crate::http::errors::ApiError;
@@ -125,16 +126,14 @@ impl ListQuery for DeliveryQuery {
     }
 
     fn search(self) -> Result<DeliverySearch, ApiError> {
-        if let Some(status) = &self.status {
-            if !matches!(status.as_str(), "pending" | "delivered" | "failed") {
-                return Err(ApiError::invalid_param(
-                    "status",
-                    "status must be pending, delivered or failed",
-                ));
-            }
-        }
+        let status = match &self.status {
+            None => None,
+            Some(name) => Some(DeliveryStatus::parse(name).ok_or_else(|| {
+                ApiError::invalid_param("status", "status must be pending, delivered or failed")
+            })?),
+        };
         Ok(DeliverySearch {
-            status: self.status,
+            status,
             event_type: self.event_type,
             payment_id: self.payment_id,
         })

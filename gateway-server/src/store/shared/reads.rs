@@ -1,0 +1,322 @@
+//! The entity traits' reads (see `shared`).
+
+/// Expands the read methods of `$store`, which reads through its field `$pool`.
+macro_rules! shared_reads {
+    ($store:ty, $db:ty, $pool:ident, $lock:literal) => {
+        /// A payment by id, whoever's it is (the caller checks the merchant).
+        async fn select_payment(pool: &sqlx::Pool<$db>, id: &str) -> Result<Option<PaymentRow>, StoreError> {
+            let row = sqlx::query_as::<_, PaymentRecord>("SELECT * FROM payments WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            convert_one(row)
+        }
+
+        #[async_trait::async_trait]
+        impl MerchantStore for $store {
+            async fn merchant(&self, id: &str) -> Result<Option<MerchantRow>, StoreError> {
+                Ok(sqlx::query_as("SELECT * FROM merchants WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.$pool)
+                    .await?)
+            }
+
+            async fn merchant_count(&self) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM merchants")
+                    .fetch_one(&self.$pool)
+                    .await?)
+            }
+
+            async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+                let row = sqlx::query_as::<_, ApiKeyRecord>("SELECT * FROM api_keys WHERE key_hash = $1")
+                    .bind(hash)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                convert_one(row)
+            }
+
+            async fn api_keys(&self, merchant_id: &str) -> Result<Vec<ApiKeyRow>, StoreError> {
+                let rows = sqlx::query_as::<_, ApiKeyRecord>(
+                    "SELECT * FROM api_keys WHERE merchant_id = $1 ORDER BY created_at, id",
+                )
+                .bind(merchant_id)
+                .fetch_all(&self.$pool)
+                .await?;
+                convert(rows)
+            }
+
+            async fn credentials(&self, merchant_id: &str) -> Result<Vec<CredentialRow>, StoreError> {
+                Ok(
+                    sqlx::query_as("SELECT * FROM provider_credentials WHERE merchant_id = $1 ORDER BY provider")
+                        .bind(merchant_id)
+                        .fetch_all(&self.$pool)
+                        .await?,
+                )
+            }
+
+            async fn signing_secret(&self, merchant_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                Ok(
+                    sqlx::query_scalar("SELECT sealed FROM merchant_signing_secrets WHERE merchant_id = $1")
+                        .bind(merchant_id)
+                        .fetch_optional(&self.$pool)
+                        .await?,
+                )
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl PaymentStore for $store {
+            async fn payment(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentRow>, StoreError> {
+                self.read_payment(merchant_id, id).await
+            }
+
+            async fn payments(
+                &self,
+                merchant_id: &str,
+                filter: &PaymentFilter,
+            ) -> Result<Vec<PaymentRow>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM payments WHERE merchant_id = ");
+                query.push_bind(merchant_id);
+                if let Some(provider) = &filter.provider {
+                    query.push(" AND provider = ").push_bind(provider);
+                }
+                if let Some(status) = filter.status {
+                    query.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(currency) = &filter.currency {
+                    query.push(" AND currency = ").push_bind(currency);
+                }
+                if let Some(min) = filter.min_amount_e4 {
+                    query.push(" AND amount_e4 >= ").push_bind(min);
+                }
+                if let Some(max) = filter.max_amount_e4 {
+                    query.push(" AND amount_e4 <= ").push_bind(max);
+                }
+                if let Some(since) = filter.since_ms {
+                    query.push(" AND created_at >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until_ms {
+                    query.push(" AND created_at <= ").push_bind(until);
+                }
+                if let Some(after) = &filter.after_id {
+                    query
+                        .push(" AND seq < (SELECT seq FROM payments WHERE id = ")
+                        .push_bind(after)
+                        .push(" AND merchant_id = ")
+                        .push_bind(merchant_id)
+                        .push(")");
+                }
+                query.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(filter.limit));
+                let rows = query
+                    .build_query_as::<PaymentRecord>()
+                    .fetch_all(&self.$pool)
+                    .await?;
+                convert(rows)
+            }
+
+            async fn payment_by_provider_ref(
+                &self,
+                merchant_id: Option<&str>,
+                provider: &str,
+                provider_ref: &str,
+            ) -> Result<Option<PaymentRow>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM payments WHERE provider = ");
+                query.push_bind(provider).push(" AND provider_ref = ").push_bind(provider_ref);
+                if let Some(merchant_id) = merchant_id {
+                    query.push(" AND merchant_id = ").push_bind(merchant_id);
+                }
+                query.push(" ORDER BY seq LIMIT 1");
+                let row = query
+                    .build_query_as::<PaymentRecord>()
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                convert_one(row)
+            }
+
+            async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
+                let rows = sqlx::query_as::<_, PaymentRecord>(
+                    "SELECT * FROM payments WHERE status = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3",
+                )
+                .bind(gateway_core::PaymentStatus::Pending.as_str())
+                .bind(updated_before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$pool)
+                .await?;
+                convert(rows)
+            }
+
+            async fn refund(&self, merchant_id: &str, id: &str) -> Result<Option<RefundRow>, StoreError> {
+                let row = sqlx::query_as::<_, RefundRecord>("SELECT * FROM refunds WHERE id = $1 AND merchant_id = $2")
+                    .bind(id)
+                    .bind(merchant_id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                convert_one(row)
+            }
+
+            async fn refund_by_provider_id(
+                &self,
+                payment_id: &str,
+                provider_refund_id: &str,
+            ) -> Result<Option<RefundRow>, StoreError> {
+                let row = sqlx::query_as::<_, RefundRecord>(
+                    "SELECT * FROM refunds WHERE payment_id = $1 AND provider_refund_id = $2",
+                )
+                .bind(payment_id)
+                .bind(provider_refund_id)
+                .fetch_optional(&self.$pool)
+                .await?;
+                convert_one(row)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl CardStore for $store {
+            async fn customer(
+                &self,
+                merchant_id: &str,
+                provider: &str,
+                email: &str,
+            ) -> Result<Option<CustomerRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM customers WHERE merchant_id = $1 AND provider = $2 AND email = $3",
+                )
+                .bind(merchant_id)
+                .bind(provider)
+                .bind(email)
+                .fetch_optional(&self.$pool)
+                .await?)
+            }
+
+            async fn card(&self, merchant_id: &str, id: &str) -> Result<Option<CardRow>, StoreError> {
+                Ok(sqlx::query_as("SELECT * FROM saved_cards WHERE id = $1 AND merchant_id = $2")
+                    .bind(id)
+                    .bind(merchant_id)
+                    .fetch_optional(&self.$pool)
+                    .await?)
+            }
+
+            async fn cards(&self, merchant_id: &str, email: Option<&str>) -> Result<Vec<CardRow>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM saved_cards WHERE merchant_id = ");
+                query.push_bind(merchant_id).push(" AND active = TRUE");
+                if let Some(email) = email {
+                    query.push(" AND customer_email = ").push_bind(email);
+                }
+                query.push(" ORDER BY created_at DESC, id DESC");
+                Ok(query.build_query_as().fetch_all(&self.$pool).await?)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl IdempotencyStore for $store {
+            async fn idempotency(&self, merchant_id: &str, key: &str) -> Result<Option<IdempotencyRow>, StoreError> {
+                let row = sqlx::query_as::<_, IdempotencyRecord>(
+                    "SELECT * FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
+                )
+                .bind(merchant_id)
+                .bind(key)
+                .fetch_optional(&self.$pool)
+                .await?;
+                convert_one(row)
+            }
+
+            async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                    .bind(before_ms)
+                    .execute(&self.$pool)
+                    .await?;
+                self.after_purge().await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl InboundStore for $store {
+            async fn webhook_event(&self, key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM webhook_events WHERE provider = $1 AND account = $2 AND event_id = $3",
+                )
+                .bind(&key.provider)
+                .bind(&key.account)
+                .bind(&key.event_id)
+                .fetch_optional(&self.$pool)
+                .await?)
+            }
+
+            async fn unprocessed_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError> {
+                Ok(
+                    sqlx::query_as("SELECT * FROM webhook_events WHERE processed_at IS NULL ORDER BY seq LIMIT $1")
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.$pool)
+                        .await?,
+                )
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl OutboxStore for $store {
+            async fn claim_deliveries(
+                &self,
+                now: i64,
+                until: i64,
+                limit: u32,
+            ) -> Result<Vec<DeliveryRow>, StoreError> {
+                // `$lock` is the dialect's: see the backends.
+                Ok(sqlx::query_as(concat!(
+                    "UPDATE webhook_deliveries SET claimed_until = $1 WHERE seq IN (SELECT seq \
+                     FROM webhook_deliveries WHERE status = $3 AND next_attempt_at <= $2 \
+                     AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, seq LIMIT $4",
+                    $lock,
+                    ") RETURNING *"
+                ))
+                    .bind(until)
+                    .bind(now)
+                    .bind(DeliveryStatus::Pending.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.$pool)
+                    .await?)
+            }
+
+            async fn deliveries(
+                &self,
+                merchant_id: &str,
+                filter: &DeliveryFilter,
+            ) -> Result<Vec<DeliveryRow>, StoreError> {
+                let mut query =
+                    sqlx::QueryBuilder::<$db>::new("SELECT * FROM webhook_deliveries WHERE merchant_id = ");
+                query.push_bind(merchant_id);
+                if let Some(status) = filter.status {
+                    query.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(event_type) = &filter.event_type {
+                    query.push(" AND event_type = ").push_bind(event_type);
+                }
+                if let Some(payment_id) = &filter.payment_id {
+                    query.push(" AND payment_id = ").push_bind(payment_id);
+                }
+                if let Some(before) = filter.before_seq {
+                    query.push(" AND seq < ").push_bind(before);
+                }
+                query.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(filter.limit));
+                Ok(query.build_query_as().fetch_all(&self.$pool).await?)
+            }
+
+            async fn delivery(&self, merchant_id: &str, id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+                Ok(sqlx::query_as("SELECT * FROM webhook_deliveries WHERE id = $1 AND merchant_id = $2")
+                    .bind(id)
+                    .bind(merchant_id)
+                    .fetch_optional(&self.$pool)
+                    .await?)
+            }
+
+            async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+                Ok(
+                    sqlx::query_as("SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt")
+                        .bind(delivery_id)
+                        .fetch_all(&self.$pool)
+                        .await?,
+                )
+            }
+        }
+    };
+}

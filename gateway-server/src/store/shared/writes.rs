@@ -1,0 +1,314 @@
+//! The changes, as one statement each (see `shared`).
+
+/// Expands the functions that apply [`Change`](crate::store::Change)s on `$db`.
+macro_rules! shared_writes {
+    ($db:ty) => {
+        /// A connection of this backend.
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        /// New payments, in one multi-row statement.
+        async fn insert_payments(conn: &mut Conn, rows: &[&PaymentRow]) -> Result<(), StoreError> {
+            let intents = rows
+                .iter()
+                .map(|row| to_json(&row.intent))
+                .collect::<Result<Vec<String>, StoreError>>()?;
+            let mut query = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, \
+                 amount_refunded, idempotency_key, saved_card_id, customer_email, return_url, intent, \
+                 created_at, updated_at) ",
+            );
+            query.push_values(rows.iter().zip(intents), |mut values, (p, intent)| {
+                values
+                    .push_bind(&p.id)
+                    .push_bind(&p.merchant_id)
+                    .push_bind(&p.provider)
+                    .push_bind(&p.intent.id)
+                    .push_bind(p.status().as_str())
+                    .push_bind(p.intent.currency.code())
+                    .push_bind(amount_e4(p.intent.amount, p.intent.currency.exponent()))
+                    .push_bind(p.amount_refunded)
+                    .push_bind(&p.idempotency_key)
+                    .push_bind(&p.saved_card_id)
+                    .push_bind(&p.customer_email)
+                    .push_bind(&p.return_url)
+                    .push_bind(intent)
+                    .push_bind(p.created_at)
+                    .push_bind(p.updated_at);
+            });
+            query.build().execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        /// Idempotency records (a newer one replaces the key's), in one statement.
+        async fn save_idempotency(conn: &mut Conn, rows: &[&IdempotencyRow]) -> Result<(), StoreError> {
+            let mut query = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, created_at) ",
+            );
+            query.push_values(rows, |mut values, i| {
+                values
+                    .push_bind(&i.merchant_id)
+                    .push_bind(&i.key)
+                    .push_bind(&i.fingerprint)
+                    .push_bind(i64::from(i.status))
+                    .push_bind(&i.body)
+                    .push_bind(i.created_at);
+            });
+            query.push(
+                " ON CONFLICT (merchant_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                 status = excluded.status, body = excluded.body, created_at = excluded.created_at",
+            );
+            query.build().execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        /// Inbound events not stored yet, in one statement.
+        async fn insert_webhook_events(conn: &mut Conn, rows: &[&WebhookEventRow]) -> Result<(), StoreError> {
+            let mut query = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at) ",
+            );
+            query.push_values(rows, |mut values, e| {
+                values
+                    .push_bind(&e.key.provider)
+                    .push_bind(&e.key.account)
+                    .push_bind(&e.key.event_id)
+                    .push_bind(&e.event_type)
+                    .push_bind(&e.body)
+                    .push_bind(e.received_at);
+            });
+            query.push(" ON CONFLICT (provider, account, event_id) DO NOTHING");
+            query.build().execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        /// Applies one change: one statement, except `record_attempt` where the backend says.
+        async fn apply(conn: &mut Conn, change: &Change) -> Result<(), StoreError> {
+            match change {
+                Change::InsertMerchant(m) => {
+                    sqlx::query("INSERT INTO merchants (id, name, webhook_url, created_at) VALUES ($1, $2, $3, $4)")
+                        .bind(&m.id)
+                        .bind(&m.name)
+                        .bind(&m.webhook_url)
+                        .bind(m.created_at)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Change::SetWebhookUrl { merchant_id, url } => {
+                    sqlx::query("UPDATE merchants SET webhook_url = $1 WHERE id = $2")
+                        .bind(url)
+                        .bind(merchant_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Change::InsertApiKey(k) => {
+                    sqlx::query(
+                        "INSERT INTO api_keys (id, merchant_id, key_hash, prefix, scopes, created_at, revoked_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&k.id)
+                    .bind(&k.merchant_id)
+                    .bind(&k.key_hash)
+                    .bind(&k.prefix)
+                    .bind(k.scopes.to_string())
+                    .bind(k.created_at)
+                    .bind(k.revoked_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::RevokeApiKey { merchant_id, id, at } => {
+                    sqlx::query(
+                        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND merchant_id = $3 \
+                         AND revoked_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(id)
+                    .bind(merchant_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::UpsertCredential(c) => {
+                    sqlx::query(
+                        "INSERT INTO provider_credentials (merchant_id, provider, sealed, masked, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id, provider) DO UPDATE SET \
+                         sealed = excluded.sealed, masked = excluded.masked, updated_at = excluded.updated_at",
+                    )
+                    .bind(&c.merchant_id)
+                    .bind(&c.provider)
+                    .bind(&c.sealed)
+                    .bind(&c.masked)
+                    .bind(c.updated_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::InsertPayment(p) => insert_payments(conn, &[&**p]).await?,
+                Change::UpdatePayment(p) => {
+                    sqlx::query(
+                        "UPDATE payments SET provider_ref = $1, status = $2, amount_e4 = $3, amount_refunded = $4, \
+                         intent = $5, updated_at = $6 WHERE id = $7 AND merchant_id = $8",
+                    )
+                    .bind(&p.intent.id)
+                    .bind(p.status().as_str())
+                    .bind(amount_e4(p.intent.amount, p.intent.currency.exponent()))
+                    .bind(p.amount_refunded)
+                    .bind(to_json(&p.intent)?)
+                    .bind(p.updated_at)
+                    .bind(&p.id)
+                    .bind(&p.merchant_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::InsertRefund(r) => {
+                    sqlx::query(
+                        "INSERT INTO refunds (id, merchant_id, payment_id, provider_refund_id, refund, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&r.id)
+                    .bind(&r.merchant_id)
+                    .bind(&r.payment_id)
+                    .bind(&r.refund.id)
+                    .bind(to_json(&r.refund)?)
+                    .bind(r.created_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::InsertCustomer(c) => {
+                    sqlx::query(
+                        "INSERT INTO customers (merchant_id, provider, email, provider_customer_id, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&c.merchant_id)
+                    .bind(&c.provider)
+                    .bind(&c.email)
+                    .bind(&c.provider_customer_id)
+                    .bind(c.created_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::InsertCard(c) => {
+                    sqlx::query(
+                        "INSERT INTO saved_cards (id, merchant_id, provider, provider_customer_id, \
+                         provider_payment_method, customer_email, brand, last4, exp_month, exp_year, is_default, \
+                         active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(&c.id)
+                    .bind(&c.merchant_id)
+                    .bind(&c.provider)
+                    .bind(&c.provider_customer_id)
+                    .bind(&c.provider_payment_method)
+                    .bind(&c.customer_email)
+                    .bind(&c.brand)
+                    .bind(&c.last4)
+                    .bind(c.exp_month)
+                    .bind(c.exp_year)
+                    .bind(c.is_default)
+                    .bind(c.active)
+                    .bind(c.created_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::SetDefaultCard {
+                    merchant_id,
+                    email,
+                    card_id,
+                } => {
+                    sqlx::query(
+                        "UPDATE saved_cards SET is_default = (id = $1) WHERE merchant_id = $2 AND customer_email = $3",
+                    )
+                    .bind(card_id)
+                    .bind(merchant_id)
+                    .bind(email)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::DeactivateCard { merchant_id, id } => {
+                    sqlx::query(
+                        "UPDATE saved_cards SET active = FALSE, is_default = FALSE WHERE id = $1 AND merchant_id = $2",
+                    )
+                    .bind(id)
+                    .bind(merchant_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::SaveIdempotency(i) => save_idempotency(conn, &[i]).await?,
+                Change::InsertWebhookEvent(e) => insert_webhook_events(conn, &[&**e]).await?,
+                Change::FinishWebhookEvent { key, at, note } => {
+                    let done = sqlx::query(
+                        "UPDATE webhook_events SET processed_at = $1, last_error = COALESCE($2, last_error) \
+                         WHERE provider = $3 AND account = $4 AND event_id = $5 AND processed_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(note)
+                    .bind(&key.provider)
+                    .bind(&key.account)
+                    .bind(&key.event_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::Conflict("the event was already processed"));
+                    }
+                }
+                Change::WebhookEventFailed { key, error } => {
+                    sqlx::query(
+                        "UPDATE webhook_events SET attempts = attempts + 1, last_error = $1 \
+                         WHERE provider = $2 AND account = $3 AND event_id = $4",
+                    )
+                    .bind(error)
+                    .bind(&key.provider)
+                    .bind(&key.account)
+                    .bind(&key.event_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::SetSigningSecret {
+                    merchant_id,
+                    sealed,
+                    at,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO merchant_signing_secrets (merchant_id, sealed, updated_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (merchant_id) DO UPDATE SET sealed = excluded.sealed, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(merchant_id)
+                    .bind(sealed)
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::InsertDelivery(d) => {
+                    sqlx::query(
+                        "INSERT INTO webhook_deliveries (id, merchant_id, payment_id, event_type, source_event, \
+                         payment, url, status, attempts, next_attempt_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) \
+                         ON CONFLICT (merchant_id, source_event, event_type) DO NOTHING",
+                    )
+                    .bind(&d.id)
+                    .bind(&d.merchant_id)
+                    .bind(&d.payment_id)
+                    .bind(&d.event_type)
+                    .bind(&d.source_event)
+                    .bind(&d.payment)
+                    .bind(&d.url)
+                    .bind(d.status.as_str())
+                    .bind(d.next_attempt_at)
+                    .bind(d.created_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::RecordAttempt { attempt, outcome } => record_attempt(conn, attempt, *outcome).await?,
+                Change::RetryDelivery { merchant_id, id, at } => {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET status = $1, next_attempt_at = $2, claimed_until = NULL \
+                         WHERE id = $3 AND merchant_id = $4 AND status != $1",
+                    )
+                    .bind(DeliveryStatus::Pending.as_str())
+                    .bind(at)
+                    .bind(id)
+                    .bind(merchant_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+    };
+}
