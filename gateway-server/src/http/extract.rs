@@ -327,8 +327,12 @@ mod tests {
             page("limit=0").unwrap_err().body_bytes()
         );
         assert_eq!(page("status=x&cursor=").unwrap_err().code(), "parameter_invalid");
+        // A cursor that cannot be an id is a bad query (400), not a missing object.
         let absurd = page(&format!("cursor={}", "c".repeat(101))).unwrap_err();
-        assert_eq!(absurd.status(), Status::NOT_FOUND);
+        assert_eq!(absurd.status(), Status::BAD_REQUEST);
+        assert!(String::from_utf8(absurd.body_bytes())
+            .unwrap()
+            .contains(r#""param":"cursor""#));
         assert_eq!(page("nope=1").unwrap_err().code(), "parameter_invalid");
     }
 
