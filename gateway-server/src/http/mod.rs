@@ -14,30 +14,40 @@ pub(crate) mod routes;
 pub(crate) mod turns;
 pub(crate) mod validate;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
-use actix_web::web;
+use actix_web::{web, App};
 
 use crate::app::core::Core;
 use crate::domain::error::{ApiError, Status};
 
 /// The whole HTTP application over `core`: state, path errors in the
-/// envelope, the request middleware, every route and the 404 fallback.
-pub(crate) fn app(core: web::Data<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |cfg| {
-        cfg.app_data(core)
-            .app_data(web::PathConfig::default().error_handler(|error, req| {
-                ApiError::new(
-                    Status::NOT_FOUND,
-                    "resource_missing",
-                    format!("no such object at {}: {error}", req.path()),
-                )
-                .into()
-            }))
-            .service(
-                web::scope("")
-                    .wrap(from_fn(middleware::observe))
-                    .configure(routes::configure)
-                    .default_service(web::to(routes::not_found)),
-            );
-    }
+/// envelope, the request middleware around every route and the 404 fallback.
+/// (A function returning the `App`, not a `ServiceConfig`, so the middleware
+/// wraps the app itself instead of adding a routing layer.)
+pub(crate) fn app(
+    core: web::Data<Core>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(core)
+        .app_data(web::PathConfig::default().error_handler(|error, req| {
+            ApiError::new(
+                Status::NOT_FOUND,
+                "resource_missing",
+                format!("no such object at {}: {error}", req.path()),
+            )
+            .into()
+        }))
+        .wrap(from_fn(middleware::observe))
+        .configure(routes::configure)
+        .default_service(web::to(routes::not_found))
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, HttpServer};
 use gateway_core::{
     build_provider, provider_factories, EventBus, HandlerContext, PaymentProvider, Plugin, ProviderConfig,
 };
@@ -197,7 +197,7 @@ impl ServerBuilder {
             clock,
         });
         let app_state = web::Data::from(state.clone());
-        let mut server = HttpServer::new(move || App::new().configure(crate::http::app(app_state.clone())));
+        let mut server = HttpServer::new(move || crate::http::app(app_state.clone()));
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
