@@ -189,16 +189,7 @@ async fn a_late_processing_event_does_not_move_a_succeeded_payment_back() {
         intent.amount_received = 0;
     }
     assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
-    for _ in 0..50 {
-        if db_count(
-            &server,
-            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        ) == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_processed(&server, 1).await;
     let id = payment["id"].as_str().unwrap();
     let now = server.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(now.data()["status"], "completed");
@@ -571,16 +562,7 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
     let mut watch = server.bus().watch_all();
     assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
     assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
-    for _ in 0..50 {
-        if db_count(
-            &server,
-            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        ) == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_processed(&server, 1).await;
     assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_events"), 1);
     assert_eq!(
         db_count(
@@ -597,6 +579,20 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
     );
     server.stop().await;
 }
+/// Waits (up to 1 s) until `count` stored inbound events are processed.
+async fn wait_until_processed(server: &TestServer, count: i64) {
+    for _ in 0..50 {
+        if db_count(
+            server,
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        ) == count
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls a delivery until it has `status`.
 async fn delivery_with_status(server: &TestServer, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
