@@ -144,6 +144,10 @@ where
         if let Some(response) = replay(state, auth, &key, &fingerprint).await? {
             return Ok(response);
         }
+        if !state.store.leases_are_shared() {
+            // One process: the lock above is the whole story; no lease, no second read.
+            break;
+        }
         if state.store.try_lease(&lease.name, &lease.owner, LEASE_MS).await? {
             lease.held = true;
             // The holder before may have stored its response and let go between our two reads.

@@ -40,7 +40,7 @@ pub(crate) async fn hold_until_done<T>(work: impl Future<Output = T>) -> T {
 
 type LocalMap<K> = Arc<Mutex<HashMap<K, Arc<AsyncMutex<()>>>>>;
 
-/// Per-key locks, shared with the other instances when `shared`.
+/// Per-key locks, shared with the other instances when the store's leases are.
 pub(crate) struct SharedLocks<K: Eq + Hash + Clone + Send + 'static> {
     local: LocalMap<K>,
     store: Arc<dyn Store>,
@@ -91,11 +91,11 @@ pub(crate) struct SharedGuard<K: Eq + Hash + Clone + Send + 'static> {
 }
 
 impl<K: Eq + Hash + Clone + Send + 'static> SharedLocks<K> {
-    pub(crate) fn new(store: Arc<dyn Store>, shared: bool, name: fn(&K) -> String) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, name: fn(&K) -> String) -> Self {
         SharedLocks {
             local: Arc::default(),
+            shared: store.leases_are_shared(),
             store,
-            shared,
             name,
         }
     }
@@ -161,7 +161,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::open(&url).await.unwrap());
-        let locks = Arc::new(SharedLocks::new(store, false, |key: &String| key.clone()));
+        let locks = Arc::new(SharedLocks::new(store, |key: &String| key.clone()));
         let order = Arc::new(Mutex::new(Vec::new()));
         let first = {
             let (locks, order) = (locks.clone(), order.clone());

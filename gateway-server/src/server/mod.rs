@@ -136,8 +136,6 @@ impl ServerBuilder {
         let config = self.config;
         let opened = crate::store::open(&config.database_url).await?;
         let store = opened.store;
-        // Other instances may share a PostgreSQL database: locks take leases there.
-        let shared = opened.postgres.is_some();
         let master_key = master_key(&config)?;
         let sandbox_key = if config.sandbox && store.merchant_count().await? == 0 {
             let (merchant_id, key) = create_merchant(&*store, "sandbox", Some(Scopes::all())).await?;
@@ -186,8 +184,8 @@ impl ServerBuilder {
             sealer: Sealer::new(&master_key),
             metrics,
             idempotency_locks: KeyedLocks::new(),
-            payment_locks: SharedLocks::new(store.clone(), shared, |id| format!("payment:{id}")),
-            customer_locks: SharedLocks::new(store.clone(), shared, |(merchant, provider, email)| {
+            payment_locks: SharedLocks::new(store.clone(), |id| format!("payment:{id}")),
+            customer_locks: SharedLocks::new(store.clone(), |(merchant, provider, email)| {
                 format!("customer:{merchant}:{provider}:{email}")
             }),
             max_body_bytes: config.max_body_bytes,

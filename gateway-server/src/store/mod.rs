@@ -294,6 +294,10 @@ pub(crate) trait LeaseStore: Send + Sync {
     async fn try_lease(&self, name: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError>;
     /// Gives up a lease `owner` holds (nothing when it holds none).
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    /// Whether other processes share this database, so leases matter. When
+    /// not (SQLite: one process), every lease is granted and in-process
+    /// locks are the whole story: callers skip the lease round trips.
+    fn leases_are_shared(&self) -> bool;
 }
 
 /// The storage interface the use cases see: every entity's reads, and

@@ -31,7 +31,11 @@ shared_statements! {
 const POOL_SIZE: u32 = 16;
 
 /// The database's clock in Unix milliseconds, as SQL.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
 
 /// Whether `url` names a PostgreSQL database.
 pub(crate) fn is_postgres_url(url: &str) -> bool {
@@ -151,8 +155,10 @@ impl PostgresStore {
 
     /// Leases that ran out long ago are garbage too.
     async fn after_purge(&self) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "DELETE FROM leases WHERE expires_at < {NOW_MS} - 3600000"
+        sqlx::query(concat!(
+            "DELETE FROM leases WHERE expires_at < ",
+            now_ms!(),
+            " - 3600000"
         ))
         .execute(&self.pool)
         .await?;
@@ -194,13 +200,15 @@ impl Store for PostgresStore {
 impl LeaseStore for PostgresStore {
     async fn try_lease(&self, name: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError> {
         // Insert, or take over a lease that ran out (or that `owner` already holds).
-        let sql = format!(
-            "INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, {NOW_MS} + $3) \
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE leases.expires_at < {NOW_MS} OR leases.owner = excluded.owner \
-             RETURNING owner"
+        const SQL: &str = concat!(
+            "INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, ",
+            now_ms!(),
+            " + $3) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE leases.expires_at < ",
+            now_ms!(),
+            " OR leases.owner = excluded.owner RETURNING owner"
         );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(SQL)
             .bind(name)
             .bind(owner)
             .bind(lease_ms)
@@ -216,6 +224,10 @@ impl LeaseStore for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn leases_are_shared(&self) -> bool {
+        true
     }
 }
 

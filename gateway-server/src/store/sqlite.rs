@@ -374,6 +374,10 @@ impl LeaseStore for SqliteStore {
     async fn release_lease(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn leases_are_shared(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
