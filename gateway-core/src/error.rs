@@ -84,6 +84,21 @@ pub enum ProviderError {
         #[source]
         source: Option<ErrorSource>,
     },
+    /// The request was sent and may have been carried out, but its answer
+    /// never came (a timeout after sending) or could not be read (a success
+    /// status with a body that does not parse). Never "failed": the caller
+    /// resolves it by asking the provider (retrieve the object, or replay the
+    /// call with the same idempotency key).
+    #[error("provider outcome unknown: {message}")]
+    OutcomeUnknown {
+        /// The HTTP status, when there was a response.
+        status: Option<u16>,
+        /// What happened.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The provider does not offer this operation (see [`crate::Capabilities`]).
     #[error("{provider} does not support {operation}")]
     Unsupported {
@@ -123,6 +138,8 @@ pub enum ProviderErrorKind {
     RateLimited,
     /// See [`ProviderError::Unavailable`].
     Unavailable,
+    /// See [`ProviderError::OutcomeUnknown`].
+    OutcomeUnknown,
     /// See [`ProviderError::Unsupported`].
     Unsupported,
     /// See [`ProviderError::Other`].
@@ -139,6 +156,7 @@ impl fmt::Display for ProviderErrorKind {
             ProviderErrorKind::IdempotencyConflict => "idempotency_conflict",
             ProviderErrorKind::RateLimited => "rate_limited",
             ProviderErrorKind::Unavailable => "provider_unavailable",
+            ProviderErrorKind::OutcomeUnknown => "provider_outcome_unknown",
             ProviderErrorKind::Unsupported => "unsupported",
             ProviderErrorKind::Other => "provider_error",
         };
@@ -157,6 +175,7 @@ impl ProviderError {
             ProviderError::IdempotencyConflict { .. } => ProviderErrorKind::IdempotencyConflict,
             ProviderError::RateLimited { .. } => ProviderErrorKind::RateLimited,
             ProviderError::Unavailable { .. } => ProviderErrorKind::Unavailable,
+            ProviderError::OutcomeUnknown { .. } => ProviderErrorKind::OutcomeUnknown,
             ProviderError::Unsupported { .. } => ProviderErrorKind::Unsupported,
             ProviderError::Other { .. } => ProviderErrorKind::Other,
         }
@@ -168,6 +187,25 @@ impl ProviderError {
             self,
             ProviderError::RateLimited { .. } | ProviderError::Unavailable { .. }
         )
+    }
+
+    /// Whether a mutating call that failed this way may still have been
+    /// carried out (an outage, a timeout, an unreadable reply): its outcome is
+    /// unknown until the provider is asked, and it must never be reported as failed.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Unavailable { .. } | ProviderError::OutcomeUnknown { .. }
+        )
+    }
+
+    /// An outcome-unknown error with a message and no source.
+    pub fn outcome_unknown_with(message: impl Into<String>) -> Self {
+        ProviderError::OutcomeUnknown {
+            status: None,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// The issuer's decline code, for declines.
@@ -253,5 +291,16 @@ mod tests {
         assert_eq!(declined.kind(), ProviderErrorKind::CardDeclined);
         assert_eq!(declined.decline_code(), Some("insufficient_funds"));
         assert_eq!(declined.provider_code(), Some("card_declined"));
+        assert!(!declined.outcome_unknown());
+    }
+
+    #[test]
+    fn outages_and_unreadable_replies_leave_the_outcome_unknown() {
+        assert!(ProviderError::unavailable("down").outcome_unknown());
+        let unread = ProviderError::outcome_unknown_with("timed out after sending");
+        assert!(unread.outcome_unknown());
+        assert!(!unread.is_retryable(), "a call that may have run is resolved, not blindly retried");
+        assert_eq!(unread.kind().to_string(), "provider_outcome_unknown");
+        assert!(!ProviderError::invalid(None, None, "bad").outcome_unknown());
     }
 }

@@ -16,6 +16,14 @@ pub type Metadata = BTreeMap<String, String>;
 /// The metadata key that links an intent to the application's order.
 pub const ORDER_ID_METADATA_KEY: &str = "order_id";
 
+/// The metadata key naming the gateway payment an intent belongs to, set on
+/// every intent the gateway creates, so an intent whose creation reply was
+/// lost can still be matched to its (write-ahead) payment row.
+pub const GATEWAY_PAYMENT_METADATA_KEY: &str = "gateway_payment_id";
+
+/// The metadata key naming the gateway merchant an intent belongs to.
+pub const GATEWAY_MERCHANT_METADATA_KEY: &str = "gateway_merchant_id";
+
 /// Where a payment intent is in its life, mirroring Stripe's statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
