@@ -6,13 +6,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::core::Core;
-use crate::app::idempotency::{self, IdempotentRequest, Outcome, ProviderKeys, Reply};
+use crate::app::idempotency::{self, Attempt, IdempotentRequest, Outcome, Reply};
 use crate::app::lists::List;
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
 use crate::store::{CardRow, Change, CustomerRow};
 use crate::support::clock::{now_ms, rfc3339};
-use crate::support::ids::new_id;
 
 /// A validated request to save a card.
 #[derive(Debug)]
@@ -75,7 +74,7 @@ pub(crate) async fn create(
             .to_owned(),
     };
     let provider = core.provider_for(&caller.merchant_id, &provider_name).await?;
-    idempotency::run(core, caller, post, |keys: ProviderKeys| async move {
+    idempotency::run(core, caller, post, |attempt: Attempt| async move {
         let email = input.customer_email;
         let _guard = core
             .customer_locks
@@ -91,7 +90,7 @@ pub(crate) async fn create(
                     name: input.customer_name.clone(),
                     metadata: Default::default(),
                 };
-                let customer = provider.create_customer(request, &keys.step("customer")?).await?;
+                let customer = provider.create_customer(request, &attempt.step("customer")?).await?;
                 changes.push(Change::InsertCustomer(CustomerRow {
                     merchant_id: merchant_id.clone(),
                     provider: provider_name.clone(),
@@ -103,7 +102,7 @@ pub(crate) async fn create(
             }
         };
         let method = provider
-            .attach_payment_method(&customer_id, &input.payment_method_id, &keys.step("attach")?)
+            .attach_payment_method(&customer_id, &input.payment_method_id, &attempt.step("attach")?)
             .await?;
         let card = method.card.ok_or_else(|| {
             ApiError::invalid_param("payment_method_id", "the payment method is not a card")
@@ -116,7 +115,7 @@ pub(crate) async fn create(
             .any(|card| card.is_default && card.provider == provider_name);
         let is_default = input.set_default || !has_default;
         let row = CardRow {
-            id: new_id(),
+            id: attempt.resource_id().to_owned(),
             merchant_id: merchant_id.clone(),
             provider: provider_name,
             provider_customer_id: customer_id,

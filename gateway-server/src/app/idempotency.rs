@@ -4,15 +4,28 @@
 //!   duplicates wait for the first and then replay its stored response, so
 //!   they make exactly one provider call. Within a process an in-memory lock
 //!   orders them; across instances sharing a database, a lease on the key
-//!   (`Store::try_lease`) does, and runs out after [`LEASE_MS`] if its holder died.
-//! * The response of a request that ran is stored in the same transaction as
-//!   its changes and replayed with `Idempotent-Replayed: true` for 24 hours;
-//!   the same key with a different method, path or body is refused with 422.
-//! * Validation failures and retryable provider failures (5xx, 429) are not
-//!   stored, so a retry runs again.
-//! * The key sent to the provider is derived from the merchant's key, so a
-//!   retry after a crash between the provider call and the commit reuses it
-//!   and the provider replays its first result instead of charging again.
+//!   (`Store::try_lease`) does, renewed while its holder works and running
+//!   out after [`LEASE_MS`] if its holder died.
+//! * Before a use case calls the provider it writes its rows ahead
+//!   ([`Attempt::write_ahead`]) together with an **in-progress record**: the
+//!   request's fingerprint and the id reserved for what it creates. The
+//!   response is stored in the same transaction as the use case's final
+//!   changes and replayed with `Idempotent-Replayed: true` for 24 hours.
+//! * The fingerprint covers the method, the path and the body's canonical
+//!   JSON (keys sorted, no whitespace), so a client that re-serializes its
+//!   body is the same request; the same key with another request is refused
+//!   with 422, also while the first is in progress or ended without an answer.
+//! * A request whose record is in progress (it ended ambiguously: a timeout,
+//!   an outage, a crash) is **resumed** by a retry with the same request:
+//!   the same reserved id, hence the same provider keys, so the provider
+//!   replays what it did instead of doing it again.
+//! * Provider keys are derived from the merchant and the reserved id
+//!   ([`ProviderKeys::for_resource`]), never from the body's bytes; without an
+//!   `Idempotency-Key` the id is fresh, and the written-ahead row still lets
+//!   reconciliation resolve an ambiguous call.
+//! * Validation failures (before anything is written) are not stored, so a
+//!   retry runs again; nor are `202 Accepted` answers, which say the outcome
+//!   is still being resolved: the record stays in progress and a retry resumes.
 
 use std::future::Future;
 
@@ -21,16 +34,17 @@ use gateway_core::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::app::core::Core;
 use crate::app::payments::{commit_and_publish, IntentUpdate};
 use crate::domain::error::{ApiError, Status};
+use crate::domain::records::StoredResponse;
 use crate::domain::scopes::Caller;
 use crate::store::{Change, IdempotencyRow, Store};
 use crate::support::clock::now_ms;
 use crate::support::ids::{new_id, sha256_hex};
 
 /// How long a stored response is replayed.
-pub(crate) const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+pub(crate) const RETENTION_MS: i64 = crate::domain::records::IDEMPOTENCY_RETENTION_MS;
 
-/// How long a request may hold its key's lease; a duplicate on another
-/// instance waits at most this long if the holder's instance died.
+/// How long a request's lease on its key lasts without renewal; a duplicate
+/// on another instance waits at most this long if the holder's instance died.
 pub(crate) const LEASE_MS: i64 = 60_000;
 
 /// How often a duplicate on another instance checks whether the first finished.
@@ -47,7 +61,7 @@ pub(crate) struct IdempotentRequest<'a> {
     pub(crate) key: Result<Option<&'a str>, &'a ApiError>,
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
-    /// The raw body: the fingerprint covers its bytes.
+    /// The raw body: the fingerprint covers its canonical JSON.
     pub(crate) body: &'a [u8],
 }
 
@@ -60,7 +74,9 @@ pub(crate) struct Reply {
     pub(crate) replayed: bool,
 }
 
-/// What a POST handler produced: the response and the changes to commit with it.
+/// What a POST handler produced: the response and the changes to commit with
+/// it. A `202 Accepted` status says the outcome is not known yet: the
+/// changes are committed but the response is not stored for replay.
 pub(crate) struct Outcome {
     pub(crate) status: Status,
     pub(crate) body: Vec<u8>,
@@ -69,38 +85,119 @@ pub(crate) struct Outcome {
     pub(crate) updates: Vec<IntentUpdate>,
 }
 
-/// The provider keys for one request: derived from the merchant's key when it
-/// sent one, random otherwise; one per step through [`IdempotencyKey::derive`].
+/// The provider keys of one operation: derived from the merchant and the id
+/// reserved for the operation; one per step through [`IdempotencyKey::derive`].
 #[derive(Clone, Debug)]
 pub(crate) struct ProviderKeys {
     base: IdempotencyKey,
 }
 
 impl ProviderKeys {
-    /// From the merchant, its key and the request's fingerprint: a retry of
-    /// the same request gets the same provider keys; the key reused for another
-    /// request after its record expired does not collide at the provider.
-    fn derived(merchant_id: &str, key: &str, fingerprint: &str) -> Result<Self, ApiError> {
-        let digest = sha256_hex(format!("{merchant_id}\n{key}\n{fingerprint}").as_bytes());
-        ProviderKeys::with_base(format!("gw_{}", &digest[..40]))
-    }
-
-    fn random() -> Result<Self, ApiError> {
-        ProviderKeys::with_base(format!("gw_{}", new_id()))
-    }
-
-    fn with_base(base: String) -> Result<Self, ApiError> {
-        let base = IdempotencyKey::new(base).map_err(|_| ApiError::internal())?;
+    /// The keys of the operation `resource_id` of `merchant_id`: the same
+    /// for every retry that resumes it (and for reconciliation), distinct for
+    /// every other operation, whatever the request's bytes.
+    pub(crate) fn for_resource(merchant_id: &str, resource_id: &str) -> Result<Self, ApiError> {
+        let digest = sha256_hex(format!("{merchant_id}\n{resource_id}").as_bytes());
+        let base = IdempotencyKey::new(format!("gw_{}", &digest[..40])).map_err(|_| ApiError::internal())?;
         Ok(ProviderKeys { base })
     }
 
-    /// The provider key for one step of the request (`create_intent`, `refund`, …).
+    /// The provider key for one step of the operation (`create_intent`, `refund`, …).
     pub(crate) fn step(&self, step: &str) -> Result<IdempotencyKey, ApiError> {
         self.base.derive(step).map_err(|_| ApiError::internal())
     }
 }
 
-/// Runs `handler` once per merchant key of `caller`, storing and replaying its outcome.
+/// One run of a POST's use case: the id reserved for what it creates, its
+/// provider keys, and the in-progress record to write ahead of the provider call.
+pub(crate) struct Attempt {
+    resource_id: String,
+    keys: ProviderKeys,
+    /// The in-progress record to write with the first write-ahead (`None`
+    /// without an `Idempotency-Key`, or once written, or when resuming).
+    begin: Option<IdempotencyRow>,
+    resumed: bool,
+}
+
+impl Attempt {
+    fn new(merchant_id: &str, resource_id: String, begin: Option<IdempotencyRow>, resumed: bool) -> Result<Self, ApiError> {
+        Ok(Attempt {
+            keys: ProviderKeys::for_resource(merchant_id, &resource_id)?,
+            resource_id,
+            begin,
+            resumed,
+        })
+    }
+
+    /// The id reserved for what this request creates (a payment, a refund, a
+    /// card, or the operation itself): the same when a retry resumes it.
+    pub(crate) fn resource_id(&self) -> &str {
+        &self.resource_id
+    }
+
+    /// Whether this run resumes a request that ended without a stored answer:
+    /// its written-ahead rows may exist, and its provider calls may have run.
+    pub(crate) fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The provider key for one step (`create_intent`, `confirm`, `refund`, …).
+    pub(crate) fn step(&self, step: &str) -> Result<IdempotencyKey, ApiError> {
+        self.keys.step(step)
+    }
+
+    /// The operation's provider keys.
+    pub(crate) fn keys(&self) -> &ProviderKeys {
+        &self.keys
+    }
+
+    /// Commits `changes` (the rows that say money may move) with the
+    /// in-progress record, before the provider is called, and publishes
+    /// `updates`. A concurrent request that took the key first makes this fail
+    /// with 409, so only one of them reaches the provider.
+    pub(crate) async fn write_ahead(
+        &mut self,
+        core: &Core,
+        mut changes: Vec<Change>,
+        updates: &[IntentUpdate],
+    ) -> Result<(), ApiError> {
+        if let Some(record) = self.begin.take() {
+            changes.push(Change::BeginIdempotency(record));
+        }
+        commit_and_publish(core, changes, updates).await.map_err(|error| match error {
+            crate::store::StoreError::Conflict(_) => in_progress_elsewhere(),
+            other => other.into(),
+        })
+    }
+}
+
+/// 409: another request holds the key.
+fn in_progress_elsewhere() -> ApiError {
+    ApiError::conflict(
+        "idempotency_key_in_use",
+        "another request with this Idempotency-Key is in progress; retry shortly",
+    )
+    .with_param(HEADER)
+}
+
+/// The fingerprint of a request: method, path and the body's canonical JSON
+/// (a body that is not JSON counts by its bytes).
+fn fingerprint(request: &IdempotentRequest<'_>) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(request.body)
+        .ok()
+        .and_then(|value| serde_json::to_vec(&value).ok());
+    let body = canonical.as_deref().unwrap_or(request.body);
+    let mut material = Vec::with_capacity(body.len() + 64);
+    material.extend_from_slice(request.method.as_bytes());
+    material.push(b' ');
+    material.extend_from_slice(request.path.as_bytes());
+    material.push(b'\n');
+    material.extend_from_slice(body);
+    sha256_hex(&material)
+}
+
+/// Runs `handler` once per merchant key of `caller`, storing and replaying
+/// its outcome, and resuming it when it ended without one.
 pub(crate) async fn run<F, Fut>(
     state: &Core,
     caller: &Caller,
@@ -108,28 +205,20 @@ pub(crate) async fn run<F, Fut>(
     handler: F,
 ) -> Result<Reply, ApiError>
 where
-    F: FnOnce(ProviderKeys) -> Fut,
+    F: FnOnce(Attempt) -> Fut,
     Fut: Future<Output = Result<Outcome, ApiError>>,
 {
     let auth = caller;
-    let body = request.body;
     let Some(key) = request.key.map_err(ApiError::clone)?.map(str::to_owned) else {
         // Locks the handler takes are held until its changes are committed.
         return crate::app::leases::hold_until_done(async {
-            let outcome = handler(ProviderKeys::random()?).await?;
+            let attempt = Attempt::new(&auth.merchant_id, new_id(), None, false)?;
+            let outcome = handler(attempt).await?;
             finish(state, outcome, None).await
         })
         .await;
     };
-    let fingerprint = {
-        let mut material = Vec::with_capacity(body.len() + 64);
-        material.extend_from_slice(request.method.as_bytes());
-        material.push(b' ');
-        material.extend_from_slice(request.path.as_bytes());
-        material.push(b'\n');
-        material.extend_from_slice(body);
-        sha256_hex(&material)
-    };
+    let fingerprint = fingerprint(&request);
     let _guard = state
         .idempotency_locks
         .lock((auth.merchant_id.clone(), key.clone()))
@@ -140,71 +229,94 @@ where
         owner: new_id(),
         held: false,
     };
-    loop {
-        if let Some(response) = replay(state, auth, &key, &fingerprint).await? {
+    let found = loop {
+        let found = lookup(state, auth, &key, &fingerprint).await?;
+        if let Found::Done(response) = found {
             return Ok(response);
         }
         if !state.store.leases_are_shared() {
             // One process: the lock above is the whole story; no lease, no second read.
-            break;
+            break found;
         }
         if state.store.try_lease(&lease.name, &lease.owner, LEASE_MS).await? {
             lease.held = true;
             // The holder before may have stored its response and let go between our two reads.
-            if let Some(response) = replay(state, auth, &key, &fingerprint).await? {
+            let found = lookup(state, auth, &key, &fingerprint).await?;
+            if let Found::Done(response) = found {
                 lease.release().await;
                 return Ok(response);
             }
-            break;
+            break found;
         }
         // Another instance runs this key now: wait for its stored response (or its lease to run out).
         tokio::time::sleep(LEASE_POLL).await;
-    }
-    let keys = ProviderKeys::derived(&auth.merchant_id, &key, &fingerprint)?;
-    let response = crate::app::leases::hold_until_done(async {
-        let outcome = handler(keys).await?;
-        let record = IdempotencyRow {
-            merchant_id: auth.merchant_id.to_string(),
-            key,
-            fingerprint,
-            status: outcome.status.as_u16(),
-            body: outcome.body.clone(),
-            created_at: now_ms(),
-        };
+    };
+    let (record, attempt) = match found {
+        Found::InProgress(record) => {
+            let resource_id = record.resource_id.clone().unwrap_or_else(new_id);
+            let attempt = Attempt::new(&auth.merchant_id, resource_id, None, true)?;
+            (record, attempt)
+        }
+        Found::Nothing | Found::Done(_) => {
+            let resource_id = new_id();
+            let record = IdempotencyRow {
+                merchant_id: auth.merchant_id.to_string(),
+                key,
+                fingerprint,
+                response: None,
+                resource_id: Some(resource_id.clone()),
+                created_at: now_ms(),
+            };
+            let attempt = Attempt::new(&auth.merchant_id, resource_id, Some(record.clone()), false)?;
+            (record, attempt)
+        }
+    };
+    let response = crate::app::leases::hold_until_done(lease.renewing(async {
+        let outcome = handler(attempt).await?;
         finish(state, outcome, Some(record)).await
-    })
+    }))
     .await;
     lease.release().await;
     response
 }
 
-/// The stored response for `key`, if there is a fresh one for this request.
-async fn replay(
-    state: &Core,
-    auth: &Caller,
-    key: &str,
-    fingerprint: &str,
-) -> Result<Option<Reply>, ApiError> {
-    if let Some(stored) = state.store.idempotency(&auth.merchant_id, key).await? {
-        if stored.created_at >= now_ms() - RETENTION_MS {
-            if stored.fingerprint != *fingerprint {
-                return Err(ApiError::unprocessable(
-                    "idempotency_key_reused",
-                    format!(
-                        "the Idempotency-Key {key:?} was used with a different request; \
-                         use a new key for a new request"
-                    ),
-                )
-                .with_param(HEADER));
-            }
-            return Ok(Some(Reply {
-                status: Status::from_u16(stored.status).unwrap_or(Status::OK),
-                body: stored.body,
-                replayed: true,
-            }));
-        }
+/// What the store holds for a key, for this request.
+enum Found {
+    /// No record, or an expired one.
+    Nothing,
+    /// The stored response.
+    Done(Reply),
+    /// The record of this request, in progress or ended without an answer.
+    InProgress(IdempotencyRow),
+}
+
+/// The record for `key`, if there is a fresh one for this request; 422 if it
+/// is another request's.
+async fn lookup(state: &Core, auth: &Caller, key: &str, fingerprint: &str) -> Result<Found, ApiError> {
+    let Some(stored) = state.store.idempotency(&auth.merchant_id, key).await? else {
+        return Ok(Found::Nothing);
+    };
+    if stored.created_at < now_ms() - RETENTION_MS {
+        return Ok(Found::Nothing);
     }
-    Ok(None)
+    if stored.fingerprint != *fingerprint {
+        return Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            format!(
+                "the Idempotency-Key {key:?} was used with a different request; \
+                 use a new key for a new request"
+            ),
+        )
+        .with_param(HEADER));
+    }
+    Ok(match stored.response {
+        Some(response) => Found::Done(Reply {
+            status: Status::from_u16(response.status).unwrap_or(Status::OK),
+            body: response.body,
+            replayed: true,
+        }),
+        None => Found::InProgress(stored),
+    })
 }
 
 /// A key's lease while its request runs; released when done, or (if the
@@ -217,6 +329,31 @@ struct Lease {
 }
 
 impl Lease {
+    /// Runs `work` while renewing the lease (if held) every third of its
+    /// length, so a holder that takes long never loses its key to a duplicate.
+    async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
+        if !self.held {
+            return work.await;
+        }
+        let renew = async {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_millis((LEASE_MS / 3) as u64));
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                match self.store.try_lease(&self.name, &self.owner, LEASE_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(lease = %self.name, "an idempotency lease was lost while its request ran"),
+                    Err(error) => tracing::warn!(%error, "renewing an idempotency lease failed; retrying"),
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            output = &mut work => output,
+            never = renew => never,
+        }
+    }
+
     async fn release(&mut self) {
         if std::mem::take(&mut self.held) {
             if let Err(error) = self.store.release_lease(&self.name, &self.owner).await {
@@ -243,15 +380,28 @@ impl Drop for Lease {
     }
 }
 
+/// Commits the outcome's changes with its stored response (unless it is a
+/// `202`: not resolved yet, the record stays in progress).
 async fn finish(
     state: &Core,
     mut outcome: Outcome,
     record: Option<IdempotencyRow>,
 ) -> Result<Reply, ApiError> {
-    if let Some(record) = record {
+    if let Some(mut record) = record.filter(|_| outcome.status != Status::ACCEPTED) {
+        record.response = Some(StoredResponse {
+            status: outcome.status.as_u16(),
+            body: outcome.body.clone(),
+        });
         outcome.changes.push(Change::SaveIdempotency(record));
     }
-    commit_and_publish(state, outcome.changes, &outcome.updates).await?;
+    commit_and_publish(state, outcome.changes, &outcome.updates)
+        .await
+        .map_err(|error| match error {
+            crate::store::StoreError::Conflict("the Idempotency-Key is held by another request") => {
+                in_progress_elsewhere()
+            }
+            other => other.into(),
+        })?;
     Ok(Reply {
         status: outcome.status,
         body: outcome.body,
@@ -295,19 +445,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn provider_keys_are_derived_per_merchant_and_step() {
-        let a = ProviderKeys::derived("m1", "order-1", "f").unwrap();
-        let b = ProviderKeys::derived("m1", "order-1", "f").unwrap();
-        let c = ProviderKeys::derived("m2", "order-1", "f").unwrap();
-        let d = ProviderKeys::derived("m1", "order-1", "g").unwrap();
+    fn provider_keys_are_derived_per_merchant_operation_and_step() {
         let step = |keys: &ProviderKeys, step: &str| keys.step(step).unwrap();
+        let a = ProviderKeys::for_resource("m1", "pay_1").unwrap();
+        let b = ProviderKeys::for_resource("m1", "pay_1").unwrap();
+        let c = ProviderKeys::for_resource("m2", "pay_1").unwrap();
+        let d = ProviderKeys::for_resource("m1", "pay_2").unwrap();
         assert_eq!(step(&a, "create_intent"), step(&b, "create_intent"));
         assert_ne!(step(&a, "create_intent"), step(&c, "create_intent"));
         assert_ne!(step(&a, "create_intent"), step(&d, "create_intent"));
-        assert_ne!(step(&a, "create_intent"), step(&a, "capture"));
-        assert_ne!(
-            step(&ProviderKeys::random().unwrap(), "x"),
-            step(&ProviderKeys::random().unwrap(), "x")
-        );
+        assert_ne!(step(&a, "create_intent"), step(&a, "confirm"));
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_how_the_body_was_serialized() {
+        let request = |body: &'static str| IdempotentRequest {
+            key: Ok(Some("k")),
+            method: "POST",
+            path: "/v1/payments",
+            body: body.as_bytes(),
+        };
+        let a = fingerprint(&request(r#"{"amount":"10.00","currency":"USD","metadata":{"a":"1","b":"2"}}"#));
+        let b = fingerprint(&request("{ \"currency\": \"USD\",\n \"metadata\": {\"b\":\"2\",\"a\":\"1\"}, \"amount\": \"10.00\" }"));
+        let c = fingerprint(&request(r#"{"amount":"10.00","currency":"USD","metadata":{"a":"1","b":"2"},"x":1}"#));
+        let d = fingerprint(&request(r#"{"amount":"10.01","currency":"USD","metadata":{"a":"1","b":"2"}}"#));
+        assert_eq!(a, b);
+        assert_ne!(a, c, "an added field is another request");
+        assert_ne!(a, d);
+        assert_ne!(fingerprint(&request("not json")), fingerprint(&request("not json ")));
     }
 }

@@ -22,6 +22,7 @@ pub(crate) mod payments_api;
 pub(crate) mod providers;
 pub(crate) mod reconcile;
 pub(crate) mod refunds;
+pub(crate) mod resolve;
 
 use crate::domain::error::{ApiError, Status};
 use crate::store::StoreError;

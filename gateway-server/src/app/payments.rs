@@ -10,6 +10,7 @@ use gateway_core::{EventKind, IntentChange, IntentChangeContext, PaymentIntent};
 
 use crate::app::core::Core;
 pub(crate) use crate::domain::changes::{new_event_id, ChangeSource, IntentUpdate, UpdateKind};
+use crate::domain::records::PendingStep;
 use crate::store::{Change, PaymentRow, StoreError};
 use crate::support::clock::now_ms;
 
@@ -71,7 +72,7 @@ pub(crate) fn apply_intent_change(
         event_id: new_event_id(),
         refund: None,
     };
-    Some((Change::UpdatePayment(Box::new(row.clone())), update))
+    Some((Change::update_payment(row), update))
 }
 
 /// Adds `amount` minor units to what was refunded of `row`.
@@ -95,7 +96,23 @@ pub(crate) fn apply_refund(
         event_id: new_event_id(),
         refund: None,
     };
-    (Change::UpdatePayment(Box::new(row.clone())), update)
+    (Change::update_payment(row), update)
+}
+
+/// Stores the intent the provider created for a written-ahead row (`next`:
+/// the step still to run, if any): the change to commit and the `Created`
+/// update to publish, as for a new payment.
+pub(crate) fn intent_created(
+    row: &mut PaymentRow,
+    intent: PaymentIntent,
+    next: Option<PendingStep>,
+    source: ChangeSource,
+) -> (Change, IntentUpdate) {
+    row.intent = intent;
+    row.pending_step = next;
+    row.updated_at = now_ms();
+    let (_, update) = new_payment(row.clone(), source);
+    (Change::update_payment(row), update)
 }
 
 /// Commits `changes` with the outbox rows `updates` call for, in one
@@ -183,6 +200,8 @@ mod tests {
             saved_card_id: None,
             customer_email: None,
             return_url: None,
+            pending_step: None,
+            version: 0,
             created_at: 0,
             updated_at: 0,
         }

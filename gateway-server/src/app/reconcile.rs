@@ -22,6 +22,9 @@ pub struct ReconcileSettings {
     pub interval: Duration,
     /// Provider calls in flight at once.
     pub concurrency: usize,
+    /// How long a provider call whose answer is not stored is left before
+    /// it is resolved (past the provider's time bound).
+    pub unresolved_after: Duration,
 }
 
 impl Default for ReconcileSettings {
@@ -30,6 +33,7 @@ impl Default for ReconcileSettings {
             after: Duration::from_secs(15 * 60),
             interval: Duration::from_secs(60),
             concurrency: 8,
+            unresolved_after: crate::app::resolve::UNRESOLVED_AFTER,
         }
     }
 }
@@ -45,6 +49,7 @@ pub(crate) async fn reconcile_loop(state: Arc<Core>, settings: ReconcileSettings
     let mut checked: HashMap<String, i64> = HashMap::new();
     loop {
         ticker.tick().await;
+        crate::app::resolve::resolve_unresolved(&state, settings.unresolved_after).await;
         let now = now_ms();
         let after_ms = settings.after.as_millis() as i64;
         checked.retain(|_, at| now - *at < after_ms);

@@ -17,6 +17,8 @@ pub(crate) struct Status(u16);
 
 impl Status {
     pub(crate) const OK: Status = Status(200);
+    /// Taken, outcome not known yet (a provider call that may have run).
+    pub(crate) const ACCEPTED: Status = Status(202);
     pub(crate) const BAD_REQUEST: Status = Status(400);
     pub(crate) const UNAUTHORIZED: Status = Status(401);
     pub(crate) const PAYMENT_REQUIRED: Status = Status(402);
@@ -227,6 +229,7 @@ impl From<ProviderError> for ApiError {
             ProviderError::IdempotencyConflict { .. } => Status::CONFLICT,
             ProviderError::RateLimited { .. } => Status::TOO_MANY_REQUESTS,
             ProviderError::Unavailable { .. } => Status::SERVICE_UNAVAILABLE,
+            ProviderError::OutcomeUnknown { .. } => Status::BAD_GATEWAY,
             ProviderError::Unsupported { .. } => Status::UNPROCESSABLE_ENTITY,
             _ => Status::BAD_GATEWAY,
         };
@@ -239,6 +242,7 @@ impl From<ProviderError> for ApiError {
                 .unwrap_or("provider_invalid_request")
                 .to_owned(),
             ProviderErrorKind::Unavailable => "provider_unavailable".to_owned(),
+            ProviderErrorKind::OutcomeUnknown => "provider_outcome_unknown".to_owned(),
             ProviderErrorKind::RateLimited => "rate_limited".to_owned(),
             ProviderErrorKind::IdempotencyConflict => "provider_idempotency_conflict".to_owned(),
             ProviderErrorKind::Unsupported => "unsupported".to_owned(),
@@ -251,7 +255,8 @@ impl From<ProviderError> for ApiError {
             | ProviderError::NotFound { message, .. }
             | ProviderError::IdempotencyConflict { message }
             | ProviderError::RateLimited { message, .. }
-            | ProviderError::Unavailable { message, .. } => message.clone(),
+            | ProviderError::Unavailable { message, .. }
+            | ProviderError::OutcomeUnknown { message, .. } => message.clone(),
             other => other.to_string(),
         };
         let mut api = ApiError::new(status, code, message);

@@ -53,6 +53,11 @@ pub(crate) struct PaymentRow {
     pub(crate) saved_card_id: Option<String>,
     pub(crate) customer_email: Option<String>,
     pub(crate) return_url: Option<String>,
+    /// The provider call asked for whose answer is not stored yet: `None`
+    /// once `intent` is the provider's answer (see [`PendingStep`]).
+    pub(crate) pending_step: Option<PendingStep>,
+    /// Bumped by every stored update; an update applies only to the version it read.
+    pub(crate) version: i64,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -62,6 +67,51 @@ impl PaymentRow {
     /// (The `status` column is written from this function only, as a filter index.)
     pub(crate) fn status(&self) -> PaymentStatus {
         PaymentStatus::derive(&self.intent, self.amount_refunded)
+    }
+
+}
+
+/// A provider call a payment row was written ahead of, whose answer the
+/// gateway has not stored: the request is in flight, or its outcome is
+/// unknown (a timeout, an outage, an unreadable reply) until a retry of the
+/// same request or reconciliation resolves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PendingStep {
+    /// Create the intent (unconfirmed): no money moves.
+    Create,
+    /// Create the intent, then confirm it.
+    CreateConfirm,
+    /// Confirm the intent (money may move).
+    Confirm,
+    /// Capture the authorization.
+    Capture,
+    /// Cancel the intent.
+    Cancel,
+}
+
+impl PendingStep {
+    const ALL: [PendingStep; 5] = [
+        PendingStep::Create,
+        PendingStep::CreateConfirm,
+        PendingStep::Confirm,
+        PendingStep::Capture,
+        PendingStep::Cancel,
+    ];
+
+    /// The stored name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PendingStep::Create => "create",
+            PendingStep::CreateConfirm => "create_confirm",
+            PendingStep::Confirm => "confirm",
+            PendingStep::Capture => "capture",
+            PendingStep::Cancel => "cancel",
+        }
+    }
+
+    /// Parses a stored name.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        PendingStep::ALL.into_iter().find(|step| step.as_str() == name)
     }
 }
 
@@ -103,16 +153,30 @@ pub(crate) struct CardRow {
     pub(crate) created_at: i64,
 }
 
-/// A stored response for an idempotency key.
+/// How long an idempotency record holds its key: 24 hours, as at Stripe.
+pub(crate) const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// An idempotency key's record: in progress from before the provider is
+/// called, then done with the stored response.
 #[derive(Debug, Clone)]
 pub(crate) struct IdempotencyRow {
     pub(crate) merchant_id: String,
     pub(crate) key: String,
-    /// SHA-256 of method, path and body.
+    /// SHA-256 of method, path and the body's canonical JSON.
     pub(crate) fingerprint: String,
+    /// `None` while in progress; the stored response once done.
+    pub(crate) response: Option<StoredResponse>,
+    /// The id reserved for what the request creates (payment, refund, …),
+    /// which also names its provider keys: a retry resumes the same one.
+    pub(crate) resource_id: Option<String>,
+    pub(crate) created_at: i64,
+}
+
+/// A response stored for replay.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredResponse {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
-    pub(crate) created_at: i64,
 }
 
 /// Identifies an inbound provider event: unique per provider account.

@@ -47,8 +47,14 @@ pub(crate) struct PaymentView<'a> {
     status: &'static str,
     /// The provider-side status (`requires_action`, `succeeded`, …).
     intent_status: &'static str,
-    /// The provider's reference (`pi_…`).
+    /// The provider's reference (`pi_…`); empty until the provider has created the intent.
     provider_ref: &'a str,
+    /// True while the gateway has asked the provider and not stored its
+    /// answer: the outcome of the last call (creating, confirming, capturing
+    /// or canceling) is unknown until it is resolved, by a retry of the same
+    /// request (same `Idempotency-Key`) or by reconciliation. Never retry it
+    /// with a new key.
+    awaiting_provider: bool,
     capture_method: &'static str,
     payment_method: Option<&'a str>,
     saved_card_id: Option<&'a str>,
@@ -91,6 +97,7 @@ impl<'a> PaymentView<'a> {
             status: row.status().as_str(),
             intent_status: intent.status.as_str(),
             provider_ref: &intent.id,
+            awaiting_provider: row.pending_step.is_some(),
             capture_method: match intent.capture_method {
                 CaptureMethod::Automatic => "automatic",
                 CaptureMethod::Manual => "manual",

@@ -60,6 +60,10 @@ pub(crate) enum StoreError {
     /// event already processed): the whole commit is rolled back.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A unique key is taken (e.g. a second payment row for one provider
+    /// intent): the whole commit is rolled back.
+    #[error("duplicate: {0}")]
+    Duplicate(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -72,6 +76,9 @@ impl From<sqlx::Error> for StoreError {
                 Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "55P03")
             ) {
                 return StoreError::Busy;
+            }
+            if db.is_unique_violation() {
+                return StoreError::Duplicate(db.message().to_owned());
             }
         }
         StoreError::Database(error)
@@ -124,8 +131,19 @@ pub(crate) enum Change {
         at: i64,
     },
     UpsertCredential(CredentialRow),
+    /// A new payment; a second row for the same provider intent fails the
+    /// commit with [`StoreError::Duplicate`].
     InsertPayment(Box<PaymentRow>),
+    /// The payment as it is now, at the version after the update (build it
+    /// with [`Change::update_payment`]): it applies only if the stored row
+    /// is still at the version before, else the commit fails with [`StoreError::Conflict`].
     UpdatePayment(Box<PaymentRow>),
+    /// Removes a written-ahead payment the provider refused to create (one
+    /// that has no provider intent; a row with one is never removed).
+    DeleteDraftPayment {
+        merchant_id: String,
+        id: String,
+    },
     InsertRefund(Box<RefundRow>),
     InsertCustomer(CustomerRow),
     InsertCard(CardRow),
@@ -139,6 +157,13 @@ pub(crate) enum Change {
         merchant_id: String,
         id: String,
     },
+    /// Writes an in-progress idempotency record before the provider is
+    /// called; fails the commit with [`StoreError::Conflict`] if the key has
+    /// a record that has not expired.
+    BeginIdempotency(IdempotencyRow),
+    /// Stores the response of an idempotency key: completes the request's own
+    /// in-progress record (same fingerprint and start), or writes a new one
+    /// where there is none or it expired; otherwise fails the commit with [`StoreError::Conflict`].
     SaveIdempotency(IdempotencyRow),
     /// Stores an inbound event unless its key is already stored.
     InsertWebhookEvent(Box<WebhookEventRow>),
@@ -173,6 +198,15 @@ pub(crate) enum Change {
         id: String,
         at: i64,
     },
+}
+
+impl Change {
+    /// The update of `row`: bumps its version (so the caller's copy matches
+    /// what is stored once committed) and takes the row as it is now.
+    pub(crate) fn update_payment(row: &mut PaymentRow) -> Change {
+        row.version += 1;
+        Change::UpdatePayment(Box::new(row.clone()))
+    }
 }
 
 /// Filters for listing payments; amounts in minor units of `currency` or, without
@@ -221,8 +255,13 @@ pub(crate) trait PaymentStore: Send + Sync {
         provider: &str,
         provider_ref: &str,
     ) -> Result<Option<PaymentRow>, StoreError>;
-    /// Payments still pending whose row last changed before `updated_before`, oldest first.
+    /// Payments still pending whose row last changed before `updated_before`,
+    /// oldest first (not those waiting on a provider answer: see `unresolved_payments`).
     async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError>;
+    /// Payments with a provider call whose answer is not stored (a
+    /// [`PendingStep`](crate::domain::records::PendingStep)), last changed
+    /// before `updated_before`, oldest first.
+    async fn unresolved_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError>;
     async fn refund(&self, merchant_id: &str, id: &str) -> Result<Option<RefundRow>, StoreError>;
     /// The refund of `payment_id` whose provider id is `provider_refund_id`.
     async fn refund_by_provider_id(

@@ -73,6 +73,11 @@ pub(super) fn migrator() -> Migrator {
             "refund provider id",
             include_str!("../../migrations/postgres/0004_refund_provider_id.sql"),
         ),
+        migration(
+            6,
+            "write ahead",
+            include_str!("../../migrations/postgres/0006_write_ahead.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -8,7 +8,15 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Type};
 
 use super::{ApiKeyRow, DeliveryStatus, IdempotencyRow, PaymentRow, RefundRow, StoreError};
+use crate::domain::records::{PendingStep, StoredResponse};
 use crate::domain::scopes::Scopes;
+
+/// The stored `state` of an idempotency record whose request is still running
+/// (or ended without an answer to store).
+pub(super) const IDEMPOTENCY_IN_PROGRESS: &str = "in_progress";
+/// The stored `state` of an idempotency record with its response.
+pub(super) const IDEMPOTENCY_DONE: &str = "done";
+pub(super) use crate::domain::records::IDEMPOTENCY_RETENTION_MS;
 
 /// A `payments` row as stored.
 #[derive(sqlx::FromRow)]
@@ -23,6 +31,8 @@ pub(super) struct PaymentRecord {
     saved_card_id: Option<String>,
     customer_email: Option<String>,
     return_url: Option<String>,
+    pending_step: Option<String>,
+    version: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -41,6 +51,13 @@ impl TryFrom<PaymentRecord> for PaymentRow {
             saved_card_id: row.saved_card_id,
             customer_email: row.customer_email,
             return_url: row.return_url,
+            pending_step: match row.pending_step {
+                None => None,
+                Some(name) => Some(
+                    PendingStep::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("pending step {name:?}")))?,
+                ),
+            },
+            version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -108,9 +125,12 @@ pub(super) struct IdempotencyRecord {
     merchant_id: String,
     key: String,
     fingerprint: String,
+    /// `in_progress` or `done`.
+    state: String,
     /// The HTTP status (a `BIGINT`: PostgreSQL has no unsigned types).
     status: i64,
     body: Vec<u8>,
+    resource_id: Option<String>,
     created_at: i64,
 }
 
@@ -118,12 +138,20 @@ impl TryFrom<IdempotencyRecord> for IdempotencyRow {
     type Error = StoreError;
 
     fn try_from(row: IdempotencyRecord) -> Result<Self, StoreError> {
+        let response = match row.state.as_str() {
+            IDEMPOTENCY_IN_PROGRESS => None,
+            IDEMPOTENCY_DONE => Some(StoredResponse {
+                status: u16::try_from(row.status).map_err(|_| StoreError::Corrupt("status".into()))?,
+                body: row.body,
+            }),
+            other => return Err(StoreError::Corrupt(format!("idempotency state {other:?}"))),
+        };
         Ok(IdempotencyRow {
-            status: u16::try_from(row.status).map_err(|_| StoreError::Corrupt("status".into()))?,
             merchant_id: row.merchant_id,
             key: row.key,
             fingerprint: row.fingerprint,
-            body: row.body,
+            response,
+            resource_id: row.resource_id,
             created_at: row.created_at,
         })
     }

@@ -60,6 +60,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0003_refund_provider_id.sql")),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("write ahead"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0005_write_ahead.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -224,6 +231,7 @@ fn clone_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::Busy => StoreError::Busy,
         StoreError::Conflict(what) => StoreError::Conflict(what),
+        StoreError::Duplicate(what) => StoreError::Duplicate(what.clone()),
         other => StoreError::Corrupt(other.to_string()),
     }
 }
@@ -256,7 +264,7 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<
         })
         .collect();
     for chunk in chunks(&records) {
-        save_idempotency(&mut tx, chunk).await?;
+        save_idempotency(&mut tx, chunk, false).await?;
     }
     let events: Vec<&WebhookEventRow> = changes
         .iter()
@@ -442,8 +450,11 @@ mod tests {
             merchant_id: "m1".to_owned(),
             key: key.to_owned(),
             fingerprint: "f".to_owned(),
-            status: 200,
-            body: b"{}".to_vec(),
+            response: Some(crate::domain::records::StoredResponse {
+                status: 200,
+                body: b"{}".to_vec(),
+            }),
+            resource_id: None,
             created_at,
         }
     }
@@ -461,7 +472,7 @@ mod tests {
             ])
             .await
             .unwrap();
-        assert_eq!(store.idempotency("m1", "old").await.unwrap().unwrap().status, 200);
+        assert_eq!(store.idempotency("m1", "old").await.unwrap().unwrap().response.unwrap().status, 200);
         assert!(
             store.idempotency("m2", "old").await.unwrap().is_none(),
             "keys are per merchant"

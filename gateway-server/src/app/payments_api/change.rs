@@ -7,14 +7,16 @@ use gateway_core::{
 };
 use serde_json::value::RawValue;
 
-use super::{load, payment_outcome, split_result};
+use super::{load, Steps};
 use crate::app::amounts::amount_in;
 use crate::app::core::Core;
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
-use crate::app::payments::{apply_intent_change, ChangeSource};
-use crate::domain::error::ApiError;
+use crate::app::payments::ChangeSource;
+use crate::domain::error::{success_bytes, ApiError, Status};
+use crate::domain::records::PendingStep;
 use crate::domain::scopes::Caller;
-use crate::store::PaymentRow;
+use crate::domain::views::PaymentView;
+use crate::store::{Change, PaymentRow};
 
 /// A validated confirm: the payment method (if none is attached yet) and the return URL.
 #[derive(Debug)]
@@ -44,12 +46,12 @@ enum Call {
 }
 
 impl Call {
-    /// The step its provider key is derived for.
-    fn step(&self) -> &'static str {
+    /// The step written ahead on the payment; its name is the provider key's step.
+    fn step(&self) -> PendingStep {
         match self {
-            Call::Confirm(_) => "confirm",
-            Call::Capture(_) => "capture",
-            Call::Cancel(_) => "cancel",
+            Call::Confirm(_) => PendingStep::Confirm,
+            Call::Capture(_) => PendingStep::Capture,
+            Call::Cancel(_) => PendingStep::Cancel,
         }
     }
 
@@ -69,7 +71,9 @@ impl Call {
 
 /// Changes the stored payment `id` once per `Idempotency-Key`, under its
 /// lock: `check` refuses the change for the payment's state or works out the
-/// provider call, whose intent is stored through `apply_intent_change`.
+/// provider call. The step is written on the row before the call, so an
+/// unknown outcome (answered `202`) is resolved by a retry of the same
+/// request or by reconciliation; the answer is stored through `apply_intent_change`.
 async fn change_payment(
     core: &Core,
     caller: &Caller,
@@ -77,28 +81,63 @@ async fn change_payment(
     id: &str,
     check: impl FnOnce(&PaymentRow) -> Result<Call, ApiError>,
 ) -> Result<Reply, ApiError> {
-    idempotency::run(core, caller, post, |keys| async move {
+    idempotency::run(core, caller, post, |mut attempt| async move {
         let _guard = core.payment_locks.lock(id.to_owned()).await;
         let mut row = load(core, caller, id).await?;
-        let call = check(&row)?;
-        let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
-        let key = keys.step(call.step())?;
-        let (intent, error) = split_result(call.send(&*provider, &row.intent.id, &key).await)?;
-        let mut changes = Vec::new();
-        let mut updates = Vec::new();
-        if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Api) {
-            changes.push(change);
-            updates.push(update);
+        let call = match check(&row) {
+            Ok(call) => call,
+            // A retry of a call that reconciliation has since resolved: the payment as it is now.
+            Err(_) if attempt.resumed() && row.pending_step.is_none() => {
+                return Ok(Outcome {
+                    status: Status::OK,
+                    body: success_bytes(&PaymentView::new(&row)),
+                    changes: Vec::new(),
+                    updates: Vec::new(),
+                })
+            }
+            Err(error) => return Err(error),
+        };
+        let step = call.step();
+        match row.pending_step {
+            // This request's own call, written ahead by the attempt it resumes.
+            Some(pending) if pending == step && attempt.resumed() => {}
+            Some(_) => return Err(outcome_pending(&row)),
+            None => {
+                row.pending_step = Some(step);
+                if let Call::Confirm(confirm) = &call {
+                    if confirm.return_url.is_some() {
+                        row.return_url = confirm.return_url.clone();
+                    }
+                }
+                attempt
+                    .write_ahead(core, vec![Change::update_payment(&mut row)], &[])
+                    .await?;
+            }
         }
-        let (status, body) = payment_outcome(&row, error);
-        Ok(Outcome {
-            status,
-            body,
-            changes,
-            updates,
-        })
+        let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
+        let key = attempt.step(step.as_str())?;
+        let result = call.send(&*provider, &row.intent.id, &key).await;
+        let steps = Steps {
+            core,
+            provider: &*provider,
+            keys: attempt.keys(),
+            source: ChangeSource::Api,
+        };
+        Ok(steps.settle(row, result, Vec::new(), Vec::new()).into_outcome())
     })
     .await
+}
+
+/// 409: the outcome of the payment's last provider call is still unknown.
+fn outcome_pending(row: &PaymentRow) -> ApiError {
+    ApiError::conflict(
+        "payment_outcome_unknown",
+        format!(
+            "payment {} is waiting for the provider's answer to an earlier call; retry that request \
+             with its Idempotency-Key, or wait for reconciliation",
+            row.id
+        ),
+    )
 }
 
 /// 409: the payment's state forbids `action`.

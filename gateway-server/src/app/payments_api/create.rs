@@ -1,17 +1,17 @@
 //! `POST /v1/payments`: a new payment through the merchant's provider,
 //! charging a payment method or a saved card.
 
-use gateway_core::{CaptureMethod, CreateIntent, Metadata, Money};
+use gateway_core::{CaptureMethod, IntentStatus, Metadata, Money, PaymentIntent};
 
-use super::{payment_outcome, split_result};
+use super::steps::Steps;
 use crate::app::core::Core;
-use crate::app::idempotency::{self, IdempotentRequest, Outcome, ProviderKeys, Reply};
-use crate::app::payments::{new_payment, ChangeSource};
+use crate::app::idempotency::{self, Attempt, IdempotentRequest, Reply};
+use crate::app::payments::ChangeSource;
 use crate::domain::error::ApiError;
+use crate::domain::records::PendingStep;
 use crate::domain::scopes::Caller;
-use crate::store::{CardRow, PaymentRow};
+use crate::store::{CardRow, Change, PaymentRow};
 use crate::support::clock::now_ms;
-use crate::support::ids::new_id;
 
 /// A validated request for a new payment: each field checked on its own,
 /// and `payment_method` / `saved_card_id` / `confirm` consistent.
@@ -64,28 +64,56 @@ fn provider_name(core: &Core, input: &NewPayment, card: Option<&CardRow>) -> Res
     }
 }
 
-/// What the provider is asked to create.
-fn intent_request(input: &NewPayment, card: Option<&CardRow>) -> CreateIntent {
-    let mut request = CreateIntent::new(input.amount);
-    request.capture_method = input.capture_method;
-    request.confirm = input.confirm;
-    request.return_url = input.return_url.clone();
-    request.metadata = input.metadata.clone();
-    request.description = input.description.clone();
-    request.receipt_email = input.customer_email.clone();
+/// The payment row written ahead of the provider call: its gateway id (the
+/// id reserved for the request), the draft of the intent asked for (no
+/// provider id yet) and the step to run.
+fn draft_row(
+    caller: &Caller,
+    attempt: &Attempt,
+    input: &NewPayment,
+    provider_name: &str,
+    card: Option<&CardRow>,
+    idempotency_key: Option<&str>,
+) -> PaymentRow {
+    let mut draft = PaymentIntent::new("", provider_name, input.amount, IntentStatus::RequiresPaymentMethod);
+    draft.capture_method = input.capture_method;
+    draft.metadata = input.metadata.clone();
+    draft.description = input.description.clone();
     match card {
         Some(card) => {
-            request.customer = Some(card.provider_customer_id.clone());
-            request.payment_method = Some(card.provider_payment_method.clone());
-            request.off_session = true;
+            draft.customer = Some(card.provider_customer_id.clone());
+            draft.payment_method = Some(card.provider_payment_method.clone());
         }
-        None => request.payment_method = input.payment_method.clone(),
+        None => draft.payment_method = input.payment_method.clone(),
     }
-    request
+    let now = now_ms();
+    PaymentRow {
+        id: attempt.resource_id().to_owned(),
+        merchant_id: caller.merchant_id.to_string(),
+        provider: provider_name.to_owned(),
+        intent: draft,
+        amount_refunded: 0,
+        idempotency_key: idempotency_key.map(str::to_owned),
+        saved_card_id: card.map(|card| card.id.clone()),
+        customer_email: input.customer_email.clone(),
+        return_url: input.return_url.clone(),
+        pending_step: Some(if input.confirm {
+            PendingStep::CreateConfirm
+        } else {
+            PendingStep::Create
+        }),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
-/// Creates a payment, once per `Idempotency-Key`. A declined payment is
-/// stored as failed and answered with the provider's refusal.
+/// Creates a payment, once per `Idempotency-Key`: the payment row is stored
+/// before the provider is asked, the intent is created unconfirmed and
+/// stored, and only then confirmed (when asked), so every call that can move
+/// money is on a known intent. A declined payment is stored as failed and
+/// answered with the provider's refusal; an unknown outcome is answered `202`
+/// and resolved by a retry with the same key or by reconciliation.
 pub(crate) async fn create(
     core: &Core,
     caller: &Caller,
@@ -95,32 +123,38 @@ pub(crate) async fn create(
     let card = saved_card(core, caller, &input).await?;
     let provider_name = provider_name(core, &input, card.as_ref())?;
     let provider = core.provider_for(&caller.merchant_id, &provider_name).await?;
-    let request = intent_request(&input, card.as_ref());
-    idempotency::run(core, caller, post, |keys: ProviderKeys| async move {
-        let key = keys.step("create_intent")?;
-        let (intent, error) = split_result(provider.create_intent(request, &key).await)?;
-        let now = now_ms();
-        let row = PaymentRow {
-            id: new_id(),
-            merchant_id: caller.merchant_id.to_string(),
-            provider: provider_name,
-            intent,
-            amount_refunded: 0,
-            idempotency_key: post.key.ok().flatten().map(str::to_owned),
-            saved_card_id: card.map(|card| card.id),
-            customer_email: input.customer_email,
-            return_url: input.return_url,
-            created_at: now,
-            updated_at: now,
+    idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
+        let _guard = core.payment_locks.lock(attempt.resource_id().to_owned()).await;
+        let stored = core.store.payment(&caller.merchant_id, attempt.resource_id()).await?;
+        let mut row = match stored {
+            Some(row) => row,
+            None => {
+                let key = post.key.ok().flatten();
+                let row = draft_row(caller, &attempt, &input, &provider_name, card.as_ref(), key);
+                attempt
+                    .write_ahead(core, vec![Change::InsertPayment(Box::new(row.clone()))], &[])
+                    .await?;
+                row
+            }
         };
-        let (status, body) = payment_outcome(&row, error);
-        let (change, update) = new_payment(row, ChangeSource::Api);
-        Ok(Outcome {
-            status,
-            body,
-            changes: vec![change],
-            updates: vec![update],
-        })
+        let mut early = Vec::new();
+        if attempt.resumed()
+            && input.confirm
+            && row.pending_step.is_none()
+            && row.intent.status == IntentStatus::RequiresConfirmation
+        {
+            // Reconciliation stored the intent this request created: confirm it as asked.
+            row.pending_step = Some(PendingStep::Confirm);
+            early.push(Change::update_payment(&mut row));
+        }
+        let steps = Steps {
+            core,
+            provider: &*provider,
+            keys: attempt.keys(),
+            source: ChangeSource::Api,
+        };
+        let advanced = steps.advance(row, early).await?;
+        Ok(advanced.into_outcome())
     })
     .await
 }

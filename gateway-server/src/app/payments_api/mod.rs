@@ -4,11 +4,13 @@
 
 mod change;
 mod create;
+mod steps;
 
 pub(crate) use change::{cancel, capture, confirm, Cancel, Capture, Confirm};
 pub(crate) use create::{create, NewPayment};
+pub(crate) use steps::{intent_request, Steps};
 
-use gateway_core::{IntentStatus, PaymentIntent, ProviderError};
+use gateway_core::{IntentStatus, ProviderError};
 
 use crate::app::core::Core;
 use crate::app::lists::{Page, PageRequest};
@@ -24,20 +26,6 @@ pub(crate) async fn load(core: &Core, caller: &Caller, id: &str) -> Result<Payme
         .payment(&caller.merchant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("payment", id))
-}
-
-/// The outcome of a provider call on an intent: the new intent, plus the
-/// error when the provider declined and still returned the intent.
-fn split_result(
-    result: Result<PaymentIntent, ProviderError>,
-) -> Result<(PaymentIntent, Option<ProviderError>), ApiError> {
-    match result {
-        Ok(intent) => Ok((intent, None)),
-        Err(error) => match error.intent().cloned() {
-            Some(intent) => Ok((intent, Some(error))),
-            None => Err(error.into()),
-        },
-    }
 }
 
 /// The answer for a payment the provider just acted on: the payment, or the
@@ -56,14 +44,19 @@ fn payment_outcome(row: &PaymentRow, error: Option<ProviderError>) -> (Status, V
 /// customer (3-D Secure) or on the provider.
 pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<PaymentRow, ApiError> {
     let row = load(core, caller, id).await?;
-    if !matches!(
-        row.intent.status,
-        IntentStatus::RequiresAction | IntentStatus::Processing
-    ) {
+    if row.pending_step.is_some()
+        || !matches!(
+            row.intent.status,
+            IntentStatus::RequiresAction | IntentStatus::Processing
+        )
+    {
         return Ok(row);
     }
     let _guard = core.payment_locks.lock(row.id.clone()).await;
     let mut row = load(core, caller, id).await?;
+    if row.pending_step.is_some() {
+        return Ok(row);
+    }
     let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
     match provider.retrieve_intent(&row.intent.id).await {
         Ok(intent) => {

@@ -96,7 +96,8 @@ contract!(
     payment_filters_and_pagination,
     stale_payments_are_the_old_pending_ones,
     customers_and_cards_round_trip,
-    idempotency_records_replace_and_purge,
+    idempotency_records_begin_complete_expire_and_purge,
+    payment_updates_apply_to_the_version_read_and_refs_are_unique,
     a_failing_change_rolls_back_its_whole_commit,
     inbound_events_are_stored_once_and_finished_once,
     deliveries_are_claimed_until_their_claim_expires,
@@ -141,6 +142,8 @@ fn payment(merchant_id: &str, id: &str, intent: PaymentIntent, created_at: i64) 
         saved_card_id: None,
         customer_email: Some("a@example.com".to_owned()),
         return_url: None,
+        pending_step: None,
+        version: 0,
         created_at,
         updated_at: created_at,
     }
@@ -155,13 +158,25 @@ fn refund(provider_refund_id: &str, payment_intent: &str, amount: i64) -> Refund
     .expect("a refund")
 }
 
+/// A done record answering `status`.
 fn record(merchant_id: &str, key: &str, status: u16, created_at: i64) -> IdempotencyRow {
+    IdempotencyRow {
+        response: Some(crate::domain::records::StoredResponse {
+            status,
+            body: format!("{{\"status\":{status}}}").into_bytes(),
+        }),
+        ..in_progress(merchant_id, key, &format!("fp-{status}"), created_at)
+    }
+}
+
+/// An in-progress record with fingerprint `fingerprint`.
+fn in_progress(merchant_id: &str, key: &str, fingerprint: &str, created_at: i64) -> IdempotencyRow {
     IdempotencyRow {
         merchant_id: merchant_id.to_owned(),
         key: key.to_owned(),
-        fingerprint: format!("fp-{status}"),
-        status,
-        body: format!("{{\"status\":{status}}}").into_bytes(),
+        fingerprint: fingerprint.to_owned(),
+        response: None,
+        resource_id: Some(format!("res-{key}")),
         created_at,
     }
 }

@@ -27,7 +27,9 @@ macro_rules! shared_statements {
         // The store's names the shared statements use.
         use $crate::store::rows::{
             convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord,
+            IDEMPOTENCY_DONE, IDEMPOTENCY_IN_PROGRESS, IDEMPOTENCY_RETENTION_MS,
         };
+        use $crate::domain::records::PendingStep;
         use $crate::store::*;
 
         shared_writes!($db);

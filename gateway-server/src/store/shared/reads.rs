@@ -135,9 +135,22 @@ macro_rules! shared_reads {
 
             async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
                 let rows = sqlx::query_as::<_, PaymentRecord>(
-                    "SELECT * FROM payments WHERE status = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3",
+                    "SELECT * FROM payments WHERE status = $1 AND updated_at < $2 AND pending_step IS NULL \
+                     ORDER BY updated_at LIMIT $3",
                 )
                 .bind(gateway_core::PaymentStatus::Pending.as_str())
+                .bind(updated_before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$pool)
+                .await?;
+                convert(rows)
+            }
+
+            async fn unresolved_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
+                let rows = sqlx::query_as::<_, PaymentRecord>(
+                    "SELECT * FROM payments WHERE pending_step IS NOT NULL AND updated_at < $1 \
+                     ORDER BY updated_at LIMIT $2",
+                )
                 .bind(updated_before)
                 .bind(i64::from(limit))
                 .fetch_all(&self.$pool)

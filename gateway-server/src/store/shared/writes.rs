@@ -15,7 +15,7 @@ macro_rules! shared_writes {
             let mut query = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, \
                  amount_refunded, idempotency_key, saved_card_id, customer_email, return_url, intent, \
-                 created_at, updated_at) ",
+                 pending_step, version, created_at, updated_at) ",
             );
             query.push_values(rows.iter().zip(intents), |mut values, (p, intent)| {
                 values
@@ -32,6 +32,8 @@ macro_rules! shared_writes {
                     .push_bind(&p.customer_email)
                     .push_bind(&p.return_url)
                     .push_bind(intent)
+                    .push_bind(p.pending_step.map(PendingStep::as_str))
+                    .push_bind(p.version)
                     .push_bind(p.created_at)
                     .push_bind(p.updated_at);
             });
@@ -39,25 +41,50 @@ macro_rules! shared_writes {
             Ok(())
         }
 
-        /// Idempotency records (a newer one replaces the key's), in one statement.
-        async fn save_idempotency(conn: &mut Conn, rows: &[&IdempotencyRow]) -> Result<(), StoreError> {
+        /// Idempotency records, in one statement: `begin` writes in-progress
+        /// records (taking only a key that is free or expired), otherwise done
+        /// ones (completing the request's own in-progress record, or taking a
+        /// free or expired key). Any row refused fails with a conflict.
+        async fn save_idempotency(conn: &mut Conn, rows: &[&IdempotencyRow], begin: bool) -> Result<(), StoreError> {
             let mut query = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, created_at) ",
+                "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, state, status, body, resource_id, \
+                 created_at) ",
             );
             query.push_values(rows, |mut values, i| {
+                let (state, status, body) = match &i.response {
+                    None => (IDEMPOTENCY_IN_PROGRESS, 0, &[][..]),
+                    Some(response) => (IDEMPOTENCY_DONE, i64::from(response.status), &response.body[..]),
+                };
                 values
                     .push_bind(&i.merchant_id)
                     .push_bind(&i.key)
                     .push_bind(&i.fingerprint)
-                    .push_bind(i64::from(i.status))
-                    .push_bind(&i.body)
+                    .push_bind(state)
+                    .push_bind(status)
+                    .push_bind(body)
+                    .push_bind(&i.resource_id)
                     .push_bind(i.created_at);
             });
             query.push(
                 " ON CONFLICT (merchant_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
-                 status = excluded.status, body = excluded.body, created_at = excluded.created_at",
+                 state = excluded.state, status = excluded.status, body = excluded.body, \
+                 resource_id = excluded.resource_id, created_at = excluded.created_at \
+                 WHERE idempotency_keys.created_at < excluded.created_at - ",
             );
-            query.build().execute(&mut *conn).await?;
+            query.push_bind(IDEMPOTENCY_RETENTION_MS);
+            if !begin {
+                query
+                    .push(" OR (idempotency_keys.state = ")
+                    .push_bind(IDEMPOTENCY_IN_PROGRESS)
+                    .push(
+                        " AND idempotency_keys.created_at = excluded.created_at \
+                         AND idempotency_keys.fingerprint = excluded.fingerprint)",
+                    );
+            }
+            let done = query.build().execute(&mut *conn).await?;
+            if done.rows_affected() != rows.len() as u64 {
+                return Err(StoreError::Conflict("the Idempotency-Key is held by another request"));
+            }
             Ok(())
         }
 
@@ -141,9 +168,10 @@ macro_rules! shared_writes {
                 }
                 Change::InsertPayment(p) => insert_payments(conn, &[&**p]).await?,
                 Change::UpdatePayment(p) => {
-                    sqlx::query(
+                    let done = sqlx::query(
                         "UPDATE payments SET provider_ref = $1, status = $2, amount_e4 = $3, amount_refunded = $4, \
-                         intent = $5, updated_at = $6 WHERE id = $7 AND merchant_id = $8",
+                         intent = $5, updated_at = $6, pending_step = $7, return_url = $8, version = $9 \
+                         WHERE id = $10 AND merchant_id = $11 AND version = $12",
                     )
                     .bind(&p.intent.id)
                     .bind(p.status().as_str())
@@ -151,10 +179,24 @@ macro_rules! shared_writes {
                     .bind(p.amount_refunded)
                     .bind(to_json(&p.intent)?)
                     .bind(p.updated_at)
+                    .bind(p.pending_step.map(PendingStep::as_str))
+                    .bind(&p.return_url)
+                    .bind(p.version)
                     .bind(&p.id)
                     .bind(&p.merchant_id)
+                    .bind(p.version - 1)
                     .execute(&mut *conn)
                     .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Conflict("the payment changed since it was read"));
+                    }
+                }
+                Change::DeleteDraftPayment { merchant_id, id } => {
+                    sqlx::query("DELETE FROM payments WHERE id = $1 AND merchant_id = $2 AND provider_ref = ''")
+                        .bind(id)
+                        .bind(merchant_id)
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Change::InsertRefund(r) => {
                     sqlx::query(
@@ -228,7 +270,8 @@ macro_rules! shared_writes {
                     .execute(&mut *conn)
                     .await?;
                 }
-                Change::SaveIdempotency(i) => save_idempotency(conn, &[i]).await?,
+                Change::BeginIdempotency(i) => save_idempotency(conn, &[i], true).await?,
+                Change::SaveIdempotency(i) => save_idempotency(conn, &[i], false).await?,
                 Change::InsertWebhookEvent(e) => insert_webhook_events(conn, &[&**e]).await?,
                 Change::FinishWebhookEvent { key, at, note } => {
                     let done = sqlx::query(

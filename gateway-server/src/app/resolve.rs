@@ -1,0 +1,165 @@
+//! Resolving unknown outcomes: payments whose row names a provider call with
+//! no stored answer (a [`PendingStep`]: the call timed out, the provider was
+//! down or its reply unreadable, or the gateway stopped mid-call) are
+//! settled by asking the provider, once the call can no longer be in flight.
+//!
+//! * An intent not known to be created is created again with the same
+//!   provider key: the provider replays the first creation, or creates it
+//!   now; either way unconfirmed, so no money moves. A refusal removes the
+//!   draft (nothing exists at the provider).
+//! * A confirm, capture or cancel is resolved by retrieving the intent and
+//!   storing what it says. Resolution never starts a new money movement: a
+//!   payment created for `confirm: true` whose confirm never ran stays
+//!   `requires_confirmation` until the client retries its request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_core::PaymentProvider;
+
+use crate::app::core::Core;
+use crate::app::idempotency::ProviderKeys;
+use crate::app::payments::{apply_intent_change, commit_and_publish, intent_created, ChangeSource, IntentUpdate};
+use crate::app::payments_api::intent_request;
+use crate::domain::error::ApiError;
+use crate::domain::records::PendingStep;
+use crate::store::{Change, PaymentRow};
+use crate::support::clock::now_ms;
+
+/// How long after its last change a row's pending call is taken as ended:
+/// past the provider's whole time bound (30 s by default), with a margin.
+pub(crate) const UNRESOLVED_AFTER: Duration = Duration::from_secs(60);
+
+/// How many rows one pass resolves.
+const BATCH: u32 = 200;
+
+/// Resolves every payment whose pending call last changed more than `after` ago.
+/// Returns how many were resolved.
+pub(crate) async fn resolve_unresolved(state: &Arc<Core>, after: Duration) -> usize {
+    let before = now_ms() - after.as_millis() as i64;
+    let rows = match state.store.unresolved_payments(before, BATCH).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "listing payments with unknown outcomes failed");
+            return 0;
+        }
+    };
+    let mut resolved = 0;
+    for row in rows {
+        if resolve_one(state, row).await {
+            resolved += 1;
+        }
+    }
+    resolved
+}
+
+/// Resolves one payment under its lock, if it still waits on the same call.
+async fn resolve_one(state: &Core, seen: PaymentRow) -> bool {
+    let _guard = state.payment_locks.lock(seen.id.clone()).await;
+    let row = match state.store.payment(&seen.merchant_id, &seen.id).await {
+        Ok(Some(row)) if row.version == seen.version && row.pending_step.is_some() => row,
+        _ => return false,
+    };
+    let provider = match state
+        .providers
+        .for_merchant(&*state.store, &state.sealer, &row.merchant_id, &row.provider)
+        .await
+    {
+        Ok(provider) => provider,
+        Err(error) => {
+            tracing::warn!(payment = %row.id, %error, "no provider to resolve a payment with");
+            return false;
+        }
+    };
+    let payment = row.id.clone();
+    let (changes, updates) = match settle(&*provider, row).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::warn!(payment = %payment, %error, "the provider could not resolve a payment yet");
+            return false;
+        }
+    };
+    match commit_and_publish(state, changes, &updates).await {
+        Ok(()) => {
+            tracing::info!(payment = %payment, "resolved a payment's unknown outcome");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(payment = %payment, %error, "storing a resolved payment failed");
+            false
+        }
+    }
+}
+
+/// The changes a resolution commits and the updates it publishes.
+type Resolution = (Vec<Change>, Vec<IntentUpdate>);
+
+/// What the provider says about the row's pending call, as changes to commit
+/// (`None`: nothing to store yet).
+async fn settle(provider: &dyn PaymentProvider, mut row: PaymentRow) -> Result<Option<Resolution>, ApiError> {
+    match row.pending_step {
+        None => Ok(None),
+        Some(PendingStep::Create | PendingStep::CreateConfirm) => {
+            // The creating request's keys: its operation is the payment itself.
+            let key = ProviderKeys::for_resource(&row.merchant_id, &row.id)?.step("create_intent")?;
+            match provider.create_intent(intent_request(&row)?, &key).await {
+                Ok(intent) => {
+                    let (change, update) = intent_created(&mut row, intent, None, ChangeSource::Reconcile);
+                    Ok(Some((vec![change], vec![update])))
+                }
+                Err(error) if error.outcome_unknown() => Err(error.into()),
+                Err(error) => {
+                    tracing::info!(payment = %row.id, %error, "the provider refused a drafted payment; removing the draft");
+                    Ok(Some((
+                        vec![Change::DeleteDraftPayment {
+                            merchant_id: row.merchant_id.clone(),
+                            id: row.id.clone(),
+                        }],
+                        Vec::new(),
+                    )))
+                }
+            }
+        }
+        Some(PendingStep::Confirm | PendingStep::Capture | PendingStep::Cancel) => {
+            let intent = provider.retrieve_intent(&row.intent.id).await?;
+            row.pending_step = None;
+            Ok(Some(match apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
+                Some((change, update)) => (vec![change], vec![update]),
+                None => (vec![Change::update_payment(&mut row)], Vec::new()),
+            }))
+        }
+    }
+}
+
+/// Adopts `intent` for the written-ahead payment its metadata names, when
+/// that payment is still a draft (its creation reply was lost): the intent is
+/// stored on it, as its creation would have. Returns the payment, or `None`
+/// when the metadata names no draft of this gateway.
+pub(crate) async fn adopt_intent(
+    state: &Core,
+    intent: &gateway_core::PaymentIntent,
+    source: ChangeSource,
+) -> Result<Option<PaymentRow>, ApiError> {
+    let (Some(payment_id), Some(merchant_id)) = (
+        intent.metadata.get(gateway_core::GATEWAY_PAYMENT_METADATA_KEY),
+        intent.metadata.get(gateway_core::GATEWAY_MERCHANT_METADATA_KEY),
+    ) else {
+        return Ok(None);
+    };
+    let _guard = state.payment_locks.lock(payment_id.clone()).await;
+    let Some(mut row) = state.store.payment(merchant_id, payment_id).await? else {
+        return Ok(None);
+    };
+    let is_draft = matches!(
+        row.pending_step,
+        Some(PendingStep::Create | PendingStep::CreateConfirm)
+    ) && row.intent.id.is_empty();
+    if !is_draft || row.provider != intent.provider {
+        return Ok(None);
+    }
+    let (change, update) = intent_created(&mut row, intent.clone(), None, source);
+    commit_and_publish(state, vec![change], &[update]).await?;
+    tracing::info!(payment = %row.id, intent = %row.intent.id, "adopted an intent whose creation reply was lost");
+    Ok(Some(row))
+}
