@@ -90,7 +90,9 @@ pub(crate) async fn create(
                     name: input.customer_name.clone(),
                     metadata: Default::default(),
                 };
-                let customer = provider.create_customer(request, &attempt.step("customer")?).await?;
+                let customer = provider
+                    .create_customer(request, &attempt.step("customer")?)
+                    .await?;
                 changes.push(Change::InsertCustomer(CustomerRow {
                     merchant_id: merchant_id.clone(),
                     provider: provider_name.clone(),

@@ -24,8 +24,9 @@
 //!   `Idempotency-Key` the id is fresh, and the written-ahead row still lets
 //!   reconciliation resolve an ambiguous call.
 //! * Validation failures (before anything is written) are not stored, so a
-//!   retry runs again; nor are `202 Accepted` answers, which say the outcome
-//!   is still being resolved: the record stays in progress and a retry resumes.
+//!   retry runs again; nor are answers that say "try again" ([`is_final`]:
+//!   `202 Accepted` while an outcome is being resolved, `429`, `5xx`): the
+//!   record stays in progress and a retry resumes.
 
 use std::future::Future;
 
@@ -75,8 +76,7 @@ pub(crate) struct Reply {
 }
 
 /// What a POST handler produced: the response and the changes to commit with
-/// it. A `202 Accepted` status says the outcome is not known yet: the
-/// changes are committed but the response is not stored for replay.
+/// it. An answer that is not [`is_final`] is not stored for replay.
 pub(crate) struct Outcome {
     pub(crate) status: Status,
     pub(crate) body: Vec<u8>,
@@ -120,7 +120,12 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    fn new(merchant_id: &str, resource_id: String, begin: Option<IdempotencyRow>, resumed: bool) -> Result<Self, ApiError> {
+    fn new(
+        merchant_id: &str,
+        resource_id: String,
+        begin: Option<IdempotencyRow>,
+        resumed: bool,
+    ) -> Result<Self, ApiError> {
         Ok(Attempt {
             keys: ProviderKeys::for_resource(merchant_id, &resource_id)?,
             resource_id,
@@ -164,10 +169,12 @@ impl Attempt {
         if let Some(record) = self.begin.take() {
             changes.push(Change::BeginIdempotency(record));
         }
-        commit_and_publish(core, changes, updates).await.map_err(|error| match error {
-            crate::store::StoreError::Conflict(_) => in_progress_elsewhere(),
-            other => other.into(),
-        })
+        commit_and_publish(core, changes, updates)
+            .await
+            .map_err(|error| match error {
+                crate::store::StoreError::Conflict(_) => in_progress_elsewhere(),
+                other => other.into(),
+            })
     }
 }
 
@@ -342,7 +349,9 @@ impl Lease {
                 ticker.tick().await;
                 match self.store.try_lease(&self.name, &self.owner, LEASE_MS).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::warn!(lease = %self.name, "an idempotency lease was lost while its request ran"),
+                    Ok(false) => {
+                        tracing::warn!(lease = %self.name, "an idempotency lease was lost while its request ran")
+                    }
                     Err(error) => tracing::warn!(%error, "renewing an idempotency lease failed; retrying"),
                 }
             }
@@ -380,14 +389,22 @@ impl Drop for Lease {
     }
 }
 
-/// Commits the outcome's changes with its stored response (unless it is a
-/// `202`: not resolved yet, the record stays in progress).
+/// Whether an answer is final, so it is stored and replayed: not `202` (the
+/// outcome is being resolved), `429` or a `5xx` (try again), after which a
+/// retry resumes the request instead.
+pub(crate) fn is_final(status: Status) -> bool {
+    let code = status.as_u16();
+    status != Status::ACCEPTED && code != 429 && code < 500
+}
+
+/// Commits the outcome's changes with its stored response (unless it is not
+/// [`is_final`]: the record stays in progress).
 async fn finish(
     state: &Core,
     mut outcome: Outcome,
     record: Option<IdempotencyRow>,
 ) -> Result<Reply, ApiError> {
-    if let Some(mut record) = record.filter(|_| outcome.status != Status::ACCEPTED) {
+    if let Some(mut record) = record.filter(|_| is_final(outcome.status)) {
         record.response = Some(StoredResponse {
             status: outcome.status.as_u16(),
             body: outcome.body.clone(),
@@ -465,13 +482,24 @@ mod tests {
             path: "/v1/payments",
             body: body.as_bytes(),
         };
-        let a = fingerprint(&request(r#"{"amount":"10.00","currency":"USD","metadata":{"a":"1","b":"2"}}"#));
-        let b = fingerprint(&request("{ \"currency\": \"USD\",\n \"metadata\": {\"b\":\"2\",\"a\":\"1\"}, \"amount\": \"10.00\" }"));
-        let c = fingerprint(&request(r#"{"amount":"10.00","currency":"USD","metadata":{"a":"1","b":"2"},"x":1}"#));
-        let d = fingerprint(&request(r#"{"amount":"10.01","currency":"USD","metadata":{"a":"1","b":"2"}}"#));
+        let a = fingerprint(&request(
+            r#"{"amount":"10.00","currency":"USD","metadata":{"a":"1","b":"2"}}"#,
+        ));
+        let b = fingerprint(&request(
+            "{ \"currency\": \"USD\",\n \"metadata\": {\"b\":\"2\",\"a\":\"1\"}, \"amount\": \"10.00\" }",
+        ));
+        let c = fingerprint(&request(
+            r#"{"amount":"10.00","currency":"USD","metadata":{"a":"1","b":"2"},"x":1}"#,
+        ));
+        let d = fingerprint(&request(
+            r#"{"amount":"10.01","currency":"USD","metadata":{"a":"1","b":"2"}}"#,
+        ));
         assert_eq!(a, b);
         assert_ne!(a, c, "an added field is another request");
         assert_ne!(a, d);
-        assert_ne!(fingerprint(&request("not json")), fingerprint(&request("not json ")));
+        assert_ne!(
+            fingerprint(&request("not json")),
+            fingerprint(&request("not json "))
+        );
     }
 }

@@ -166,6 +166,19 @@ async fn apply(state: &Core, row: &WebhookEventRow) -> Result<Processed, Failure
         .payment_by_provider_ref(merchant, provider.name(), &intent_id)
         .await?
     else {
+        // An intent whose creation reply was lost: its metadata names the draft it belongs to.
+        if let EventObject::Intent { intent } = &event.object {
+            let adopted = crate::app::resolve::adopt_intent(state, intent, ChangeSource::Webhook)
+                .await
+                .map_err(|error| Failure::Retry(error.to_string()))?;
+            if adopted.is_some() {
+                state
+                    .store
+                    .commit(vec![finish(key, Some("adopted by its draft payment"))])
+                    .await?;
+                return Ok(Processed::Done);
+            }
+        }
         // Not (yet) a payment of this gateway: confirm with the provider that
         // the intent exists, and retry while its creation may still commit.
         match provider.retrieve_intent(&intent_id).await {

@@ -19,7 +19,9 @@ use gateway_core::PaymentProvider;
 
 use crate::app::core::Core;
 use crate::app::idempotency::ProviderKeys;
-use crate::app::payments::{apply_intent_change, commit_and_publish, intent_created, ChangeSource, IntentUpdate};
+use crate::app::payments::{
+    apply_intent_change, commit_and_publish, intent_created, ChangeSource, IntentUpdate,
+};
 use crate::app::payments_api::intent_request;
 use crate::domain::error::ApiError;
 use crate::domain::records::PendingStep;
@@ -124,10 +126,12 @@ async fn settle(provider: &dyn PaymentProvider, mut row: PaymentRow) -> Result<O
         Some(PendingStep::Confirm | PendingStep::Capture | PendingStep::Cancel) => {
             let intent = provider.retrieve_intent(&row.intent.id).await?;
             row.pending_step = None;
-            Ok(Some(match apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
-                Some((change, update)) => (vec![change], vec![update]),
-                None => (vec![Change::update_payment(&mut row)], Vec::new()),
-            }))
+            Ok(Some(
+                match apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
+                    Some((change, update)) => (vec![change], vec![update]),
+                    None => (vec![Change::update_payment(&mut row)], Vec::new()),
+                },
+            ))
         }
     }
 }

@@ -68,7 +68,6 @@ impl PaymentRow {
     pub(crate) fn status(&self) -> PaymentStatus {
         PaymentStatus::derive(&self.intent, self.amount_refunded)
     }
-
 }
 
 /// A provider call a payment row was written ahead of, whose answer the

@@ -276,6 +276,14 @@ impl RunningServer {
         &self.state.bus
     }
 
+    /// Resolves now every payment whose provider call has no stored answer
+    /// (as reconciliation does once such a call can no longer be in flight),
+    /// whatever its age; returns how many were resolved. For operators'
+    /// tooling and tests.
+    pub async fn resolve_unknown_outcomes(&self) -> usize {
+        crate::app::resolve::resolve_unresolved(&self.state, std::time::Duration::ZERO).await
+    }
+
     /// Stops accepting, finishes in-flight requests, stops the background
     /// tasks and the delivery worker, and waits.
     pub async fn stop(mut self) {

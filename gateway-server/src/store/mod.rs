@@ -261,7 +261,11 @@ pub(crate) trait PaymentStore: Send + Sync {
     /// Payments with a provider call whose answer is not stored (a
     /// [`PendingStep`](crate::domain::records::PendingStep)), last changed
     /// before `updated_before`, oldest first.
-    async fn unresolved_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError>;
+    async fn unresolved_payments(
+        &self,
+        updated_before: i64,
+        limit: u32,
+    ) -> Result<Vec<PaymentRow>, StoreError>;
     async fn refund(&self, merchant_id: &str, id: &str) -> Result<Option<RefundRow>, StoreError>;
     /// The refund of `payment_id` whose provider id is `provider_refund_id`.
     async fn refund_by_provider_id(

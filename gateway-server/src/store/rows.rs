@@ -54,7 +54,8 @@ impl TryFrom<PaymentRecord> for PaymentRow {
             pending_step: match row.pending_step {
                 None => None,
                 Some(name) => Some(
-                    PendingStep::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("pending step {name:?}")))?,
+                    PendingStep::parse(&name)
+                        .ok_or_else(|| StoreError::Corrupt(format!("pending step {name:?}")))?,
                 ),
             },
             version: row.version,

@@ -472,7 +472,17 @@ mod tests {
             ])
             .await
             .unwrap();
-        assert_eq!(store.idempotency("m1", "old").await.unwrap().unwrap().response.unwrap().status, 200);
+        assert_eq!(
+            store
+                .idempotency("m1", "old")
+                .await
+                .unwrap()
+                .unwrap()
+                .response
+                .unwrap()
+                .status,
+            200
+        );
         assert!(
             store.idempotency("m2", "old").await.unwrap().is_none(),
             "keys are per merchant"

@@ -253,6 +253,15 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// Runs the resolution of unknown outcomes now; how many payments it resolved.
+    pub async fn resolve_unknown_outcomes(&self) -> usize {
+        self.server
+            .as_ref()
+            .expect("a running server")
+            .resolve_unknown_outcomes()
+            .await
+    }
+
     pub fn stats(&self) -> MockStats {
         self.mock.stats()
     }

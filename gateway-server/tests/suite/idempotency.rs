@@ -1,6 +1,8 @@
 //! `Idempotency-Key`: replay, mismatch, per-merchant keys, concurrent
 //! duplicates, and a lost provider response retried without a second charge.
 
+use std::time::Duration;
+
 use awc::http::StatusCode;
 use gateway_core::mock::Fault;
 
@@ -99,20 +101,87 @@ async fn twenty_concurrent_duplicates_make_one_provider_call() {
 async fn a_lost_provider_response_is_retried_without_a_second_charge() {
     let server = TestServer::start().await;
     let body = payment_body("45.00", "pm_card_visa", "");
-    // The provider charges, then the response is lost: the merchant sees 503 and nothing is stored.
+    // The intent is created (no fault), then the confirm charges and its response is lost.
+    server.mock.inject_fault(Fault::Slow(Duration::ZERO));
     server.mock.inject_fault(Fault::LostResponse);
     let lost = server.post_idem("/v1/payments", "retry-me", &body).await;
-    assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(lost.status, StatusCode::ACCEPTED, "{}", lost.text);
+    let payment = lost.data().clone();
+    assert_eq!(
+        (payment["status"].as_str(), payment["awaiting_provider"].as_bool()),
+        (Some("pending"), Some(true))
+    );
     assert_eq!(server.stats().charges_made, 1);
-    assert_eq!(server.payment_count().await, 0);
-    // The retry reuses the derived provider key: the provider replays, no second charge.
-    let retry = server.post_idem("/v1/payments", "retry-me", &body).await;
+    assert_eq!(
+        server.payment_count().await,
+        1,
+        "the row was written before the charge"
+    );
+    // The retry, its body serialized another way, resumes the same payment with the same
+    // provider keys: the provider replays the confirm, no second charge.
+    let reserialized =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&body).unwrap()).unwrap();
+    let retry = server.post_idem("/v1/payments", "retry-me", &reserialized).await;
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
     assert!(!retry.replayed);
+    assert_eq!(retry.data()["id"], payment["id"]);
+    assert_eq!(retry.data()["status"], "completed");
+    assert_eq!(retry.data()["awaiting_provider"], false);
     let stats = server.stats();
     assert_eq!(stats.charges_made, 1, "{stats:?}");
     assert_eq!(stats.replays, 1);
     assert_eq!(server.payment_count().await, 1);
+    // From now on the answer is stored and replayed.
+    let again = server.post_idem("/v1/payments", "retry-me", &body).await;
+    assert!(again.replayed);
+    assert_eq!(again.data()["id"], payment["id"]);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_different_body_under_a_key_whose_outcome_is_unknown_is_refused() {
+    let server = TestServer::start().await;
+    let body = payment_body("45.00", "pm_card_visa", "");
+    server.mock.inject_fault(Fault::Slow(Duration::ZERO));
+    server.mock.inject_fault(Fault::LostResponse);
+    let lost = server.post_idem("/v1/payments", "ambiguous", &body).await;
+    assert_eq!(lost.status, StatusCode::ACCEPTED, "{}", lost.text);
+    // Another amount under the same key is another request, even though the first has no answer.
+    let other = server
+        .post_idem(
+            "/v1/payments",
+            "ambiguous",
+            &payment_body("46.00", "pm_card_visa", ""),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", other.text);
+    assert_eq!(other.code(), "idempotency_key_reused");
+    let stats = server.stats();
+    assert_eq!(
+        (stats.charges_made, stats.calls("create_intent")),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(server.payment_count().await, 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn an_unknown_outcome_without_a_key_is_resolved_by_reconciliation() {
+    let server = TestServer::start().await;
+    server.mock.inject_fault(Fault::Slow(Duration::ZERO));
+    server.mock.inject_fault(Fault::LostResponse);
+    let lost = server
+        .post("/v1/payments", &payment_body("12.00", "pm_card_visa", ""))
+        .await;
+    assert_eq!(lost.status, StatusCode::ACCEPTED, "{}", lost.text);
+    let id = lost.data()["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.stats().charges_made, 1);
+    assert_eq!(server.resolve_unknown_outcomes().await, 1);
+    let payment = server.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(payment.data()["status"], "completed", "{}", payment.text);
+    assert_eq!(payment.data()["awaiting_provider"], false);
+    assert_eq!(server.stats().charges_made, 1);
     server.stop().await;
 }
 

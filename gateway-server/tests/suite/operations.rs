@@ -23,8 +23,10 @@ async fn health_readiness_metrics_and_openapi() {
         r#"gateway_http_requests_total{route="/v1/payments",method="POST",status="200"} 1"#,
         r#"gateway_http_requests_total{route="/v1/payments",method="POST",status="402"} 1"#,
         r#"gateway_http_request_duration_seconds_count{route="/v1/payments"} 2"#,
-        r#"gateway_provider_calls_total{provider="mock",operation="create_intent",outcome="ok"} 1"#,
-        r#"gateway_provider_errors_total{provider="mock",operation="create_intent"} 1"#,
+        // Each payment is created unconfirmed, then confirmed; the decline comes from the confirm.
+        r#"gateway_provider_calls_total{provider="mock",operation="create_intent",outcome="ok"} 2"#,
+        r#"gateway_provider_calls_total{provider="mock",operation="confirm_intent",outcome="ok"} 1"#,
+        r#"gateway_provider_errors_total{provider="mock",operation="confirm_intent"} 1"#,
     ] {
         assert!(
             metrics.text.contains(expected),

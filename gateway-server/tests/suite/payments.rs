@@ -551,7 +551,15 @@ async fn provider_outages_are_503_and_rate_limits_429() {
         .post("/v1/payments", &payment_body("5", "pm_card_visa", ""))
         .await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(server.payment_count().await, 0);
+    // The first payment was written ahead and waits for a retry or resolution (the provider
+    // may have created its intent, unconfirmed); the rate-limited one was not processed at all.
+    let listed = server.get("/v1/payments").await;
+    let rows = listed.data()["data"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 1, "{}", listed.text);
+    assert!(rows
+        .iter()
+        .all(|row| row["awaiting_provider"] == true && row["provider_ref"] == ""));
+    assert_eq!(server.stats().charges_made, 0);
     server.stop().await;
 }
 

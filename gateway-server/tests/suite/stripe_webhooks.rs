@@ -35,20 +35,33 @@ fn fixture_intent(changes: Value) -> Value {
 /// A Stripe stub: creating an intent answers `requires_action`; retrieving it
 /// answers what `current` holds.
 async fn stripe_stub(current: Arc<Mutex<Value>>) -> String {
-    let created = fixture_intent(json!({
+    // The gateway creates the intent unconfirmed, then confirms it.
+    let unconfirmed = fixture_intent(json!({
+        "id": "pi_stub_old", "status": "requires_confirmation", "amount": 2500, "currency": "usd",
+        "payment_method": "pm_card_visa"
+    }));
+    let confirmed = fixture_intent(json!({
         "id": "pi_stub_old", "status": "requires_action", "amount": 2500, "currency": "usd",
         "payment_method": "pm_card_visa",
         "next_action": {"type": "redirect_to_url", "redirect_to_url": {"url": "https://hooks.stripe.com/3ds", "return_url": "https://shop.example/back"}}
     }));
     let server = HttpServer::new(move || {
-        let created = created.clone();
+        let unconfirmed = unconfirmed.clone();
+        let confirmed = confirmed.clone();
         let current = current.clone();
         App::new()
             .route(
                 "/v1/payment_intents",
                 web::post().to(move || {
-                    let created = created.clone();
-                    async move { HttpResponse::Ok().json(created) }
+                    let unconfirmed = unconfirmed.clone();
+                    async move { HttpResponse::Ok().json(unconfirmed) }
+                }),
+            )
+            .route(
+                "/v1/payment_intents/{id}/confirm",
+                web::post().to(move || {
+                    let confirmed = confirmed.clone();
+                    async move { HttpResponse::Ok().json(confirmed) }
                 }),
             )
             .route(

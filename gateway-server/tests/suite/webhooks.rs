@@ -507,7 +507,7 @@ async fn wait_returns_when_the_payment_completes_and_reconciliation_heals_a_miss
 }
 
 #[actix_web::test]
-async fn an_event_for_an_intent_not_yet_stored_is_applied_once_the_payment_exists() {
+async fn an_intent_whose_creation_reply_was_lost_is_adopted_by_its_draft_payment() {
     let server = TestServer::start_with(fast).await;
     let merchant = merchant_id(&server).await;
     let body = payment_body(
@@ -515,36 +515,63 @@ async fn an_event_for_an_intent_not_yet_stored_is_applied_once_the_payment_exist
         "pm_card_threeDSecure2Required",
         r#""return_url": "https://shop.example/back""#,
     );
-    // The provider creates the intent but the gateway never hears back.
+    // The provider creates the intent but the gateway never hears back: the draft waits.
     server.mock.inject_fault(gateway_core::mock::Fault::LostResponse);
     let lost = server.post_idem("/v1/payments", "order-unknown-1", &body).await;
-    assert!(lost.status.is_server_error(), "{}", lost.text);
-    assert_eq!(server.payment_count().await, 0);
+    assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE, "{}", lost.text);
+    let id = lost.body["error"]["payment_id"]
+        .as_str()
+        .expect("the draft's id")
+        .to_owned();
+    let draft = server.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(
+        (
+            draft.data()["provider_ref"].as_str(),
+            draft.data()["awaiting_provider"].as_bool()
+        ),
+        (Some(""), Some(true))
+    );
+    // The intent's creation event names the draft in its metadata: the draft adopts it.
     let created = server.mock.take_events();
-    let intent = created[0].intent().unwrap().id.clone();
+    let event = created
+        .iter()
+        .find(|e| e.event_type == "payment_intent.created")
+        .expect("a creation event");
+    let intent = event.intent().unwrap().id.clone();
+    assert_eq!(
+        event.intent().unwrap().metadata.get("gateway_payment_id"),
+        Some(&id)
+    );
+    assert_eq!(deliver_mock(&server, &merchant, event).await, StatusCode::OK);
+    wait_until_processed(&server, 1).await;
+    let adopted = server.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(
+        adopted.data()["provider_ref"],
+        intent.as_str(),
+        "{}",
+        adopted.text
+    );
+    assert_eq!(adopted.data()["awaiting_provider"], false);
+    // The merchant retries: the same payment is confirmed as first asked, and 3-D Secure follows.
+    let retried = server.post_idem("/v1/payments", "order-unknown-1", &body).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    assert_eq!(retried.data()["id"], id.as_str());
+    assert_eq!(retried.data()["intent_status"], "requires_action");
     server.mock.complete_authentication(&intent, true).unwrap();
-    let event = server
+    let succeeded = server
         .mock
         .take_events()
         .into_iter()
         .find(|e| e.event_type == "payment_intent.succeeded")
-        .unwrap();
-    // Its webhook arrives for an intent the gateway does not know: stored, acknowledged, kept.
-    assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        db_count(
-            &server,
-            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL"
-        ),
-        1
-    );
-    // The merchant retries; the provider replays the intent; the stored event then applies.
-    let retried = server.post_idem("/v1/payments", "order-unknown-1", &body).await;
-    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
-    let id = retried.data()["id"].as_str().unwrap().to_owned();
+        .expect("the success event");
+    assert_eq!(deliver_mock(&server, &merchant, &succeeded).await, StatusCode::OK);
     poll_status(&server, &id, "completed").await;
     assert_eq!(server.stats().charges_made, 1);
+    assert_eq!(
+        server.stats().calls("create_intent"),
+        1,
+        "the retry did not create another intent"
+    );
     server.stop().await;
 }
 

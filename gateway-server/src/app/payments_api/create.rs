@@ -75,7 +75,12 @@ fn draft_row(
     card: Option<&CardRow>,
     idempotency_key: Option<&str>,
 ) -> PaymentRow {
-    let mut draft = PaymentIntent::new("", provider_name, input.amount, IntentStatus::RequiresPaymentMethod);
+    let mut draft = PaymentIntent::new(
+        "",
+        provider_name,
+        input.amount,
+        IntentStatus::RequiresPaymentMethod,
+    );
     draft.capture_method = input.capture_method;
     draft.metadata = input.metadata.clone();
     draft.description = input.description.clone();
@@ -125,7 +130,10 @@ pub(crate) async fn create(
     let provider = core.provider_for(&caller.merchant_id, &provider_name).await?;
     idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
         let _guard = core.payment_locks.lock(attempt.resource_id().to_owned()).await;
-        let stored = core.store.payment(&caller.merchant_id, attempt.resource_id()).await?;
+        let stored = core
+            .store
+            .payment(&caller.merchant_id, attempt.resource_id())
+            .await?;
         let mut row = match stored {
             Some(row) => row,
             None => {

@@ -10,14 +10,16 @@
 //! answers `202`, and a retry or reconciliation resolves it.
 
 use gateway_core::{
-    ConfirmIntent, CreateIntent, Money, PaymentIntent, PaymentProvider, ProviderError, GATEWAY_MERCHANT_METADATA_KEY,
-    GATEWAY_PAYMENT_METADATA_KEY,
+    ConfirmIntent, CreateIntent, Money, PaymentIntent, PaymentProvider, ProviderError,
+    GATEWAY_MERCHANT_METADATA_KEY, GATEWAY_PAYMENT_METADATA_KEY,
 };
 
 use super::payment_outcome;
 use crate::app::core::Core;
 use crate::app::idempotency::{Outcome, ProviderKeys};
-use crate::app::payments::{apply_intent_change, commit_and_publish, intent_created, ChangeSource, IntentUpdate};
+use crate::app::payments::{
+    apply_intent_change, commit_and_publish, intent_created, ChangeSource, IntentUpdate,
+};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::records::PendingStep;
 use crate::domain::views::PaymentView;
@@ -28,7 +30,8 @@ use crate::store::{Change, PaymentRow};
 /// in its metadata, so an intent whose reply was lost can be matched to its row.
 pub(crate) fn intent_request(row: &PaymentRow) -> Result<CreateIntent, ApiError> {
     // Validated as money when the row was drafted.
-    let amount = Money::from_minor(row.intent.amount, row.intent.currency).map_err(|_| ApiError::internal())?;
+    let amount =
+        Money::from_minor(row.intent.amount, row.intent.currency).map_err(|_| ApiError::internal())?;
     let mut request = CreateIntent::new(amount);
     request.capture_method = row.intent.capture_method;
     request.metadata = row.intent.metadata.clone();
@@ -69,8 +72,12 @@ enum End {
     Answered,
     /// The provider refused or declined (the intent, if any, is stored).
     Refused(ProviderError),
-    /// The provider left the outcome unknown: the row keeps its pending step.
+    /// The provider left the outcome of a call that can move money unknown:
+    /// the row keeps its pending step (answered `202`).
     Unknown,
+    /// The provider asks to try again (an outage before the intent is known,
+    /// a rate limit): answered with its error, not stored, so a retry resumes.
+    Retry(ProviderError),
     /// The provider refused to create the intent: nothing exists there, and
     /// the draft is removed.
     NotCreated(ProviderError),
@@ -84,6 +91,10 @@ impl Advanced {
             End::Answered => payment_outcome(&self.row, None),
             End::Refused(error) => payment_outcome(&self.row, Some(error)),
             End::Unknown => (Status::ACCEPTED, success_bytes(&PaymentView::new(&self.row))),
+            End::Retry(error) => {
+                let api = ApiError::from(error).with_payment(self.row.id.clone());
+                (api.status(), api.body_bytes())
+            }
             End::NotCreated(error) => {
                 let api = ApiError::from(error);
                 (api.status(), api.body_bytes())
@@ -101,7 +112,11 @@ impl Advanced {
 impl Steps<'_> {
     /// Runs the row's creation steps from where it stands; `changes` are
     /// committed before any call that can move money.
-    pub(crate) async fn advance(&self, mut row: PaymentRow, mut changes: Vec<Change>) -> Result<Advanced, ApiError> {
+    pub(crate) async fn advance(
+        &self,
+        mut row: PaymentRow,
+        mut changes: Vec<Change>,
+    ) -> Result<Advanced, ApiError> {
         let mut updates = Vec::new();
         loop {
             match row.pending_step {
@@ -109,24 +124,40 @@ impl Steps<'_> {
                     let key = self.keys.step("create_intent")?;
                     match self.provider.create_intent(intent_request(&row)?, &key).await {
                         Ok(intent) => {
-                            let next = (row.pending_step == Some(PendingStep::CreateConfirm)).then_some(PendingStep::Confirm);
+                            let next = (row.pending_step == Some(PendingStep::CreateConfirm))
+                                .then_some(PendingStep::Confirm);
                             let (change, update) = intent_created(&mut row, intent, next, self.source);
                             changes.push(change);
                             updates.push(update);
                         }
-                        Err(error) if error.outcome_unknown() => return Ok(Advanced::ended(row, changes, updates, End::Unknown)),
+                        // No money moves on creation: the draft waits for a retry with
+                        // the same key (or for reconciliation to learn what happened).
+                        Err(error) if error.outcome_unknown() => {
+                            return Ok(Advanced::ended(row, changes, updates, End::Retry(error)))
+                        }
                         Err(error) => {
+                            // Refused (rate-limited: nothing was processed): nothing exists there.
                             changes.push(Change::DeleteDraftPayment {
                                 merchant_id: row.merchant_id.clone(),
                                 id: row.id.clone(),
                             });
-                            return Ok(Advanced::ended(row, changes, updates, End::NotCreated(error)));
+                            let end = if error.is_retryable() {
+                                End::Retry(error)
+                            } else {
+                                End::NotCreated(error)
+                            };
+                            return Ok(Advanced::ended(row, changes, updates, end));
                         }
                     }
                 }
                 Some(PendingStep::Confirm) => {
                     // The intent and the step are stored before money can move.
-                    commit_and_publish(self.core, std::mem::take(&mut changes), &std::mem::take(&mut updates)).await?;
+                    commit_and_publish(
+                        self.core,
+                        std::mem::take(&mut changes),
+                        &std::mem::take(&mut updates),
+                    )
+                    .await?;
                     let request = ConfirmIntent {
                         payment_method: None,
                         return_url: row.return_url.clone(),
@@ -155,7 +186,11 @@ impl Steps<'_> {
     ) -> Advanced {
         let (intent, end) = match result {
             Ok(intent) => (Some(intent), End::Answered),
-            Err(error) if error.outcome_unknown() => return Advanced::ended(row, changes, updates, End::Unknown),
+            Err(error) if error.outcome_unknown() => {
+                return Advanced::ended(row, changes, updates, End::Unknown)
+            }
+            // Refused before anything happened (rate-limited): the step is cleared, the answer not stored.
+            Err(error) if error.is_retryable() => (None, End::Retry(error)),
             Err(error) => (error.intent().cloned(), End::Refused(error)),
         };
         row.pending_step = None;

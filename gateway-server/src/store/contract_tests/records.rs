@@ -449,43 +449,83 @@ pub(super) async fn idempotency_records_begin_complete_expire_and_purge(backend:
     let old = store.idempotency("m1", "old").await.unwrap().unwrap();
     let response = old.response.expect("a done record");
     assert_eq!(
-        (response.status, old.fingerprint.as_str(), response.body.as_slice()),
+        (
+            response.status,
+            old.fingerprint.as_str(),
+            response.body.as_slice()
+        ),
         (200, "fp-200", &b"{\"status\":200}"[..])
     );
-    assert_eq!(store.idempotency("m2", "old").await.unwrap().unwrap().response.unwrap().status, 409, "keys are per merchant");
+    assert_eq!(
+        store
+            .idempotency("m2", "old")
+            .await
+            .unwrap()
+            .unwrap()
+            .response
+            .unwrap()
+            .status,
+        409,
+        "keys are per merchant"
+    );
     let started = store.idempotency("m1", "new").await.unwrap().unwrap();
     assert!(started.response.is_none(), "in progress");
     assert_eq!(started.resource_id.as_deref(), Some("res-new"));
 
     // A live key cannot be begun again, nor answered by another request.
     let again = store
-        .commit(vec![Change::BeginIdempotency(in_progress("m1", "new", "fp-new", 6_000))])
+        .commit(vec![Change::BeginIdempotency(in_progress(
+            "m1", "new", "fp-new", 6_000,
+        ))])
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     let other = store
         .commit(vec![Change::SaveIdempotency(record("m1", "new", 201, 6_000))])
         .await;
     assert!(matches!(other, Err(StoreError::Conflict(_))), "{other:?}");
-    assert!(store.idempotency("m1", "old").await.unwrap().unwrap().response.is_some());
+    assert!(store
+        .idempotency("m1", "old")
+        .await
+        .unwrap()
+        .unwrap()
+        .response
+        .is_some());
     let taken = store
         .commit(vec![Change::SaveIdempotency(record("m1", "old", 502, 6_000))])
         .await;
-    assert!(matches!(taken, Err(StoreError::Conflict(_))), "a done record is never replaced while fresh");
+    assert!(
+        matches!(taken, Err(StoreError::Conflict(_))),
+        "a done record is never replaced while fresh"
+    );
 
     // Its own request completes it.
     let mut done = in_progress("m1", "new", "fp-new", 5_000);
-    done.response = Some(crate::domain::records::StoredResponse { status: 201, body: b"{}".to_vec() });
+    done.response = Some(crate::domain::records::StoredResponse {
+        status: 201,
+        body: b"{}".to_vec(),
+    });
     store.commit(vec![Change::SaveIdempotency(done)]).await.unwrap();
     let completed = store.idempotency("m1", "new").await.unwrap().unwrap();
-    assert_eq!((completed.response.unwrap().status, completed.created_at), (201, 5_000));
+    assert_eq!(
+        (completed.response.unwrap().status, completed.created_at),
+        (201, 5_000)
+    );
 
     // An expired record gives its key to a new request.
     store
-        .commit(vec![Change::BeginIdempotency(in_progress("m1", "old", "fp-again", 1_000 + day + 1))])
+        .commit(vec![Change::BeginIdempotency(in_progress(
+            "m1",
+            "old",
+            "fp-again",
+            1_000 + day + 1,
+        ))])
         .await
         .unwrap();
     let reused = store.idempotency("m1", "old").await.unwrap().unwrap();
-    assert_eq!((reused.fingerprint.as_str(), reused.response.is_none()), ("fp-again", true));
+    assert_eq!(
+        (reused.fingerprint.as_str(), reused.response.is_none()),
+        ("fp-again", true)
+    );
 
     assert_eq!(store.purge_idempotency(5_500).await.unwrap(), 2);
     assert!(store.idempotency("m1", "new").await.unwrap().is_none());
@@ -495,9 +535,19 @@ pub(super) async fn idempotency_records_begin_complete_expire_and_purge(backend:
 
 pub(super) async fn payment_updates_apply_to_the_version_read_and_refs_are_unique(backend: Backend) {
     let store = open(backend).await;
-    let mut draft = payment("m1", "pay_1", intent("", IntentStatus::RequiresPaymentMethod, 500, "USD"), NOW);
+    let mut draft = payment(
+        "m1",
+        "pay_1",
+        intent("", IntentStatus::RequiresPaymentMethod, 500, "USD"),
+        NOW,
+    );
     draft.pending_step = Some(crate::domain::records::PendingStep::CreateConfirm);
-    let mut other_draft = payment("m1", "pay_2", intent("", IntentStatus::RequiresPaymentMethod, 500, "USD"), NOW);
+    let mut other_draft = payment(
+        "m1",
+        "pay_2",
+        intent("", IntentStatus::RequiresPaymentMethod, 500, "USD"),
+        NOW,
+    );
     other_draft.pending_step = Some(crate::domain::records::PendingStep::Create);
     store
         .commit(vec![
@@ -508,10 +558,16 @@ pub(super) async fn payment_updates_apply_to_the_version_read_and_refs_are_uniqu
         .await
         .expect("drafts have no provider reference yet, so they do not collide");
     let read = store.payment("m1", "pay_1").await.unwrap().unwrap();
-    assert_eq!((read.pending_step, read.version), (Some(crate::domain::records::PendingStep::CreateConfirm), 0));
+    assert_eq!(
+        (read.pending_step, read.version),
+        (Some(crate::domain::records::PendingStep::CreateConfirm), 0)
+    );
     let listed = store.unresolved_payments(NOW + 1, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(store.stale_payments(NOW + 1, 10).await.unwrap().is_empty(), "unresolved rows are not stale ones");
+    assert!(
+        store.stale_payments(NOW + 1, 10).await.unwrap().is_empty(),
+        "unresolved rows are not stale ones"
+    );
 
     // Two writers read version 0: the first update lands, the second conflicts.
     let mut first = read.clone();
@@ -519,24 +575,44 @@ pub(super) async fn payment_updates_apply_to_the_version_read_and_refs_are_uniqu
     first.pending_step = Some(crate::domain::records::PendingStep::Confirm);
     let mut second = read.clone();
     second.return_url = Some("https://shop.example/back".to_owned());
-    store.commit(vec![Change::update_payment(&mut first)]).await.unwrap();
+    store
+        .commit(vec![Change::update_payment(&mut first)])
+        .await
+        .unwrap();
     assert_eq!(first.version, 1);
     let lost = store.commit(vec![Change::update_payment(&mut second)]).await;
     assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
     let read = store.payment("m1", "pay_1").await.unwrap().unwrap();
-    assert_eq!((read.intent.id.as_str(), read.version, read.return_url), ("pi_1", 1, None));
+    assert_eq!(
+        (read.intent.id.as_str(), read.version, read.return_url),
+        ("pi_1", 1, None)
+    );
 
     // A second row for the same provider intent is refused.
-    let twin = payment("m1", "pay_3", intent("pi_1", IntentStatus::Succeeded, 500, "USD"), NOW);
+    let twin = payment(
+        "m1",
+        "pay_3",
+        intent("pi_1", IntentStatus::Succeeded, 500, "USD"),
+        NOW,
+    );
     let duplicate = store.commit(vec![Change::InsertPayment(Box::new(twin))]).await;
-    assert!(matches!(duplicate, Err(StoreError::Duplicate(_))), "{duplicate:?}");
+    assert!(
+        matches!(duplicate, Err(StoreError::Duplicate(_))),
+        "{duplicate:?}"
+    );
     assert!(store.payment("m1", "pay_3").await.unwrap().is_none());
 
     // A draft the provider refused is removed; a row with an intent never is.
     store
         .commit(vec![
-            Change::DeleteDraftPayment { merchant_id: "m1".into(), id: "pay_2".into() },
-            Change::DeleteDraftPayment { merchant_id: "m1".into(), id: "pay_1".into() },
+            Change::DeleteDraftPayment {
+                merchant_id: "m1".into(),
+                id: "pay_2".into(),
+            },
+            Change::DeleteDraftPayment {
+                merchant_id: "m1".into(),
+                id: "pay_1".into(),
+            },
         ])
         .await
         .unwrap();
