@@ -33,6 +33,7 @@ use std::future::Future;
 use gateway_core::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN};
 
 use crate::app::core::Core;
+use crate::app::leases::{Renewal, LEASE_MS};
 use crate::app::payments::{commit_and_publish, IntentUpdate};
 use crate::domain::error::{ApiError, Status};
 use crate::domain::records::StoredResponse;
@@ -43,10 +44,6 @@ use crate::support::ids::{new_id, sha256_hex};
 
 /// How long a stored response is replayed.
 pub(crate) const RETENTION_MS: i64 = crate::domain::records::IDEMPOTENCY_RETENTION_MS;
-
-/// How long a request's lease on its key lasts without renewal; a duplicate
-/// on another instance waits at most this long if the holder's instance died.
-pub(crate) const LEASE_MS: i64 = 60_000;
 
 /// How often a duplicate on another instance checks whether the first finished.
 const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -230,12 +227,9 @@ where
         .idempotency_locks
         .lock((auth.merchant_id.clone(), key.clone()))
         .await;
-    let mut lease = Lease {
-        store: state.store.clone(),
-        name: format!("idempotency:{}:{key}", auth.merchant_id),
-        owner: new_id(),
-        held: false,
-    };
+    let lease_name = format!("idempotency:{}:{key}", auth.merchant_id);
+    let owner = new_id();
+    let mut lease: Option<Renewal> = None;
     let found = loop {
         let found = lookup(state, auth, &key, &fingerprint).await?;
         if let Found::Done(response) = found {
@@ -245,14 +239,15 @@ where
             // One process: the lock above is the whole story; no lease, no second read.
             break found;
         }
-        if state.store.try_lease(&lease.name, &lease.owner, LEASE_MS).await? {
-            lease.held = true;
+        if state.store.try_lease(&lease_name, &owner, LEASE_MS).await? {
+            let held = Renewal::start(state.store.clone(), lease_name.clone(), owner.clone(), LEASE_MS);
             // The holder before may have stored its response and let go between our two reads.
             let found = lookup(state, auth, &key, &fingerprint).await?;
             if let Found::Done(response) = found {
-                lease.release().await;
+                held.release();
                 return Ok(response);
             }
+            lease = Some(held);
             break found;
         }
         // Another instance runs this key now: wait for its stored response (or its lease to run out).
@@ -278,12 +273,14 @@ where
             (record, attempt)
         }
     };
-    let response = crate::app::leases::hold_until_done(lease.renewing(async {
+    let response = crate::app::leases::hold_until_done(async {
         let outcome = handler(attempt).await?;
         finish(state, outcome, Some(record)).await
-    }))
+    })
     .await;
-    lease.release().await;
+    if let Some(lease) = lease {
+        lease.release();
+    }
     response
 }
 
@@ -324,69 +321,6 @@ async fn lookup(state: &Core, auth: &Caller, key: &str, fingerprint: &str) -> Re
         }),
         None => Found::InProgress(stored),
     })
-}
-
-/// A key's lease while its request runs; released when done, or (if the
-/// request is dropped midway) by a background task.
-struct Lease {
-    store: std::sync::Arc<dyn Store>,
-    name: String,
-    owner: String,
-    held: bool,
-}
-
-impl Lease {
-    /// Runs `work` while renewing the lease (if held) every third of its
-    /// length, so a holder that takes long never loses its key to a duplicate.
-    async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
-        if !self.held {
-            return work.await;
-        }
-        let renew = async {
-            let mut ticker = tokio::time::interval(std::time::Duration::from_millis((LEASE_MS / 3) as u64));
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                match self.store.try_lease(&self.name, &self.owner, LEASE_MS).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(lease = %self.name, "an idempotency lease was lost while its request ran")
-                    }
-                    Err(error) => tracing::warn!(%error, "renewing an idempotency lease failed; retrying"),
-                }
-            }
-        };
-        tokio::pin!(work);
-        tokio::select! {
-            output = &mut work => output,
-            never = renew => never,
-        }
-    }
-
-    async fn release(&mut self) {
-        if std::mem::take(&mut self.held) {
-            if let Err(error) = self.store.release_lease(&self.name, &self.owner).await {
-                tracing::warn!(%error, "releasing an idempotency lease failed; it runs out by itself");
-            }
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if self.held {
-            let (store, name, owner) = (
-                self.store.clone(),
-                std::mem::take(&mut self.name),
-                std::mem::take(&mut self.owner),
-            );
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = store.release_lease(&name, &owner).await;
-                });
-            }
-        }
-    }
 }
 
 /// Whether an answer is final, so it is stored and replayed: not `202` (the

@@ -4,9 +4,11 @@
 //! guard. Within a process the in-memory lock orders the holders; with
 //! several instances (PostgreSQL) the holder also takes a lease on the key in
 //! the database (`Store::try_lease`), which the guard gives back when dropped
-//! and which runs out by itself if the instance dies. So two instances never
-//! change one payment at the same time (a refund on each would otherwise add
-//! to the same stale `amount_refunded`).
+//! and which runs out by itself if the instance dies. While held, a lease is
+//! renewed every third of its length ([`Renewal`]), so a holder that works
+//! longer than [`LEASE_MS`] (a slow provider) never loses it to another
+//! instance. So two instances never change one payment at the same time (a
+//! refund on each would otherwise add to the same stale `amount_refunded`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,8 +22,8 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use crate::store::Store;
 use crate::support::ids::new_id;
 
-/// How long a lease lasts if its holder never gives it back.
-const LEASE_MS: i64 = 60_000;
+/// How long a lease lasts if its holder never gives it back (or stops renewing it).
+pub(crate) const LEASE_MS: i64 = 60_000;
 /// How often a waiter asks again.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -56,19 +58,13 @@ struct Parts<K: Eq + Hash + Clone + Send + 'static> {
     map: LocalMap<K>,
     key: K,
     local: Option<OwnedMutexGuard<()>>,
-    lease: Option<(Arc<dyn Store>, String, String)>,
+    lease: Option<Renewal>,
 }
 
 impl<K: Eq + Hash + Clone + Send + 'static> Drop for Parts<K> {
     fn drop(&mut self) {
-        if let Some((store, name, owner)) = self.lease.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if let Err(error) = store.release_lease(&name, &owner).await {
-                        tracing::warn!(%error, "releasing a lease failed; it runs out by itself");
-                    }
-                });
-            }
+        if let Some(lease) = self.lease.take() {
+            lease.release();
         }
         drop(self.local.take());
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -77,6 +73,76 @@ impl<K: Eq + Hash + Clone + Send + 'static> Drop for Parts<K> {
             .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
         {
             map.remove(&self.key);
+        }
+    }
+}
+
+/// A held lease, renewed in the background every third of its length until
+/// it is released (or dropped: then it runs out by itself).
+pub(crate) struct Renewal {
+    store: Arc<dyn Store>,
+    name: String,
+    owner: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Renewal {
+    /// Starts renewing the lease `name` that `owner` holds for `lease_ms`.
+    pub(crate) fn start(store: Arc<dyn Store>, name: String, owner: String, lease_ms: i64) -> Self {
+        let task = {
+            let (store, name, owner) = (store.clone(), name.clone(), owner.clone());
+            tokio::spawn(async move {
+                let period = Duration::from_millis((lease_ms / 3).max(1) as u64);
+                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                loop {
+                    ticker.tick().await;
+                    match store.try_lease(&name, &owner, lease_ms).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(lease = %name, "a lease ran out while its holder worked");
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, lease = %name, "renewing a lease failed; retrying")
+                        }
+                    }
+                }
+            })
+        };
+        Renewal {
+            store,
+            name,
+            owner,
+            task: Some(task),
+        }
+    }
+
+    /// Stops renewing and gives the lease back (as dropping it does).
+    pub(crate) fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Renewal {
+    /// Gives the lease back in the background, once the renewal has stopped
+    /// (so it cannot take the lease again); without a runtime it runs out by itself.
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        task.abort();
+        let (store, name, owner) = (
+            self.store.clone(),
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.owner),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = task.await;
+                if let Err(error) = store.release_lease(&name, &owner).await {
+                    tracing::warn!(%error, "releasing a lease failed; it runs out by itself");
+                }
+            });
         }
     }
 }
@@ -131,7 +197,7 @@ impl<K: Eq + Hash + Clone + Send + 'static> SharedLocks<K> {
                 }
                 tokio::time::sleep(POLL).await;
             }
-            parts.lease = Some((self.store.clone(), name, owner));
+            parts.lease = Some(Renewal::start(self.store.clone(), name, owner, LEASE_MS));
         }
         SharedGuard { parts: Some(parts) }
     }

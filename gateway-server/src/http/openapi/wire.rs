@@ -48,7 +48,13 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
     (
         "post",
         "/v1/payments",
-        &[Store, Provider, Own(404, "No such saved card (`saved_card_id`)")],
+        &[
+            Store,
+            Provider,
+            Own(404, "No such saved card (`saved_card_id`)"),
+            Own(409, "Another request with this Idempotency-Key is in progress (`idempotency_key_in_use`)"),
+            Own(503, "The provider could not be reached before the intent was known: retry with the same Idempotency-Key (the error names the written-ahead `payment_id`)"),
+        ],
     ),
     ("get", "/v1/payments", &[Store]),
     // A pending payment is refreshed from its provider (errors there are
@@ -61,17 +67,17 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
     (
         "post",
         "/v1/payments/{id}/confirm",
-        &[Store, Provider, Own(409, "Not confirmable")],
+        &[Store, Provider, Own(409, "Not confirmable, or an earlier call's outcome is still unknown (`payment_outcome_unknown`)")],
     ),
     (
         "post",
         "/v1/payments/{id}/capture",
-        &[Store, Provider, Own(409, "Not awaiting capture")],
+        &[Store, Provider, Own(409, "Not awaiting capture, or an earlier call's outcome is still unknown (`payment_outcome_unknown`)")],
     ),
     (
         "post",
         "/v1/payments/{id}/cancel",
-        &[Store, Provider, Own(409, "Already captured or canceled")],
+        &[Store, Provider, Own(409, "Already captured or canceled, or an earlier call's outcome is still unknown (`payment_outcome_unknown`)")],
     ),
     ("get", "/v1/payments/{id}/wait", &[Store]),
     ("get", "/v1/payments/{id}/events", &[Store]),

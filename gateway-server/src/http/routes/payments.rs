@@ -296,6 +296,7 @@ fn parse_e4(param: &str, text: &str) -> Result<i64, ApiError> {
     request_body = CreatePaymentRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
     responses((status = 200, description = "The payment", body = PaymentView),
+              (status = 202, description = "The provider's answer to a call that may move money was not received: the payment (`awaiting_provider: true`) is resolved by retrying this request with the same Idempotency-Key, or by reconciliation. Never retry with a new key.", body = PaymentView),
               (status = 402, description = "Declined; the failed payment is stored"),
               (status = 400, description = "Invalid request")),
     security(("api_key" = ["payments:write"])))]
@@ -353,6 +354,7 @@ pub(crate) async fn list(
     request_body = ConfirmPaymentRequest,
     params(("id" = String, Path, description = "Payment id")),
     responses((status = 200, description = "The payment", body = PaymentView),
+              (status = 202, description = "The provider's answer to a call that may move money was not received: the payment (`awaiting_provider: true`) is resolved by retrying this request with the same Idempotency-Key, or by reconciliation. Never retry with a new key.", body = PaymentView),
               (status = 402, description = "Declined"), (status = 409, description = "Not confirmable")),
     security(("api_key" = ["payments:write"])))]
 pub(crate) async fn confirm(
@@ -372,6 +374,7 @@ pub(crate) async fn confirm(
     request_body = CapturePaymentRequest,
     params(("id" = String, Path, description = "Payment id")),
     responses((status = 200, description = "The payment", body = PaymentView),
+              (status = 202, description = "The provider's answer to a call that may move money was not received: the payment (`awaiting_provider: true`) is resolved by retrying this request with the same Idempotency-Key, or by reconciliation. Never retry with a new key.", body = PaymentView),
               (status = 409, description = "Not awaiting capture"), (status = 422, description = "More than authorized")),
     security(("api_key" = ["payments:write"])))]
 pub(crate) async fn capture(
@@ -391,6 +394,7 @@ pub(crate) async fn capture(
     request_body = CancelPaymentRequest,
     params(("id" = String, Path, description = "Payment id")),
     responses((status = 200, description = "The payment", body = PaymentView),
+              (status = 202, description = "The provider's answer to a call that may move money was not received: the payment (`awaiting_provider: true`) is resolved by retrying this request with the same Idempotency-Key, or by reconciliation. Never retry with a new key.", body = PaymentView),
               (status = 409, description = "Already captured or canceled")),
     security(("api_key" = ["payments:write"])))]
 pub(crate) async fn cancel(
