@@ -32,7 +32,7 @@ pub use customer::{CardDetails, Customer, SavedPaymentMethod};
 pub use error::{ErrorSource, ProviderError, ProviderErrorKind};
 pub use events::{
     AnyIntentEvent, ChangeSource, EventKind, IntentCanceled, IntentChange, IntentChangeContext,
-    IntentCreated, IntentEventType, IntentPaymentFailed, IntentProcessing, IntentRefunded,
+    IntentCreated, IntentEventType, IntentPaymentFailed, IntentProcessing, IntentRefunded, IntentRefundFailed,
     IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, SharedChange,
 };
 pub use handler::{
