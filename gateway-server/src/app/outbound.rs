@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use gateway_core::{IntentStatus, PaymentStatus};
+use gateway_core::{IntentStatus, PaymentStatus, RefundStatus};
 use tokio::sync::Notify;
 
 use crate::app::core::Core;
@@ -122,6 +122,13 @@ impl Outbound {
 /// The merchant event an update announces, if any.
 pub(crate) fn event_type(update: &IntentUpdate) -> Option<&'static str> {
     match update.kind {
+        // A refund that failed or was canceled gave its amount back.
+        UpdateKind::Refunded if update.refund.as_ref().map(|r| r.status) == Some(RefundStatus::Failed) => {
+            Some("refund.failed")
+        }
+        UpdateKind::Refunded if update.refund.as_ref().map(|r| r.status) == Some(RefundStatus::Canceled) => {
+            Some("refund.canceled")
+        }
         UpdateKind::Refunded => match update.status {
             PaymentStatus::Refunded => Some("payment.refunded"),
             PaymentStatus::PartiallyRefunded => Some("payment.partially_refunded"),

@@ -73,6 +73,11 @@ pub(super) fn migrator() -> Migrator {
             "refund provider id",
             include_str!("../../migrations/postgres/0004_refund_provider_id.sql"),
         ),
+        migration(
+            5,
+            "refund lifecycle",
+            include_str!("../../migrations/postgres/0005_refund_lifecycle.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

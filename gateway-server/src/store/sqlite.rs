@@ -60,6 +60,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0003_refund_provider_id.sql")),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("refund lifecycle"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0004_refund_lifecycle.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),
