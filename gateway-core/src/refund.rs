@@ -152,9 +152,15 @@ mod tests {
         for status in RefundStatus::ALL {
             assert!(Pending.can_transition_to(status));
             assert!(RequiresAction.can_transition_to(status));
-            assert!(status.can_transition_to(status), "the same status again is no move");
+            assert!(
+                status.can_transition_to(status),
+                "the same status again is no move"
+            );
         }
-        assert!(Succeeded.can_transition_to(Failed), "a bank can return a refund later");
+        assert!(
+            Succeeded.can_transition_to(Failed),
+            "a bank can return a refund later"
+        );
         for stale in [Pending, RequiresAction, Canceled] {
             assert!(!Succeeded.can_transition_to(stale));
         }

@@ -26,3 +26,7 @@ CREATE INDEX refunds_status_updated ON refunds(status, updated_at);
 ALTER TABLE webhook_events ADD COLUMN next_attempt_at INTEGER NOT NULL DEFAULT 0;
 DROP INDEX webhook_events_unprocessed;
 CREATE INDEX webhook_events_due ON webhook_events(next_attempt_at, seq) WHERE processed_at IS NULL;
+
+-- Merchant webhooks about a refund (`payment.refunded`, `refund.failed`, …)
+-- carry the refund as the API shows it, beside the payment.
+ALTER TABLE webhook_deliveries ADD COLUMN refund TEXT;

@@ -315,7 +315,11 @@ async fn refund_test_cards_settle_later_and_a_failed_refund_frees_its_amount() {
     assert_eq!(settled.status, RefundStatus::Succeeded);
     assert_eq!(mock.retrieve_refund(&pending.id).await.unwrap(), settled);
     assert_eq!(event_types(&mock), ["charge.refund.updated"]);
-    assert_eq!(mock.settle_refund(&pending.id).unwrap(), settled, "nothing left to settle");
+    assert_eq!(
+        mock.settle_refund(&pending.id).unwrap(),
+        settled,
+        "nothing left to settle"
+    );
     assert_eq!(mock.events().len(), 1);
 
     let failing_card = mock
@@ -326,7 +330,11 @@ async fn refund_test_cards_settle_later_and_a_failed_refund_frees_its_amount() {
         .create_refund(CreateRefund::partial(&failing_card.id, 600), &key("r2"))
         .await
         .unwrap();
-    assert_eq!(failing.status, RefundStatus::Succeeded, "it starts succeeded, as at Stripe");
+    assert_eq!(
+        failing.status,
+        RefundStatus::Succeeded,
+        "it starts succeeded, as at Stripe"
+    );
     let failed = mock.settle_refund(&failing.id).unwrap();
     assert_eq!(failed.status, RefundStatus::Failed);
     assert!(failed.failure_reason.is_some());

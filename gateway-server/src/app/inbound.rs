@@ -285,7 +285,10 @@ async fn without_payment(
     let Some(gateway_payment) = metadata.get(GATEWAY_PAYMENT_METADATA_KEY) else {
         state
             .store
-            .commit(vec![finish(key, Some("not ours: the intent names no gateway payment"))])
+            .commit(vec![finish(
+                key,
+                Some("not ours: the intent names no gateway payment"),
+            )])
             .await?;
         return Ok(Processed::Done);
     };
@@ -337,6 +340,9 @@ mod tests {
         assert_eq!(retry_delay_ms(1_000), MAX_RETRY_DELAY_MS);
         let total: i64 = (1..MAX_ATTEMPTS).map(retry_delay_ms).sum();
         let hours = total / 3_600_000;
-        assert!((12..24).contains(&hours), "{hours} h: given up before the unknown-intent window ends");
+        assert!(
+            (12..24).contains(&hours),
+            "{hours} h: given up before the unknown-intent window ends"
+        );
     }
 }

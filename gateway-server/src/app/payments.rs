@@ -162,7 +162,11 @@ pub(crate) fn apply_refund(
         });
         changes.push(Change::UpdatePayment(Box::new(payment.clone())));
     }
-    RefundApplied { row, changes, updates }
+    RefundApplied {
+        row,
+        changes,
+        updates,
+    }
 }
 
 /// Commits `changes` with the outbox rows `updates` call for, in one
@@ -201,12 +205,7 @@ pub(crate) fn bus_changes(update: &IntentUpdate, received_at: i64) -> Vec<Intent
                 Some(refund) if !refund.status.holds_funds() => EventKind::RefundFailed,
                 _ => EventKind::Refunded,
             };
-            let mut change = IntentChange::new(
-                kind,
-                update.intent.clone(),
-                update.previous,
-                context,
-            );
+            let mut change = IntentChange::new(kind, update.intent.clone(), update.previous, context);
             change.refund = update.refund.clone();
             vec![change]
         }
@@ -375,8 +374,16 @@ mod tests {
         payment.intent.amount_received = 1000;
         payment.amount_refunded = 100; // a lost increment of an older version
         let mut stored = Vec::new();
-        apply(&mut payment, &mut stored, refund("re_1", 400, RefundStatus::Succeeded));
-        apply(&mut payment, &mut stored, refund("re_2", 200, RefundStatus::Succeeded));
+        apply(
+            &mut payment,
+            &mut stored,
+            refund("re_1", 400, RefundStatus::Succeeded),
+        );
+        apply(
+            &mut payment,
+            &mut stored,
+            refund("re_2", 200, RefundStatus::Succeeded),
+        );
         assert_eq!(payment.amount_refunded, 600);
     }
 }

@@ -45,7 +45,12 @@ pub(crate) async fn reconcile_refund(state: &Core, row: RefundRow) {
     };
     let provider = match state
         .providers
-        .for_merchant(&*state.store, &state.sealer, &payment.merchant_id, &payment.provider)
+        .for_merchant(
+            &*state.store,
+            &state.sealer,
+            &payment.merchant_id,
+            &payment.provider,
+        )
         .await
     {
         Ok(provider) => provider,

@@ -158,6 +158,8 @@ pub(crate) struct DeliveryRow {
     pub(crate) source_event: String,
     /// The payment as the API showed it after the change (JSON).
     pub(crate) payment: String,
+    /// For a refund's event, the refund as the API shows it (JSON).
+    pub(crate) refund: Option<String>,
     pub(crate) url: String,
     pub(crate) status: DeliveryStatus,
     pub(crate) attempts: i64,

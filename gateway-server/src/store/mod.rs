@@ -267,7 +267,11 @@ pub(crate) trait InboundStore: Send + Sync {
     async fn webhook_event(&self, key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError>;
     /// Inbound events not processed yet whose next attempt is due at `now`,
     /// the longest due first.
-    async fn unprocessed_webhook_events(&self, now: i64, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError>;
+    async fn unprocessed_webhook_events(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookEventRow>, StoreError>;
 }
 
 /// The outbox: outbound merchant webhooks and their attempts.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use awc::http::StatusCode;
 use gateway_core::{
-    CreateIntent, CreateRefund, Currency, IdempotencyKey, Money, PaymentProvider, GATEWAY_PAYMENT_METADATA_KEY,
+    CreateIntent, CreateRefund, Currency, IdempotencyKey, Money, PaymentProvider,
+    GATEWAY_PAYMENT_METADATA_KEY,
 };
 
 use super::webhooks::{db_count, deliver_mock, merchant_id, wait_until_processed};
@@ -67,9 +68,10 @@ async fn an_event_naming_a_gateway_payment_with_no_row_is_retried_with_backoff()
     .await;
     let merchant = merchant_id(&server).await;
     let mut request = charge_made_elsewhere("9.00");
-    request
-        .metadata
-        .insert(GATEWAY_PAYMENT_METADATA_KEY.to_owned(), "pay_without_a_row".to_owned());
+    request.metadata.insert(
+        GATEWAY_PAYMENT_METADATA_KEY.to_owned(),
+        "pay_without_a_row".to_owned(),
+    );
     server
         .mock
         .create_intent(request, &IdempotencyKey::new("lost-reply").unwrap())

@@ -53,7 +53,11 @@ async fn a_refund_that_fails_later_gives_its_amount_back_and_the_merchant_hears_
         )
         .await;
     assert_eq!(refund.status, StatusCode::OK, "{}", refund.text);
-    assert_eq!(refund.data()["status"], "completed", "this card's refunds start succeeded");
+    assert_eq!(
+        refund.data()["status"],
+        "completed",
+        "this card's refunds start succeeded"
+    );
     let refund_id = refund.data()["id"].as_str().unwrap().to_owned();
     let provider_ref = refund.data()["provider_ref"].as_str().unwrap().to_owned();
     let created = server
@@ -90,9 +94,19 @@ async fn a_refund_that_fails_later_gives_its_amount_back_and_the_merchant_hears_
         merchant_event_types(&secret, &receiver),
         ["payment.completed", "payment.partially_refunded", "refund.failed"]
     );
+    let refunded = verify(&secret, &hits[1]);
+    assert_eq!(refunded["data"]["refund"]["id"], refund_id.as_str());
+    assert_eq!(refunded["data"]["refund"]["status"], "completed");
     let refund_failed = verify(&secret, &hits[2]);
     assert_eq!(refund_failed["data"]["payment"]["amount_refunded"], "0.00");
     assert_eq!(refund_failed["data"]["payment"]["status"], "completed");
+    assert_eq!(refund_failed["data"]["refund"]["id"], refund_id.as_str());
+    assert_eq!(refund_failed["data"]["refund"]["status"], "failed");
+    assert_eq!(
+        refund_failed["data"]["refund"]["failure_reason"],
+        "expired_or_canceled_card"
+    );
+    assert!(verify(&secret, &hits[0])["data"].get("refund").is_none());
     let mut published = Vec::new();
     while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(100), watch.next()).await {
         published.push(change);
@@ -154,7 +168,12 @@ async fn two_dashboard_refunds_of_one_charge_count_as_two_and_each_once() {
             &format!(r#"{{"payment_id": "{id}", "amount": "18.01"}}"#),
         )
         .await;
-    assert_eq!(too_much.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", too_much.text);
+    assert_eq!(
+        too_much.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        too_much.text
+    );
     let rest = server
         .post("/v1/refunds", &format!(r#"{{"payment_id": "{id}"}}"#))
         .await;
@@ -194,7 +213,11 @@ async fn reconciliation_settles_refunds_whose_webhooks_never_came() {
     assert_eq!(refund.data()["status"], "pending", "{}", refund.text);
     let refund_path = format!("/v1/refunds/{}", refund.data()["id"].as_str().unwrap());
     let read = server.get(&format!("/v1/payments/{pending_id}")).await;
-    assert_eq!(read.data()["amount_refunded"], "10.00", "a pending refund holds its amount");
+    assert_eq!(
+        read.data()["amount_refunded"],
+        "10.00",
+        "a pending refund holds its amount"
+    );
     server
         .mock
         .settle_refund(refund.data()["provider_ref"].as_str().unwrap())

@@ -20,7 +20,11 @@ pub(super) async fn merchant_id(server: &TestServer) -> String {
 }
 
 /// Posts a mock provider event as its webhook to the merchant endpoint.
-pub(super) async fn deliver_mock(server: &TestServer, merchant: &str, event: &ProviderEvent) -> awc::http::StatusCode {
+pub(super) async fn deliver_mock(
+    server: &TestServer,
+    merchant: &str,
+    event: &ProviderEvent,
+) -> awc::http::StatusCode {
     let request = server.mock.webhook_request(event, 0);
     let body = String::from_utf8(request.body.clone()).unwrap();
     let signature = request.header("Mock-Signature").unwrap().to_owned();

@@ -202,6 +202,7 @@ fn delivery(id: &str, payment_id: &str, event_type: &str, next_attempt_at: i64) 
         event_type: event_type.to_owned(),
         source_event: format!("bus-{id}"),
         payment: format!("{{\"id\":\"{payment_id}\"}}"),
+        refund: None,
         url: "https://merchant.example/hooks".to_owned(),
         status: DeliveryStatus::Pending,
         attempts: 0,

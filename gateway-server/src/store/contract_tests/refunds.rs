@@ -55,7 +55,12 @@ pub(super) async fn a_provider_refund_is_stored_once_per_payment(backend: Backen
         .await;
     assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
     assert_eq!(
-        store.payment("m1", "pay_1").await.unwrap().unwrap().amount_refunded,
+        store
+            .payment("m1", "pay_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .amount_refunded,
         0
     );
     let rows = store.refunds_of_payment("pay_1").await.unwrap();
@@ -88,12 +93,22 @@ pub(super) async fn refunds_change_status_and_unsettled_ones_are_listed_by_age(b
                 NOW + 1,
             ))),
             Change::InsertRefund(Box::new(refund_row("ref_c", "pay_1", "re_c", "succeeded", NOW))),
-            Change::InsertRefund(Box::new(refund_row("ref_d", "pay_1", "re_d", "pending", NOW + 50))),
+            Change::InsertRefund(Box::new(refund_row(
+                "ref_d",
+                "pay_1",
+                "re_d",
+                "pending",
+                NOW + 50,
+            ))),
         ])
         .await
         .unwrap();
     let unsettled = store.unsettled_refunds(NOW + 10, 10).await.unwrap();
-    assert_eq!(ids(&unsettled, |r| &r.id), ["ref_b", "ref_a"], "oldest change first");
+    assert_eq!(
+        ids(&unsettled, |r| &r.id),
+        ["ref_b", "ref_a"],
+        "oldest change first"
+    );
     assert_eq!(
         ids(&store.unsettled_refunds(NOW + 10, 1).await.unwrap(), |r| &r.id),
         ["ref_b"]
@@ -146,10 +161,18 @@ pub(super) async fn the_refund_lifecycle_migration_fills_statuses_and_drops_dupl
     migrate_from(backend, &url, [3, 4], &before).await;
     let store = open_url(backend, &url).await;
     let rows = store.refunds_of_payment("pay_1").await.unwrap();
-    assert_eq!(ids(&rows, |r| &r.id), ["ref_1", "ref_2"], "the oldest of two copies stays");
+    assert_eq!(
+        ids(&rows, |r| &r.id),
+        ["ref_1", "ref_2"],
+        "the oldest of two copies stays"
+    );
     assert_eq!((rows[0].updated_at, rows[1].updated_at), (5, 7));
     let unsettled = store.unsettled_refunds(100, 10).await.unwrap();
-    assert_eq!(ids(&unsettled, |r| &r.id), ["ref_1"], "the status column came from the document");
+    assert_eq!(
+        ids(&unsettled, |r| &r.id),
+        ["ref_1"],
+        "the status column came from the document"
+    );
     // Events stored before the column are due at once.
     let due = store.unprocessed_webhook_events(0, 10).await.unwrap();
     assert_eq!(ids(&due, |e| &e.key.event_id), ["evt_old"]);

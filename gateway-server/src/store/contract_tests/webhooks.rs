@@ -97,7 +97,11 @@ pub(super) async fn inbound_events_are_stored_once_and_finished_once(backend: Ba
         .unwrap();
     let noted = store.webhook_event(&event_key("evt_2")).await.unwrap().unwrap();
     assert_eq!(noted.last_error.as_deref(), Some("ignored: unknown payment"));
-    assert!(store.unprocessed_webhook_events(NOW, 10).await.unwrap().is_empty());
+    assert!(store
+        .unprocessed_webhook_events(NOW, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub(super) async fn deliveries_are_claimed_until_their_claim_expires(backend: Backend) {
@@ -434,13 +438,19 @@ pub(super) async fn migrate_from(backend: Backend, url: &str, last: [i64; 2], sq
             let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
                 .await
                 .unwrap();
-            old(sqlite::migrator(), last[0]).run_direct(&mut conn).await.unwrap();
+            old(sqlite::migrator(), last[0])
+                .run_direct(&mut conn)
+                .await
+                .unwrap();
             sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
             conn.close().await.unwrap();
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            old(postgres::migrator(), last[1]).run_direct(&mut conn).await.unwrap();
+            old(postgres::migrator(), last[1])
+                .run_direct(&mut conn)
+                .await
+                .unwrap();
             sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
             conn.close().await.unwrap();
         }

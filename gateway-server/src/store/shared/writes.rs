@@ -299,8 +299,8 @@ macro_rules! shared_writes {
                 Change::InsertDelivery(d) => {
                     sqlx::query(
                         "INSERT INTO webhook_deliveries (id, merchant_id, payment_id, event_type, source_event, \
-                         payment, url, status, attempts, next_attempt_at, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) \
+                         payment, url, status, attempts, next_attempt_at, created_at, refund) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) \
                          ON CONFLICT (merchant_id, source_event, event_type) DO NOTHING",
                     )
                     .bind(&d.id)
@@ -313,6 +313,7 @@ macro_rules! shared_writes {
                     .bind(d.status.as_str())
                     .bind(d.next_attempt_at)
                     .bind(d.created_at)
+                    .bind(&d.refund)
                     .execute(&mut *conn)
                     .await?;
                 }
