@@ -66,11 +66,13 @@ pub enum EventKind {
     Canceled,
     /// (Part of) the payment was refunded.
     Refunded,
+    /// A refund failed or was canceled: its amount is the merchant's again.
+    RefundFailed,
 }
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Created,
         EventKind::Processing,
         EventKind::RequiresAction,
@@ -79,6 +81,7 @@ impl EventKind {
         EventKind::PaymentFailed,
         EventKind::Canceled,
         EventKind::Refunded,
+        EventKind::RefundFailed,
     ];
 
     /// The kind that announces `intent` reaching its current status after
@@ -112,6 +115,7 @@ impl EventKind {
             EventKind::PaymentFailed => "payment_failed",
             EventKind::Canceled => "canceled",
             EventKind::Refunded => "refunded",
+            EventKind::RefundFailed => "refund_failed",
         }
     }
 
@@ -135,7 +139,7 @@ pub struct IntentChange {
     pub intent: PaymentIntent,
     /// The status before the change (`None` for a new intent).
     pub previous_status: Option<IntentStatus>,
-    /// The refund, for [`EventKind::Refunded`].
+    /// The refund, for [`EventKind::Refunded`] and [`EventKind::RefundFailed`].
     pub refund: Option<Refund>,
     /// Where and when the change was received.
     pub context: IntentChangeContext,
@@ -207,6 +211,10 @@ impl IntentChange {
     /// [`EventKind::Refunded`] change). Empty for an event type the gateway
     /// does not act on.
     ///
+    /// A refund event is one [`EventKind::Refunded`] change while the refund
+    /// holds funds, one [`EventKind::RefundFailed`] change once it failed or
+    /// was canceled.
+    ///
     /// `intent` is the intent as it is after the event: the event's own copy,
     /// or for refund events the intent retrieved from the provider.
     pub fn from_provider_event(
@@ -217,7 +225,12 @@ impl IntentChange {
     ) -> Vec<IntentChange> {
         match &event.object {
             EventObject::Refund { refund } => {
-                let mut change = IntentChange::new(EventKind::Refunded, intent, previous, context);
+                let kind = if refund.status.holds_funds() {
+                    EventKind::Refunded
+                } else {
+                    EventKind::RefundFailed
+                };
+                let mut change = IntentChange::new(kind, intent, previous, context);
                 change.refund = Some(refund.clone());
                 vec![change]
             }
@@ -235,7 +248,7 @@ pub type SharedChange = Arc<IntentChange>;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a payment event type",
     label = "not a payment event",
-    note = "the first argument of a payment handler is one of IntentCreated, IntentProcessing, IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, IntentPaymentFailed, IntentCanceled, IntentRefunded, or AnyIntentEvent"
+    note = "the first argument of a payment handler is one of IntentCreated, IntentProcessing, IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, IntentPaymentFailed, IntentCanceled, IntentRefunded, IntentRefundFailed, or AnyIntentEvent"
 )]
 pub trait IntentEventType: Send + Sized + 'static {
     /// The kind this type receives; `None` receives every kind.
@@ -304,6 +317,9 @@ typed_events! {
     IntentCanceled => Some(EventKind::Canceled);
     /// (Part of) the payment was refunded; `refund` is the refund.
     IntentRefunded => Some(EventKind::Refunded);
+    /// A refund failed or was canceled after it was counted; `refund` says
+    /// why (`failure_reason`), and its amount is refundable again.
+    IntentRefundFailed => Some(EventKind::RefundFailed);
     /// Every intent event, whatever its kind (`kind` tells which).
     AnyIntentEvent => None;
 }

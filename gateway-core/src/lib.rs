@@ -32,8 +32,8 @@ pub use customer::{CardDetails, Customer, SavedPaymentMethod};
 pub use error::{ErrorSource, ProviderError, ProviderErrorKind};
 pub use events::{
     AnyIntentEvent, ChangeSource, EventKind, IntentCanceled, IntentChange, IntentChangeContext,
-    IntentCreated, IntentEventType, IntentPaymentFailed, IntentProcessing, IntentRefunded,
-    IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, SharedChange,
+    IntentCreated, IntentEventType, IntentPaymentFailed, IntentProcessing, IntentRefundFailed,
+    IntentRefunded, IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, SharedChange,
 };
 pub use handler::{
     call_handler, registered_handlers, HandlerCall, HandlerContext, HandlerError, HandlerFuture,

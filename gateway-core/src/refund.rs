@@ -33,6 +33,30 @@ impl RefundStatus {
         )
     }
 
+    /// Whether a refund last seen in `self` may move to `next`, so a stale or
+    /// replayed snapshot never moves a refund backwards.
+    ///
+    /// Pending and requires-action refunds may end in any status. A
+    /// succeeded refund may still fail (Stripe reports a refund the
+    /// customer's bank later returned as `succeeded` → `failed`; its test card
+    /// `4000000000005126` does exactly this), but never goes back to pending.
+    /// Failed and canceled refunds are final.
+    pub fn can_transition_to(self, next: RefundStatus) -> bool {
+        use RefundStatus::*;
+        match (self, next) {
+            (from, to) if from == to => true,
+            (Pending | RequiresAction, _) => true,
+            (Succeeded, Failed) => true,
+            (Succeeded | Failed | Canceled, _) => false,
+        }
+    }
+
+    /// Whether the provider may still change the refund's status by itself
+    /// (pending or requires action): reconciliation asks about these.
+    pub fn is_unsettled(self) -> bool {
+        matches!(self, RefundStatus::Pending | RefundStatus::RequiresAction)
+    }
+
     /// Every refund status.
     pub const ALL: [RefundStatus; 5] = [
         RefundStatus::Pending,
@@ -120,5 +144,32 @@ mod tests {
         );
         assert_eq!(RefundStatus::RequiresAction.merchant_name(), "pending");
         assert_eq!(RefundStatus::Succeeded.merchant_name(), "completed");
+    }
+
+    #[test]
+    fn refunds_never_move_backwards() {
+        use RefundStatus::*;
+        for status in RefundStatus::ALL {
+            assert!(Pending.can_transition_to(status));
+            assert!(RequiresAction.can_transition_to(status));
+            assert!(
+                status.can_transition_to(status),
+                "the same status again is no move"
+            );
+        }
+        assert!(
+            Succeeded.can_transition_to(Failed),
+            "a bank can return a refund later"
+        );
+        for stale in [Pending, RequiresAction, Canceled] {
+            assert!(!Succeeded.can_transition_to(stale));
+        }
+        for other in [Pending, RequiresAction, Succeeded] {
+            assert!(!Failed.can_transition_to(other));
+            assert!(!Canceled.can_transition_to(other));
+        }
+        assert!(!Failed.can_transition_to(Canceled));
+        assert!(Pending.is_unsettled() && RequiresAction.is_unsettled());
+        assert!(!Succeeded.is_unsettled() && !Failed.is_unsettled());
     }
 }

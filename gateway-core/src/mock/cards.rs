@@ -17,6 +17,17 @@ pub(super) enum CardOutcome {
     RequireAuthentication,
 }
 
+/// What happens to a refund of a charge on a test card (Stripe's refund test cards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RefundOutcome {
+    /// The refund succeeds at once.
+    Succeed,
+    /// The refund starts `pending` and succeeds when settled (`4000000000007726`).
+    PendingThenSucceed,
+    /// The refund starts `succeeded` and fails when settled (`4000000000005126`).
+    SucceedThenFail,
+}
+
 /// A test payment method token (`pm_card_visa`) and its card.
 #[derive(Debug)]
 pub(super) struct TestCard {
@@ -24,6 +35,7 @@ pub(super) struct TestCard {
     pub(super) brand: &'static str,
     pub(super) last4: &'static str,
     pub(super) outcome: CardOutcome,
+    pub(super) refund: RefundOutcome,
 }
 
 const GENERIC_DECLINE: CardOutcome = CardOutcome::Decline {
@@ -39,18 +51,21 @@ pub(super) const TEST_CARDS: &[TestCard] = &[
         brand: "visa",
         last4: "4242",
         outcome: CardOutcome::Succeed,
+        refund: RefundOutcome::Succeed,
     },
     TestCard {
         token: "pm_card_mastercard",
         brand: "mastercard",
         last4: "4444",
         outcome: CardOutcome::Succeed,
+        refund: RefundOutcome::Succeed,
     },
     TestCard {
         token: "pm_card_chargeDeclined",
         brand: "visa",
         last4: "0002",
         outcome: GENERIC_DECLINE,
+        refund: RefundOutcome::Succeed,
     },
     // The name seed 002 uses for a generic decline.
     TestCard {
@@ -58,6 +73,7 @@ pub(super) const TEST_CARDS: &[TestCard] = &[
         brand: "visa",
         last4: "0002",
         outcome: GENERIC_DECLINE,
+        refund: RefundOutcome::Succeed,
     },
     TestCard {
         token: "pm_card_chargeDeclinedInsufficientFunds",
@@ -68,6 +84,7 @@ pub(super) const TEST_CARDS: &[TestCard] = &[
             decline_code: "insufficient_funds",
             message: "Your card has insufficient funds.",
         },
+        refund: RefundOutcome::Succeed,
     },
     TestCard {
         token: "pm_card_chargeDeclinedExpiredCard",
@@ -78,6 +95,7 @@ pub(super) const TEST_CARDS: &[TestCard] = &[
             decline_code: "expired_card",
             message: "Your card has expired.",
         },
+        refund: RefundOutcome::Succeed,
     },
     TestCard {
         token: "pm_card_chargeDeclinedIncorrectCvc",
@@ -88,12 +106,28 @@ pub(super) const TEST_CARDS: &[TestCard] = &[
             decline_code: "incorrect_cvc",
             message: "Your card's security code is incorrect.",
         },
+        refund: RefundOutcome::Succeed,
     },
     TestCard {
         token: "pm_card_threeDSecure2Required",
         brand: "visa",
         last4: "3220",
         outcome: CardOutcome::RequireAuthentication,
+        refund: RefundOutcome::Succeed,
+    },
+    TestCard {
+        token: "pm_card_pendingRefund",
+        brand: "visa",
+        last4: "7726",
+        outcome: CardOutcome::Succeed,
+        refund: RefundOutcome::PendingThenSucceed,
+    },
+    TestCard {
+        token: "pm_card_refundFail",
+        brand: "visa",
+        last4: "5126",
+        outcome: CardOutcome::Succeed,
+        refund: RefundOutcome::SucceedThenFail,
     },
 ];
 

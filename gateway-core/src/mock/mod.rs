@@ -26,7 +26,9 @@
 //! `pm_card_chargeDeclinedIncorrectCvc` decline with Stripe's codes;
 //! `pm_card_threeDSecure2Required` asks for 3-D Secure on-session (finish it
 //! with [`MockProvider::complete_authentication`]) and declines with
-//! `authentication_required` off-session.
+//! `authentication_required` off-session. Refunds succeed at once, except on
+//! `pm_card_pendingRefund` (pending until [`MockProvider::settle_refund`],
+//! then succeeded) and `pm_card_refundFail` (succeeded, then failed when settled).
 
 mod bounded;
 mod cards;
@@ -294,6 +296,14 @@ impl MockProvider {
         succeed: bool,
     ) -> Result<PaymentIntent, ProviderError> {
         self.lock().account.complete_authentication(intent_id, succeed)
+    }
+
+    /// The bank settles refund `refund_id` "some time later", as on Stripe's
+    /// refund test cards: a pending refund (`pm_card_pendingRefund`)
+    /// succeeds; a refund of `pm_card_refundFail` (which starts `succeeded`)
+    /// fails. Emits `charge.refund.updated` when the status changes.
+    pub fn settle_refund(&self, refund_id: &str) -> Result<Refund, ProviderError> {
+        self.lock().account.settle_refund(refund_id)
     }
 
     /// The inbound webhook request the provider would send for `event`, signed for this account.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::bounded::BoundedMap;
-use super::cards::{CardOutcome, TestCard};
+use super::cards::{CardOutcome, RefundOutcome, TestCard};
 use super::ids::IdGenerator;
 use super::Retention;
 use crate::customer::{Customer, SavedPaymentMethod};
@@ -499,13 +499,17 @@ impl Account {
             ));
         }
         let created = self.tick();
+        let status = match self.refund_outcome(&intent) {
+            RefundOutcome::PendingThenSucceed => RefundStatus::Pending,
+            RefundOutcome::Succeed | RefundOutcome::SucceedThenFail => RefundStatus::Succeeded,
+        };
         let refund = Refund {
             id: self.ids.next_id("re"),
             provider: self.provider.clone(),
             payment_intent: intent.id,
             amount,
             currency: intent.currency,
-            status: RefundStatus::Succeeded,
+            status,
             reason: request.reason,
             failure_reason: None,
             metadata: request.metadata,
@@ -514,6 +518,45 @@ impl Account {
         self.refunds.insert(refund.id.clone(), refund.clone());
         self.emit(
             "charge.refunded",
+            EventObject::Refund {
+                refund: refund.clone(),
+            },
+        );
+        Ok(refund)
+    }
+
+    /// What refunds of `intent` do: its test card says (a succeeding refund otherwise).
+    fn refund_outcome(&self, intent: &PaymentIntent) -> RefundOutcome {
+        let Some(method) = intent.payment_method.as_deref() else {
+            return RefundOutcome::Succeed;
+        };
+        TestCard::by_token(method)
+            .or_else(|| self.methods.get(method).map(|record| record.card))
+            .map_or(RefundOutcome::Succeed, |card| card.refund)
+    }
+
+    /// The bank settles a refund "some time later", as on Stripe's refund
+    /// test cards: a pending refund succeeds, a succeeded refund of
+    /// `pm_card_refundFail` fails. Emits `charge.refund.updated`, or nothing
+    /// when the refund has nothing left to settle.
+    pub(super) fn settle_refund(&mut self, id: &str) -> Result<Refund, ProviderError> {
+        let mut refund = self.refund(id)?;
+        let intent = self.intent(&refund.payment_intent)?;
+        let next = match (self.refund_outcome(&intent), refund.status) {
+            (RefundOutcome::SucceedThenFail, RefundStatus::Succeeded | RefundStatus::Pending) => {
+                RefundStatus::Failed
+            }
+            (_, RefundStatus::Pending | RefundStatus::RequiresAction) => RefundStatus::Succeeded,
+            _ => return Ok(refund),
+        };
+        self.tick();
+        refund.status = next;
+        if next == RefundStatus::Failed {
+            refund.failure_reason = Some("expired_or_canceled_card".to_owned());
+        }
+        self.refunds.insert(refund.id.clone(), refund.clone());
+        self.emit(
+            "charge.refund.updated",
             EventObject::Refund {
                 refund: refund.clone(),
             },

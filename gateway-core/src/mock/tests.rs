@@ -299,6 +299,54 @@ async fn refunds_in_part_then_in_full_never_above_what_was_captured() {
 }
 
 #[tokio::test]
+async fn refund_test_cards_settle_later_and_a_failed_refund_frees_its_amount() {
+    let mock = MockProvider::new();
+    let pending_card = mock
+        .create_intent(charge("10.00", "pm_card_pendingRefund"), &key("k1"))
+        .await
+        .unwrap();
+    let pending = mock
+        .create_refund(CreateRefund::full(&pending_card.id), &key("r1"))
+        .await
+        .unwrap();
+    assert_eq!(pending.status, RefundStatus::Pending);
+    mock.take_events();
+    let settled = mock.settle_refund(&pending.id).unwrap();
+    assert_eq!(settled.status, RefundStatus::Succeeded);
+    assert_eq!(mock.retrieve_refund(&pending.id).await.unwrap(), settled);
+    assert_eq!(event_types(&mock), ["charge.refund.updated"]);
+    assert_eq!(
+        mock.settle_refund(&pending.id).unwrap(),
+        settled,
+        "nothing left to settle"
+    );
+    assert_eq!(mock.events().len(), 1);
+
+    let failing_card = mock
+        .create_intent(charge("10.00", "pm_card_refundFail"), &key("k2"))
+        .await
+        .unwrap();
+    let failing = mock
+        .create_refund(CreateRefund::partial(&failing_card.id, 600), &key("r2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        failing.status,
+        RefundStatus::Succeeded,
+        "it starts succeeded, as at Stripe"
+    );
+    let failed = mock.settle_refund(&failing.id).unwrap();
+    assert_eq!(failed.status, RefundStatus::Failed);
+    assert!(failed.failure_reason.is_some());
+    // The failed refund's amount can be refunded again.
+    let again = mock
+        .create_refund(CreateRefund::full(&failing_card.id), &key("r3"))
+        .await
+        .unwrap();
+    assert_eq!(again.amount, 1_000);
+}
+
+#[tokio::test]
 async fn refunding_an_unpaid_intent_is_refused() {
     let mock = MockProvider::new();
     let intent = mock

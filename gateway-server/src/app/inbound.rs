@@ -9,21 +9,38 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::{EventObject, PaymentProvider, ProviderErrorKind, VerifiedWebhook};
+use gateway_core::{
+    EventObject, PaymentIntent, PaymentProvider, ProviderErrorKind, VerifiedWebhook,
+    GATEWAY_PAYMENT_METADATA_KEY,
+};
 
 use crate::app::core::Core;
 use crate::app::payments::{apply_intent_change, apply_refund, commit_and_publish, ChangeSource};
-use crate::store::{Change, EventKey, RefundRow, StoreError, WebhookEventRow};
+use crate::store::{Change, EventKey, StoreError, WebhookEventRow};
 use crate::support::clock::now_ms;
-use crate::support::ids::new_id;
 
 /// Processing attempts before an event is set aside (marked processed with its last error).
 const MAX_ATTEMPTS: i64 = 50;
 
-/// How long an event about an intent the gateway does not know (yet) is
-/// retried: the provider may deliver it before the API call that created the
-/// intent has committed its payment.
+/// How long an event about an intent whose metadata names a gateway payment
+/// with no row (yet) is retried: the API call that created the intent may
+/// still be committing its payment.
 const UNKNOWN_INTENT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// The pause after an event's first failed attempt; it doubles after each
+/// further one, up to [`MAX_RETRY_DELAY_MS`] (50 attempts span about 20 hours).
+const FIRST_RETRY_DELAY_MS: i64 = 1_000;
+
+/// The longest pause between two attempts of one event.
+const MAX_RETRY_DELAY_MS: i64 = 30 * 60 * 1000;
+
+/// The pause before the next attempt of an event that has failed `failures` times (1-based).
+fn retry_delay_ms(failures: i64) -> i64 {
+    let doublings = (failures - 1).clamp(0, 30) as u32;
+    FIRST_RETRY_DELAY_MS
+        .saturating_mul(1i64 << doublings)
+        .min(MAX_RETRY_DELAY_MS)
+}
 
 /// What processing did.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,6 +111,7 @@ async fn process_locked(state: &Core, row: WebhookEventRow) -> Processed {
                 Change::WebhookEventFailed {
                     key: key.clone(),
                     error,
+                    retry_at: now_ms() + retry_delay_ms(row.attempts + 1),
                 }
             };
             let _ = state.store.commit(vec![change]).await;
@@ -150,9 +168,9 @@ async fn apply(state: &Core, row: &WebhookEventRow) -> Result<Processed, Failure
         }
     };
     let merchant = (!key.account.is_empty()).then_some(key.account.as_str());
-    let (intent_id, refund) = match &event.object {
-        EventObject::Intent { intent } => (intent.id.clone(), None),
-        EventObject::Refund { refund } => (refund.payment_intent.clone(), Some(refund.clone())),
+    let intent_id = match &event.object {
+        EventObject::Intent { intent } => intent.id.clone(),
+        EventObject::Refund { refund } => refund.payment_intent.clone(),
         _ => {
             state
                 .store
@@ -166,22 +184,94 @@ async fn apply(state: &Core, row: &WebhookEventRow) -> Result<Processed, Failure
         .payment_by_provider_ref(merchant, provider.name(), &intent_id)
         .await?
     else {
-        // An intent whose creation reply was lost: its metadata names the draft it belongs to.
-        if let EventObject::Intent { intent } = &event.object {
-            let adopted = crate::app::resolve::adopt_intent(state, intent, ChangeSource::Webhook)
-                .await
-                .map_err(|error| Failure::Retry(error.to_string()))?;
-            if adopted.is_some() {
+        return without_payment(state, &*provider, row, &event.object, &intent_id).await;
+    };
+    let _payment_guard = state.payment_locks.lock(payment.id.clone()).await;
+    // Re-read under the lock: an API call may have changed it meanwhile.
+    let Some(mut payment) = state.store.payment(&payment.merchant_id, &payment.id).await? else {
+        return Err(Failure::Retry("payment vanished".to_owned()));
+    };
+    let (mut changes, mut updates) = match event.object {
+        EventObject::Intent { intent } => {
+            let Some(intent) = current_intent(&*provider, intent).await? else {
                 state
                     .store
-                    .commit(vec![finish(key, Some("adopted by its draft payment"))])
+                    .commit(vec![finish(key, Some("the provider no longer has the intent"))])
                     .await?;
                 return Ok(Processed::Done);
+            };
+            match apply_intent_change(&mut payment, intent, ChangeSource::Webhook) {
+                Some((change, update)) => (vec![change], vec![update]),
+                None => (Vec::new(), Vec::new()),
             }
         }
-        // Not (yet) a payment of this gateway: confirm with the provider that
-        // the intent exists, and retry while its creation may still commit.
-        match provider.retrieve_intent(&intent_id).await {
+        EventObject::Refund { refund } => {
+            let stored = state.store.refunds_of_payment(&payment.id).await?;
+            let applied = apply_refund(&mut payment, &stored, refund, ChangeSource::Webhook);
+            (applied.changes, applied.updates)
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    for update in &mut updates {
+        update.event_id = event.id.clone();
+    }
+    changes.push(finish(key, None));
+    commit_and_publish(state, changes, &updates).await?;
+    Ok(Processed::Done)
+}
+
+/// The intent state to apply for an intent event: the event's own snapshot
+/// when it is terminal, else the intent as the provider has it now (`None`
+/// when the provider no longer knows it).
+///
+/// Webhooks arrive in any order and more than once. A terminal snapshot
+/// (`succeeded`, `canceled`) is never stale: nothing follows it, and the
+/// transition rule refuses any later move. A non-terminal snapshot may be:
+/// an old attempt's `payment_failed` delivered after `processing`, or a
+/// `requires_action` delivered after the failure, looks like a legal move
+/// and would send merchants a false `payment.failed` or `payment.pending`
+/// (and take processing → failed → succeeded). So before a non-terminal
+/// transition the intent is retrieved, and its current state applied.
+///
+/// Retrieval, rather than comparing the event's time with the last applied
+/// state's: Stripe's event `created` has one-second resolution (processing
+/// and succeeded commonly share a second), the intent object has no update
+/// time of its own, and API answers applied between two events have no
+/// event time at all. The retrieved state is exact, whatever the order, for
+/// one read per non-terminal event; if the provider cannot answer, the event
+/// is retried later rather than applied blind.
+async fn current_intent(
+    provider: &dyn PaymentProvider,
+    snapshot: PaymentIntent,
+) -> Result<Option<PaymentIntent>, Failure> {
+    if snapshot.status.is_terminal() {
+        return Ok(Some(snapshot));
+    }
+    match provider.retrieve_intent(&snapshot.id).await {
+        Ok(current) => Ok(Some(current)),
+        Err(error) if error.kind() == ProviderErrorKind::NotFound => Ok(None),
+        Err(error) => Err(Failure::Retry(error.to_string())),
+    }
+}
+
+/// An event about an intent no payment row names. An intent whose metadata
+/// names no gateway payment ([`GATEWAY_PAYMENT_METADATA_KEY`]) is not this
+/// gateway's (an invoice, another application on the same account): the
+/// event is finished at once, not retried. One that names a gateway payment
+/// is retried (with backoff) while its payment may still be stored.
+async fn without_payment(
+    state: &Core,
+    provider: &dyn PaymentProvider,
+    row: &WebhookEventRow,
+    object: &EventObject,
+    intent_id: &str,
+) -> Result<Processed, Failure> {
+    let key = &row.key;
+    let intent = match object {
+        EventObject::Intent { intent } => intent.clone(),
+        // A refund names its intent only: ask the provider for the intent.
+        _ => match provider.retrieve_intent(intent_id).await {
+            Ok(intent) => intent,
             Err(error) if error.kind() == ProviderErrorKind::NotFound => {
                 state
                     .store
@@ -189,91 +279,85 @@ async fn apply(state: &Core, row: &WebhookEventRow) -> Result<Processed, Failure
                     .await?;
                 return Ok(Processed::Done);
             }
-            Err(error) if error.is_retryable() => return Err(Failure::Retry(error.to_string())),
-            _ => {}
-        }
-        if now_ms() - row.received_at > UNKNOWN_INTENT_WINDOW_MS {
+            Err(error) => return Err(Failure::Retry(error.to_string())),
+        },
+    };
+    let Some(gateway_payment) = intent.metadata.get(GATEWAY_PAYMENT_METADATA_KEY).cloned() else {
+        state
+            .store
+            .commit(vec![finish(
+                key,
+                Some("not ours: the intent names no gateway payment"),
+            )])
+            .await?;
+        return Ok(Processed::Done);
+    };
+    // An intent whose creation reply was lost: the draft its metadata names adopts it.
+    let adopted = crate::app::resolve::adopt_intent(state, &intent, ChangeSource::Webhook)
+        .await
+        .map_err(|error| Failure::Retry(error.to_string()))?;
+    if adopted.is_some() {
+        if matches!(object, EventObject::Intent { .. }) {
             state
                 .store
-                .commit(vec![finish(key, Some("intent of no payment of this gateway"))])
+                .commit(vec![finish(key, Some("adopted by its draft payment"))])
                 .await?;
             return Ok(Processed::Done);
         }
-        return Err(Failure::Retry(format!("no payment for intent {intent_id} yet")));
-    };
-    let _payment_guard = state.payment_locks.lock(payment.id.clone()).await;
-    // Re-read under the lock: an API call may have changed it meanwhile.
-    let Some(mut payment) = state.store.payment(&payment.merchant_id, &payment.id).await? else {
-        return Err(Failure::Retry("payment vanished".to_owned()));
-    };
-    let mut changes = Vec::new();
-    let mut updates = Vec::new();
-    match refund {
-        None => {
-            let EventObject::Intent { intent } = event.object else {
-                return Err(Failure::Retry("unreachable".to_owned()));
-            };
-            if let Some((change, mut update)) =
-                apply_intent_change(&mut payment, intent, ChangeSource::Webhook)
-            {
-                update.event_id = event.id.clone();
-                changes.push(change);
-                updates.push(update);
-            }
-        }
-        Some(refund) => {
-            let known = state
-                .store
-                .refund_by_provider_id(&payment.id, &refund.id)
-                .await?
-                .is_some();
-            if !known {
-                // A refund made outside the API (the provider's dashboard).
-                if refund.status.holds_funds() {
-                    let (change, mut update) =
-                        apply_refund(&mut payment, refund.amount, ChangeSource::Webhook);
-                    update.event_id = event.id.clone();
-                    update.refund = Some(refund.clone());
-                    changes.push(change);
-                    updates.push(update);
-                }
-                changes.push(Change::InsertRefund(Box::new(RefundRow {
-                    id: new_id(),
-                    merchant_id: payment.merchant_id.clone(),
-                    payment_id: payment.id.clone(),
-                    refund,
-                    created_at: now_ms(),
-                })));
-            }
-        }
+        return Err(Failure::Retry(format!(
+            "payment {gateway_payment} adopted intent {intent_id}; the event applies next"
+        )));
     }
-    changes.push(finish(key, None));
-    commit_and_publish(state, changes, &updates).await?;
-    Ok(Processed::Done)
+    if now_ms() - row.received_at > UNKNOWN_INTENT_WINDOW_MS {
+        state
+            .store
+            .commit(vec![finish(key, Some("intent of no payment of this gateway"))])
+            .await?;
+        return Ok(Processed::Done);
+    }
+    Err(Failure::Retry(format!(
+        "no payment {gateway_payment} for intent {intent_id} yet"
+    )))
 }
 
-/// Processes stored events left unprocessed (by a crash, or a failed
-/// attempt) every `interval`, starting at once.
+/// Processes stored events whose next attempt is due (a crash, a failed
+/// attempt backing off) every `interval`, starting at once: the longest
+/// due first, so events that keep failing wait their turn and never starve
+/// the others.
 pub(crate) async fn sweep_loop(state: Arc<Core>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let rows = match state.store.unprocessed_webhook_events(200).await {
+        let rows = match state.store.unprocessed_webhook_events(now_ms(), 200).await {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::warn!(%error, "listing unprocessed webhook events failed");
                 continue;
             }
         };
-        let now = now_ms();
-        let interval_ms = interval.as_millis() as i64;
         for row in rows {
-            // Back off quadratically for events that keep failing.
-            if row.attempts >= 3 && now - row.received_at < row.attempts * row.attempts * interval_ms {
-                continue;
-            }
             process(&state, &row.key).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_a_second_to_half_an_hour() {
+        assert_eq!(retry_delay_ms(1), 1_000);
+        assert_eq!(retry_delay_ms(2), 2_000);
+        assert_eq!(retry_delay_ms(11), 1_024_000);
+        assert_eq!(retry_delay_ms(12), MAX_RETRY_DELAY_MS);
+        assert_eq!(retry_delay_ms(1_000), MAX_RETRY_DELAY_MS);
+        let total: i64 = (1..MAX_ATTEMPTS).map(retry_delay_ms).sum();
+        let hours = total / 3_600_000;
+        assert!(
+            (12..24).contains(&hours),
+            "{hours} h: given up before the unknown-intent window ends"
+        );
     }
 }

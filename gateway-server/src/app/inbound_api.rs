@@ -106,6 +106,7 @@ pub(crate) async fn receive(core: Arc<Core>, arrival: Arrival) -> Result<Receive
         processed_at: None,
         attempts: 0,
         last_error: None,
+        next_attempt_at: 0,
     };
     core.store
         .commit(vec![Change::InsertWebhookEvent(Box::new(row.clone()))])

@@ -21,6 +21,7 @@ pub(crate) mod payments;
 pub(crate) mod payments_api;
 pub(crate) mod providers;
 pub(crate) mod reconcile;
+pub(crate) mod reconcile_refunds;
 pub(crate) mod refunds;
 pub(crate) mod resolve;
 

@@ -17,10 +17,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use gateway_core::{IntentStatus, PaymentStatus};
+use gateway_core::{IntentStatus, PaymentStatus, RefundStatus};
 use tokio::sync::Notify;
 
 use crate::app::core::Core;
+use crate::app::refunds::RefundView;
 use crate::domain::changes::{IntentUpdate, UpdateKind};
 use crate::domain::views::PaymentView;
 use crate::store::{AttemptRow, Change, DeliveryOutcome, DeliveryRow, DeliveryStatus, Store, StoreError};
@@ -122,6 +123,13 @@ impl Outbound {
 /// The merchant event an update announces, if any.
 pub(crate) fn event_type(update: &IntentUpdate) -> Option<&'static str> {
     match update.kind {
+        // A refund that failed or was canceled gave its amount back.
+        UpdateKind::Refunded if update.refund.as_ref().map(|r| r.status) == Some(RefundStatus::Failed) => {
+            Some("refund.failed")
+        }
+        UpdateKind::Refunded if update.refund.as_ref().map(|r| r.status) == Some(RefundStatus::Canceled) => {
+            Some("refund.canceled")
+        }
         UpdateKind::Refunded => match update.status {
             PaymentStatus::Refunded => Some("payment.refunded"),
             PaymentStatus::PartiallyRefunded => Some("payment.partially_refunded"),
@@ -180,6 +188,21 @@ pub(crate) async fn outbox_changes(
         };
         let payment = serde_json::to_string(&PaymentView::new(row))
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        // A refund's event carries the refund too, as stored by the same changes.
+        let refund = update
+            .refund
+            .as_ref()
+            .and_then(|refund| {
+                changes.iter().rev().find_map(|change| match change {
+                    Change::InsertRefund(row) | Change::UpdateRefund(row) if row.refund.id == refund.id => {
+                        Some(&**row)
+                    }
+                    _ => None,
+                })
+            })
+            .map(|row| serde_json::to_string(&RefundView::new(row)))
+            .transpose()
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let now = now_ms();
         added.push(Change::InsertDelivery(Box::new(DeliveryRow {
             seq: 0,
@@ -189,6 +212,7 @@ pub(crate) async fn outbox_changes(
             event_type: kind.to_owned(),
             source_event: update.event_id.clone(),
             payment,
+            refund,
             url,
             status: DeliveryStatus::Pending,
             attempts: 0,
@@ -204,13 +228,19 @@ pub(crate) async fn outbox_changes(
     Ok(any)
 }
 
-/// The JSON body merchants receive: `{id, type, created, sequence, data: {payment}}`.
-/// Built from stored columns, so every attempt sends the same bytes.
+/// The JSON body merchants receive: `{id, type, created, sequence, data:
+/// {payment, refund?}}` (`refund` for a refund's event). Built from stored
+/// columns, so every attempt sends the same bytes.
 pub(crate) fn payload(row: &DeliveryRow) -> String {
     let id = serde_json::to_string(&row.id).unwrap_or_default();
     let kind = serde_json::to_string(&row.event_type).unwrap_or_default();
+    let refund = row
+        .refund
+        .as_ref()
+        .map(|refund| format!(",\"refund\":{refund}"))
+        .unwrap_or_default();
     format!(
-        "{{\"id\":{id},\"object\":\"event\",\"type\":{kind},\"created\":{},\"sequence\":{},\"data\":{{\"payment\":{}}}}}",
+        "{{\"id\":{id},\"object\":\"event\",\"type\":{kind},\"created\":{},\"sequence\":{},\"data\":{{\"payment\":{}{refund}}}}}",
         row.created_at / 1000,
         row.seq,
         row.payment
@@ -417,6 +447,29 @@ mod tests {
         }
     }
 
+    /// A refund of the payment (1000 received) in `status`, `refunded` left counted.
+    fn refund_update(status: gateway_core::RefundStatus, refunded: i64) -> IntentUpdate {
+        let mut update = update(
+            UpdateKind::Refunded,
+            Some(IntentStatus::Succeeded),
+            IntentStatus::Succeeded,
+            refunded,
+        );
+        update.refund = Some(gateway_core::Refund {
+            id: "re_1".into(),
+            provider: "mock".into(),
+            payment_intent: "pi_1".into(),
+            amount: 600,
+            currency: Currency::USD,
+            status,
+            reason: None,
+            failure_reason: None,
+            metadata: Default::default(),
+            created: 0,
+        });
+        update
+    }
+
     #[test]
     fn merchant_event_types() {
         use IntentStatus as S;
@@ -471,6 +524,18 @@ mod tests {
             (
                 update(UpdateKind::Refunded, Some(S::Succeeded), S::Succeeded, 1000),
                 Some("payment.refunded"),
+            ),
+            (
+                refund_update(gateway_core::RefundStatus::Failed, 0),
+                Some("refund.failed"),
+            ),
+            (
+                refund_update(gateway_core::RefundStatus::Canceled, 400),
+                Some("refund.canceled"),
+            ),
+            (
+                refund_update(gateway_core::RefundStatus::Succeeded, 400),
+                Some("payment.partially_refunded"),
             ),
         ];
         for (update, expected) in cases {

@@ -6,13 +6,14 @@
 //! late or replayed update never moves a payment backwards. Once the change
 //! is committed, [`publish_committed`] hands it to the event bus hook.
 
-use gateway_core::{EventKind, IntentChange, IntentChangeContext, PaymentIntent};
+use gateway_core::{EventKind, IntentChange, IntentChangeContext, PaymentIntent, Refund};
 
 use crate::app::core::Core;
 pub(crate) use crate::domain::changes::{new_event_id, ChangeSource, IntentUpdate, UpdateKind};
 use crate::domain::records::PendingStep;
-use crate::store::{Change, PaymentRow, StoreError};
+use crate::store::{Change, PaymentRow, RefundRow, StoreError};
 use crate::support::clock::now_ms;
+use crate::support::ids::new_id;
 
 /// Records a new payment: the change to commit and the update to publish.
 pub(crate) fn new_payment(row: PaymentRow, source: ChangeSource) -> (Change, IntentUpdate) {
@@ -75,28 +76,98 @@ pub(crate) fn apply_intent_change(
     Some((Change::update_payment(row), update))
 }
 
-/// Adds `amount` minor units to what was refunded of `row`.
+/// Applies the provider's view of one refund to `payment`, whose refunds
+/// stored so far are `stored` (read under the payment's lock, after the
+/// payment itself).
+///
+/// * A refund the payment has no row for (made through the API just now,
+///   or outside the gateway, e.g. in the provider's dashboard) gets one; a
+///   known one is updated if the move is legal
+///   ([`gateway_core::RefundStatus::can_transition_to`]), so a stale or
+///   replayed snapshot never moves a refund backwards.
+/// * `amount_refunded` is then derived from the refund rows, never
+///   incremented: each provider refund counts once, by its provider id, and
+///   a failed or canceled refund gives its amount back. Deriving it from the
+///   rows (rather than adding to the stored amount) also means two refunds
+///   applied one after the other cannot lose one's amount; the caller holds
+///   the payment's lock, and the store refuses a second row for one provider
+///   refund, so a racing writer's commit fails instead of counting twice.
+/// * When the amount changed, the payment's update is returned for the bus
+///   and the merchant: a refund ([`UpdateKind::Refunded`], the refund holding
+///   funds) or a refund given back (the refund failed or canceled).
 pub(crate) fn apply_refund(
-    row: &mut PaymentRow,
-    amount: i64,
+    payment: &mut PaymentRow,
+    stored: &[RefundRow],
+    refund: Refund,
     source: ChangeSource,
-) -> (Change, IntentUpdate) {
-    let previous_status = row.status();
-    row.amount_refunded = row.amount_refunded.saturating_add(amount);
-    row.updated_at = now_ms();
-    let update = IntentUpdate {
-        kind: UpdateKind::Refunded,
-        source,
-        merchant_id: row.merchant_id.clone(),
-        payment_id: row.id.clone(),
-        previous: Some(row.intent.status),
-        previous_status: Some(previous_status),
-        intent: row.intent.clone(),
-        status: row.status(),
-        event_id: new_event_id(),
-        refund: None,
+) -> RefundApplied {
+    let mut changes = Vec::new();
+    let now = now_ms();
+    let row = match stored.iter().find(|row| row.refund.id == refund.id) {
+        None => {
+            let row = RefundRow {
+                id: new_id(),
+                merchant_id: payment.merchant_id.clone(),
+                payment_id: payment.id.clone(),
+                refund,
+                created_at: now,
+                updated_at: now,
+            };
+            changes.push(Change::InsertRefund(Box::new(row.clone())));
+            row
+        }
+        Some(known) if known.refund == refund => known.clone(),
+        Some(known) if !known.refund.status.can_transition_to(refund.status) => {
+            tracing::warn!(
+                payment = %payment.id,
+                refund = %known.id,
+                from = %known.refund.status,
+                to = %refund.status,
+                "ignored an illegal refund transition (stale or replayed state)"
+            );
+            known.clone()
+        }
+        Some(known) => {
+            let row = RefundRow {
+                refund,
+                updated_at: now,
+                ..known.clone()
+            };
+            changes.push(Change::UpdateRefund(Box::new(row.clone())));
+            row
+        }
     };
-    (Change::update_payment(row), update)
+    let mut refunds: Vec<RefundRow> = stored
+        .iter()
+        .filter(|other| other.refund.id != row.refund.id)
+        .cloned()
+        .collect();
+    refunds.push(row.clone());
+    let refunded = refunded_amount(&refunds);
+    let mut updates = Vec::new();
+    if refunded != payment.amount_refunded {
+        let previous_status = payment.status();
+        payment.amount_refunded = refunded;
+        payment.updated_at = now;
+        updates.push(IntentUpdate {
+            kind: UpdateKind::Refunded,
+            source,
+            merchant_id: payment.merchant_id.clone(),
+            payment_id: payment.id.clone(),
+            previous: Some(payment.intent.status),
+            previous_status: Some(previous_status),
+            intent: payment.intent.clone(),
+            status: payment.status(),
+            event_id: new_event_id(),
+            refund: Some(row.refund.clone()),
+        });
+        changes.push(Change::update_payment(payment));
+    }
+    RefundApplied {
+        row,
+        changes,
+        updates,
+    }
 }
 
 /// Stores the intent the provider created for a written-ahead row (`next`:
@@ -133,7 +204,8 @@ pub(crate) async fn commit_and_publish(
 
 /// The bus changes an update announces: the core rule
 /// ([`IntentChange::for_transition`]) for a new payment or a moved intent,
-/// one `Refunded` change for a refund.
+/// one `Refunded` change for a refund, one `RefundFailed` change for a
+/// refund that failed or was canceled (its amount given back).
 pub(crate) fn bus_changes(update: &IntentUpdate, received_at: i64) -> Vec<IntentChange> {
     let context = IntentChangeContext {
         event_id: update.event_id.clone(),
@@ -146,12 +218,11 @@ pub(crate) fn bus_changes(update: &IntentUpdate, received_at: i64) -> Vec<Intent
         UpdateKind::Created => IntentChange::for_transition(None, &update.intent, &context),
         UpdateKind::IntentChanged => IntentChange::for_transition(update.previous, &update.intent, &context),
         UpdateKind::Refunded => {
-            let mut change = IntentChange::new(
-                EventKind::Refunded,
-                update.intent.clone(),
-                update.previous,
-                context,
-            );
+            let kind = match &update.refund {
+                Some(refund) if !refund.status.holds_funds() => EventKind::RefundFailed,
+                _ => EventKind::Refunded,
+            };
+            let mut change = IntentChange::new(kind, update.intent.clone(), update.previous, context);
             change.refund = update.refund.clone();
             vec![change]
         }
@@ -181,9 +252,27 @@ pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
     }
 }
 
+/// What [`apply_refund`] changes: the refund's row as it is now, and the
+/// changes and updates to commit and publish (none when nothing changed).
+#[derive(Debug)]
+pub(crate) struct RefundApplied {
+    pub(crate) row: RefundRow,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) updates: Vec<IntentUpdate>,
+}
+
+/// Minor units a payment's refunds hold: the sum over the refunds that hold
+/// funds (pending, requires action, succeeded), each row once.
+pub(crate) fn refunded_amount(refunds: &[RefundRow]) -> i64 {
+    refunds
+        .iter()
+        .filter(|row| row.refund.status.holds_funds())
+        .fold(0i64, |sum, row| sum.saturating_add(row.refund.amount))
+}
+
 #[cfg(test)]
 mod tests {
-    use gateway_core::{Currency, IntentStatus, Money, PaymentStatus};
+    use gateway_core::{Currency, IntentStatus, Money, PaymentStatus, RefundStatus};
 
     use super::*;
 
@@ -221,7 +310,99 @@ mod tests {
         assert!(apply_intent_change(&mut payment, stale, ChangeSource::Reconcile).is_none());
         assert_eq!(payment.intent.status, IntentStatus::Succeeded);
         assert!(apply_intent_change(&mut payment, next, ChangeSource::Api).is_none());
-        let (_, update) = apply_refund(&mut payment, 400, ChangeSource::Api);
-        assert_eq!(update.status, PaymentStatus::PartiallyRefunded);
+    }
+
+    fn refund(id: &str, amount: i64, status: RefundStatus) -> Refund {
+        Refund {
+            id: id.into(),
+            provider: "mock".into(),
+            payment_intent: "pi_1".into(),
+            amount,
+            currency: Currency::USD,
+            status,
+            reason: None,
+            failure_reason: None,
+            metadata: Default::default(),
+            created: 0,
+        }
+    }
+
+    /// Applies `snapshot` as a caller would: with the rows stored so far, then stores what it changed.
+    fn apply(payment: &mut PaymentRow, stored: &mut Vec<RefundRow>, snapshot: Refund) -> RefundApplied {
+        let applied = apply_refund(payment, stored, snapshot, ChangeSource::Webhook);
+        for change in &applied.changes {
+            match change {
+                Change::InsertRefund(row) => stored.push((**row).clone()),
+                Change::UpdateRefund(row) => {
+                    let known = stored.iter_mut().find(|r| r.id == row.id).unwrap();
+                    *known = (**row).clone();
+                }
+                _ => {}
+            }
+        }
+        applied
+    }
+
+    #[test]
+    fn refunds_count_once_each_and_a_failed_one_gives_its_amount_back() {
+        use RefundStatus::*;
+        let mut payment = row(IntentStatus::Succeeded);
+        payment.intent.amount_received = 1000;
+        let mut stored = Vec::new();
+
+        let first = apply(&mut payment, &mut stored, refund("re_1", 300, Pending));
+        assert_eq!(payment.amount_refunded, 300);
+        assert_eq!(first.updates[0].status, PaymentStatus::PartiallyRefunded);
+        assert!(matches!(first.changes[0], Change::InsertRefund(_)));
+        // The same refund again (a replayed event, a second event type): counted once.
+        let replay = apply(&mut payment, &mut stored, refund("re_1", 300, Pending));
+        assert!(replay.changes.is_empty() && replay.updates.is_empty());
+        // A second refund of the same charge (the dashboard) counts too.
+        apply(&mut payment, &mut stored, refund("re_2", 700, Succeeded));
+        assert_eq!(payment.amount_refunded, 1000);
+        assert_eq!(payment.status(), PaymentStatus::Refunded);
+        assert_eq!(stored.len(), 2);
+
+        // Pending -> succeeded moves no money.
+        let settled = apply(&mut payment, &mut stored, refund("re_1", 300, Succeeded));
+        assert!(matches!(settled.changes[..], [Change::UpdateRefund(_)]));
+        assert!(settled.updates.is_empty());
+        // Succeeded -> failed: the amount is given back, the update says which refund failed.
+        let failed = apply(&mut payment, &mut stored, refund("re_1", 300, Failed));
+        assert_eq!(payment.amount_refunded, 700);
+        assert_eq!(failed.updates[0].status, PaymentStatus::PartiallyRefunded);
+        assert_eq!(failed.updates[0].refund.as_ref().unwrap().status, Failed);
+        let bus = bus_changes(&failed.updates[0], 0);
+        assert_eq!(bus[0].kind, EventKind::RefundFailed);
+        // A stale snapshot does not bring it back.
+        let stale = apply(&mut payment, &mut stored, refund("re_1", 300, Pending));
+        assert!(stale.changes.is_empty() && stale.updates.is_empty());
+        assert_eq!(stale.row.refund.status, Failed);
+        assert_eq!(payment.amount_refunded, 700);
+
+        // A refund first seen already failed was never counted: nothing to give back.
+        let late = apply(&mut payment, &mut stored, refund("re_3", 100, Failed));
+        assert!(matches!(late.changes[..], [Change::InsertRefund(_)]));
+        assert!(late.updates.is_empty());
+        assert_eq!(refunded_amount(&stored), 700);
+    }
+
+    #[test]
+    fn a_drifted_amount_is_healed_from_the_rows() {
+        let mut payment = row(IntentStatus::Succeeded);
+        payment.intent.amount_received = 1000;
+        payment.amount_refunded = 100; // a lost increment of an older version
+        let mut stored = Vec::new();
+        apply(
+            &mut payment,
+            &mut stored,
+            refund("re_1", 400, RefundStatus::Succeeded),
+        );
+        apply(
+            &mut payment,
+            &mut stored,
+            refund("re_2", 200, RefundStatus::Succeeded),
+        );
+        assert_eq!(payment.amount_refunded, 600);
     }
 }

@@ -73,6 +73,7 @@ pub(crate) async fn reconcile_loop(state: Arc<Core>, settings: ReconcileSettings
                 async move { reconcile_one(&state, row).await }
             })
             .await;
+        crate::app::reconcile_refunds::reconcile_refunds(&state, now - after_ms, settings.concurrency).await;
     }
 }
 

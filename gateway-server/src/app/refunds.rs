@@ -8,12 +8,11 @@ use utoipa::ToSchema;
 use crate::app::amounts::amount_in;
 use crate::app::core::Core;
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
-use crate::app::payments::{apply_refund, ChangeSource};
+use crate::app::payments::{apply_refund, refunded_amount, ChangeSource};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
-use crate::store::{Change, RefundRow};
-use crate::support::clock::{now_ms, rfc3339};
-use crate::support::ids::new_id;
+use crate::store::RefundRow;
+use crate::support::clock::rfc3339;
 
 /// A validated refund request.
 #[derive(Debug)]
@@ -65,6 +64,11 @@ impl RefundView {
 
 /// Refunds a payment under its lock, once per `Idempotency-Key`: 409 unless
 /// it has captured funds, 422 for more than remains refundable.
+///
+/// What remains is derived from the payment's refund rows, read under the
+/// lock (a failed or canceled refund no longer counts), and the provider's
+/// answer goes through [`apply_refund`] like a webhook's: if the refund's
+/// webhook was applied first, the refund is not stored or counted twice.
 pub(crate) async fn create(
     core: &Core,
     caller: &Caller,
@@ -89,7 +93,8 @@ pub(crate) async fn create(
             ));
         }
         let currency = payment.intent.currency;
-        let remaining = payment.intent.amount_received - payment.amount_refunded;
+        let stored = core.store.refunds_of_payment(&payment.id).await?;
+        let remaining = payment.intent.amount_received - refunded_amount(&stored);
         let amount = match &input.amount {
             Some(raw) => amount_in(raw, currency, "amount")?.minor_units(),
             None => remaining,
@@ -113,26 +118,12 @@ pub(crate) async fn create(
             metadata: input.metadata,
         };
         let refund = provider.create_refund(request, &keys.step("refund")?).await?;
-        let row = RefundRow {
-            id: new_id(),
-            merchant_id: caller.merchant_id.to_string(),
-            payment_id: payment.id.clone(),
-            created_at: now_ms(),
-            refund,
-        };
-        let mut changes = vec![Change::InsertRefund(Box::new(row.clone()))];
-        let mut updates = Vec::new();
-        if row.refund.status.holds_funds() {
-            let (change, mut update) = apply_refund(&mut payment, row.refund.amount, ChangeSource::Api);
-            update.refund = Some(row.refund.clone());
-            changes.push(change);
-            updates.push(update);
-        }
+        let applied = apply_refund(&mut payment, &stored, refund, ChangeSource::Api);
         Ok(Outcome {
             status: Status::OK,
-            body: success_bytes(&RefundView::new(&row)),
-            changes,
-            updates,
+            body: success_bytes(&RefundView::new(&applied.row)),
+            changes: applied.changes,
+            updates: applied.updates,
         })
     })
     .await

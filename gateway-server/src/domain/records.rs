@@ -114,14 +114,18 @@ impl PendingStep {
     }
 }
 
-/// A refund of a payment.
-#[derive(Debug, Clone)]
+/// A refund of a payment: the provider's refund as last seen. One row per
+/// provider refund of a payment (the store refuses a second), so each
+/// refund counts once.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RefundRow {
     pub(crate) id: String,
     pub(crate) merchant_id: String,
     pub(crate) payment_id: String,
     pub(crate) refund: Refund,
     pub(crate) created_at: i64,
+    /// When the row last changed (a new status, or reconciliation found none).
+    pub(crate) updated_at: i64,
 }
 
 /// A provider customer the gateway created for a merchant's customer email.
@@ -198,6 +202,8 @@ pub(crate) struct WebhookEventRow {
     pub(crate) processed_at: Option<i64>,
     pub(crate) attempts: i64,
     pub(crate) last_error: Option<String>,
+    /// When the sweep tries it next (Unix ms; 0: at once).
+    pub(crate) next_attempt_at: i64,
 }
 
 /// An outbound merchant webhook (the outbox row) and its delivery state.
@@ -215,6 +221,8 @@ pub(crate) struct DeliveryRow {
     pub(crate) source_event: String,
     /// The payment as the API showed it after the change (JSON).
     pub(crate) payment: String,
+    /// For a refund's event, the refund as the API shows it (JSON).
+    pub(crate) refund: Option<String>,
     pub(crate) url: String,
     pub(crate) status: DeliveryStatus,
     pub(crate) attempts: i64,

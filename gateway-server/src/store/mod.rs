@@ -144,7 +144,12 @@ pub(crate) enum Change {
         merchant_id: String,
         id: String,
     },
+    /// Stores a refund; fails the commit with [`StoreError::Conflict`] when
+    /// the payment already has a row for that provider refund (a replay:
+    /// its amount must not count twice).
     InsertRefund(Box<RefundRow>),
+    /// Stores a refund's new state (status, failure reason, `updated_at`).
+    UpdateRefund(Box<RefundRow>),
     InsertCustomer(CustomerRow),
     InsertCard(CardRow),
     /// Makes `card_id` the only default card of its customer email.
@@ -174,10 +179,12 @@ pub(crate) enum Change {
         at: i64,
         note: Option<String>,
     },
-    /// Counts a failed processing attempt of an inbound event.
+    /// Counts a failed processing attempt of an inbound event and sets when
+    /// the sweep tries it next.
     WebhookEventFailed {
         key: EventKey,
         error: String,
+        retry_at: i64,
     },
     /// Sets a merchant's sealed webhook signing secret.
     SetSigningSecret {
@@ -267,12 +274,11 @@ pub(crate) trait PaymentStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<PaymentRow>, StoreError>;
     async fn refund(&self, merchant_id: &str, id: &str) -> Result<Option<RefundRow>, StoreError>;
-    /// The refund of `payment_id` whose provider id is `provider_refund_id`.
-    async fn refund_by_provider_id(
-        &self,
-        payment_id: &str,
-        provider_refund_id: &str,
-    ) -> Result<Option<RefundRow>, StoreError>;
+    /// Every refund of a payment, oldest first: what its `amount_refunded` is derived from.
+    async fn refunds_of_payment(&self, payment_id: &str) -> Result<Vec<RefundRow>, StoreError>;
+    /// Refunds the provider may still settle (pending, requires action)
+    /// whose row last changed before `updated_before`, oldest change first.
+    async fn unsettled_refunds(&self, updated_before: i64, limit: u32) -> Result<Vec<RefundRow>, StoreError>;
 }
 
 /// Provider customers and saved cards.
@@ -302,8 +308,13 @@ pub(crate) trait IdempotencyStore: Send + Sync {
 pub(crate) trait InboundStore: Send + Sync {
     /// A stored inbound event.
     async fn webhook_event(&self, key: &EventKey) -> Result<Option<WebhookEventRow>, StoreError>;
-    /// Inbound events not processed yet, oldest first.
-    async fn unprocessed_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError>;
+    /// Inbound events not processed yet whose next attempt is due at `now`,
+    /// the longest due first.
+    async fn unprocessed_webhook_events(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookEventRow>, StoreError>;
 }
 
 /// The outbox: outbound merchant webhooks and their attempts.

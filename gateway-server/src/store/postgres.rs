@@ -74,6 +74,11 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0004_refund_provider_id.sql"),
         ),
         migration(
+            5,
+            "refund lifecycle",
+            include_str!("../../migrations/postgres/0005_refund_lifecycle.sql"),
+        ),
+        migration(
             6,
             "write ahead",
             include_str!("../../migrations/postgres/0006_write_ahead.sql"),

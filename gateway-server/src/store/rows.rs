@@ -74,6 +74,7 @@ pub(super) struct RefundRecord {
     /// The provider's refund as JSON.
     refund: String,
     created_at: i64,
+    updated_at: i64,
 }
 
 impl TryFrom<RefundRecord> for RefundRow {
@@ -86,6 +87,7 @@ impl TryFrom<RefundRecord> for RefundRow {
             merchant_id: row.merchant_id,
             payment_id: row.payment_id,
             created_at: row.created_at,
+            updated_at: row.updated_at,
         })
     }
 }

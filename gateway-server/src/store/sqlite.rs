@@ -61,6 +61,13 @@ pub(super) fn migrator() -> Migrator {
             false,
         ),
         Migration::new(
+            4,
+            Cow::Borrowed("refund lifecycle"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0004_refund_lifecycle.sql")),
+            false,
+        ),
+        Migration::new(
             5,
             Cow::Borrowed("write ahead"),
             MigrationType::Simple,

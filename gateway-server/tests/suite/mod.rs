@@ -9,10 +9,13 @@
 
 mod cards;
 mod idempotency;
+mod inbound_sweep;
 mod merchants;
 mod openapi_contract;
 mod operations;
+mod ordering;
 mod payments;
+mod refund_lifecycle;
 mod robustness;
 mod stripe_webhooks;
 mod webhooks;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::common::merchant_endpoint::{fast, set_webhook, verify, Receiver};
 use crate::common::{payment_body, TestServer};
 
-async fn merchant_id(server: &TestServer) -> String {
+pub(super) async fn merchant_id(server: &TestServer) -> String {
     server.get("/v1/merchant").await.data()["id"]
         .as_str()
         .unwrap()
@@ -20,7 +20,11 @@ async fn merchant_id(server: &TestServer) -> String {
 }
 
 /// Posts a mock provider event as its webhook to the merchant endpoint.
-async fn deliver_mock(server: &TestServer, merchant: &str, event: &ProviderEvent) -> awc::http::StatusCode {
+pub(super) async fn deliver_mock(
+    server: &TestServer,
+    merchant: &str,
+    event: &ProviderEvent,
+) -> awc::http::StatusCode {
     let request = server.mock.webhook_request(event, 0);
     let body = String::from_utf8(request.body.clone()).unwrap();
     let signature = request.header("Mock-Signature").unwrap().to_owned();
@@ -36,7 +40,7 @@ async fn deliver_mock(server: &TestServer, merchant: &str, event: &ProviderEvent
         .status
 }
 
-async fn poll_status(server: &TestServer, id: &str, want: &str) -> Value {
+pub(super) async fn poll_status(server: &TestServer, id: &str, want: &str) -> Value {
     for _ in 0..200 {
         // The list does not refresh from the provider, unlike GET /v1/payments/{id}.
         let list = server.get("/v1/payments?limit=100").await;
@@ -69,7 +73,7 @@ fn on_own_runtime<T: Send + 'static>(work: impl std::future::Future<Output = T> 
 }
 
 /// The first column of the first row of `sql`, on the server's database (SQLite or PostgreSQL).
-fn db_count(server: &TestServer, sql: &str) -> i64 {
+pub(super) fn db_count(server: &TestServer, sql: &str) -> i64 {
     let url = server.config.database_url.clone();
     let sql = sql.to_owned();
     on_own_runtime(async move {
@@ -510,10 +514,12 @@ async fn wait_returns_when_the_payment_completes_and_reconciliation_heals_a_miss
 async fn an_intent_whose_creation_reply_was_lost_is_adopted_by_its_draft_payment() {
     let server = TestServer::start_with(fast).await;
     let merchant = merchant_id(&server).await;
+    // The intent names its gateway payment in its metadata (as every intent
+    // the gateway creates does), so the event is kept, not set aside as not ours.
     let body = payment_body(
         "33.00",
         "pm_card_threeDSecure2Required",
-        r#""return_url": "https://shop.example/back""#,
+        r#""return_url": "https://shop.example/back", "metadata": {"gateway_payment_id": "pay_not_stored_yet"}"#,
     );
     // The provider creates the intent but the gateway never hears back: the draft waits.
     server.mock.inject_fault(gateway_core::mock::Fault::LostResponse);
@@ -607,7 +613,7 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
     server.stop().await;
 }
 /// Waits (up to 1 s) until `count` stored inbound events are processed.
-async fn wait_until_processed(server: &TestServer, count: i64) {
+pub(super) async fn wait_until_processed(server: &TestServer, count: i64) {
     for _ in 0..50 {
         if db_count(
             server,

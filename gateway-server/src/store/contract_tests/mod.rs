@@ -8,6 +8,7 @@
 //! here), one database per test.
 
 mod records;
+mod refunds;
 mod webhooks;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use gateway_core::{IntentStatus, PaymentIntent, Refund};
 use serde_json::json;
 
 use self::records::*;
+use self::refunds::*;
 use self::webhooks::*;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
@@ -105,6 +107,10 @@ contract!(
     delivery_filters_and_pagination,
     leases_are_exclusive_where_instances_share_the_database,
     refund_provider_ids_are_backfilled_by_the_migration,
+    a_provider_refund_is_stored_once_per_payment,
+    refunds_change_status_and_unsettled_ones_are_listed_by_age,
+    the_refund_lifecycle_migration_fills_statuses_and_drops_duplicates,
+    inbound_events_are_retried_in_the_order_of_their_next_attempt,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -198,6 +204,7 @@ fn event(event_id: &str, received_at: i64) -> WebhookEventRow {
         processed_at: None,
         attempts: 0,
         last_error: None,
+        next_attempt_at: 0,
     }
 }
 
@@ -210,6 +217,7 @@ fn delivery(id: &str, payment_id: &str, event_type: &str, next_attempt_at: i64) 
         event_type: event_type.to_owned(),
         source_event: format!("bus-{id}"),
         payment: format!("{{\"id\":\"{payment_id}\"}}"),
+        refund: None,
         url: "https://merchant.example/hooks".to_owned(),
         status: DeliveryStatus::Pending,
         attempts: 0,

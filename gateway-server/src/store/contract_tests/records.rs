@@ -130,6 +130,7 @@ pub(super) async fn payments_and_refunds_round_trip(backend: Backend) {
                 payment_id: "pay_1".to_owned(),
                 refund: re.clone(),
                 created_at: NOW + 10,
+                updated_at: NOW + 10,
             })),
         ])
         .await
@@ -165,22 +166,10 @@ pub(super) async fn payments_and_refunds_round_trip(backend: Backend) {
     let stored = store.refund("m1", "ref_1").await.unwrap().unwrap();
     assert_eq!((stored.payment_id.as_str(), &stored.refund), ("pay_1", &re));
     assert!(store.refund("m2", "ref_1").await.unwrap().is_none());
-    let by_provider = store
-        .refund_by_provider_id("pay_1", "re_1")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(by_provider.id, "ref_1");
-    assert!(store
-        .refund_by_provider_id("pay_1", "re_2")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .refund_by_provider_id("pay_2", "re_1")
-        .await
-        .unwrap()
-        .is_none());
+    let of_payment = store.refunds_of_payment("pay_1").await.unwrap();
+    assert_eq!(ids(&of_payment, |r| &r.id), ["ref_1"]);
+    assert_eq!(of_payment[0], stored);
+    assert!(store.refunds_of_payment("pay_2").await.unwrap().is_empty());
 }
 
 pub(super) async fn many_payments_in_one_commit(backend: Backend) {

@@ -1,5 +1,5 @@
 //! The contract of inbound events, the outbox, leases, and the migration
-//! that added `provider_refund_id`.
+//! that added `provider_refund_id` (with [`migrate_from`], an older schema).
 
 use std::borrow::Cow;
 
@@ -36,13 +36,14 @@ pub(super) async fn inbound_events_are_stored_once_and_finished_once(backend: Ba
         ..event_key("evt_1")
     };
     assert!(store.webhook_event(&other_account).await.unwrap().is_none());
-    let pending = store.unprocessed_webhook_events(10).await.unwrap();
+    let pending = store.unprocessed_webhook_events(NOW, 10).await.unwrap();
     assert_eq!(ids(&pending, |e| &e.key.event_id), ["evt_1", "evt_2"]);
 
     store
         .commit(vec![Change::WebhookEventFailed {
             key: event_key("evt_1"),
             error: "provider down".to_owned(),
+            retry_at: NOW,
         }])
         .await
         .unwrap();
@@ -67,7 +68,7 @@ pub(super) async fn inbound_events_are_stored_once_and_finished_once(backend: Ba
         "no note keeps the last error"
     );
     assert_eq!(
-        ids(&store.unprocessed_webhook_events(10).await.unwrap(), |e| &e
+        ids(&store.unprocessed_webhook_events(NOW, 10).await.unwrap(), |e| &e
             .key
             .event_id),
         ["evt_2"]
@@ -96,7 +97,11 @@ pub(super) async fn inbound_events_are_stored_once_and_finished_once(backend: Ba
         .unwrap();
     let noted = store.webhook_event(&event_key("evt_2")).await.unwrap().unwrap();
     assert_eq!(noted.last_error.as_deref(), Some("ignored: unknown payment"));
-    assert!(store.unprocessed_webhook_events(10).await.unwrap().is_empty());
+    assert!(store
+        .unprocessed_webhook_events(NOW, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub(super) async fn deliveries_are_claimed_until_their_claim_expires(backend: Backend) {
@@ -402,6 +407,21 @@ pub(super) async fn refund_provider_ids_are_backfilled_by_the_migration(backend:
          VALUES ('ref_old', 'm1', 'pay_1', '{}', 1);",
         refund_json.replace('\'', "''")
     );
+    migrate_from(backend, &url, [2, 3], &before).await;
+    let store = open_url(backend, &url).await;
+    let found = store
+        .refunds_of_payment("pay_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|row| row.refund.id == "re_old")
+        .unwrap();
+    assert_eq!((found.id.as_str(), found.refund.amount), ("ref_old", 100));
+}
+
+/// Migrates a new database at `url` up to version `last` (`[SQLite, PostgreSQL]`),
+/// runs `sql` on it, and closes it: the state an older gateway left.
+pub(super) async fn migrate_from(backend: Backend, url: &str, last: [i64; 2], sql: &str) {
     let old = |mut migrator: sqlx::migrate::Migrator, last| {
         migrator.migrations = Cow::Owned(
             migrator
@@ -418,22 +438,21 @@ pub(super) async fn refund_provider_ids_are_backfilled_by_the_migration(backend:
             let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
                 .await
                 .unwrap();
-            old(sqlite::migrator(), 2).run_direct(&mut conn).await.unwrap();
-            sqlx::raw_sql(&before).execute(&mut conn).await.unwrap();
+            old(sqlite::migrator(), last[0])
+                .run_direct(&mut conn)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
             conn.close().await.unwrap();
         }
         Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            old(postgres::migrator(), 3).run_direct(&mut conn).await.unwrap();
-            sqlx::raw_sql(&before).execute(&mut conn).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            old(postgres::migrator(), last[1])
+                .run_direct(&mut conn)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
             conn.close().await.unwrap();
         }
     }
-    let store = open_url(backend, &url).await;
-    let found = store
-        .refund_by_provider_id("pay_1", "re_old")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((found.id.as_str(), found.refund.amount), ("ref_old", 100));
 }

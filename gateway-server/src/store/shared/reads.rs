@@ -167,19 +167,27 @@ macro_rules! shared_reads {
                 convert_one(row)
             }
 
-            async fn refund_by_provider_id(
-                &self,
-                payment_id: &str,
-                provider_refund_id: &str,
-            ) -> Result<Option<RefundRow>, StoreError> {
-                let row = sqlx::query_as::<_, RefundRecord>(
-                    "SELECT * FROM refunds WHERE payment_id = $1 AND provider_refund_id = $2",
+            async fn refunds_of_payment(&self, payment_id: &str) -> Result<Vec<RefundRow>, StoreError> {
+                let rows = sqlx::query_as::<_, RefundRecord>(
+                    "SELECT * FROM refunds WHERE payment_id = $1 ORDER BY created_at, id",
                 )
                 .bind(payment_id)
-                .bind(provider_refund_id)
-                .fetch_optional(&self.$pool)
+                .fetch_all(&self.$pool)
                 .await?;
-                convert_one(row)
+                convert(rows)
+            }
+
+            async fn unsettled_refunds(&self, updated_before: i64, limit: u32) -> Result<Vec<RefundRow>, StoreError> {
+                let rows = sqlx::query_as::<_, RefundRecord>(
+                    "SELECT * FROM refunds WHERE status IN ($1, $2) AND updated_at < $3 ORDER BY updated_at LIMIT $4",
+                )
+                .bind(gateway_core::RefundStatus::Pending.as_str())
+                .bind(gateway_core::RefundStatus::RequiresAction.as_str())
+                .bind(updated_before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$pool)
+                .await?;
+                convert(rows)
             }
         }
 
@@ -256,13 +264,15 @@ macro_rules! shared_reads {
                 .await?)
             }
 
-            async fn unprocessed_webhook_events(&self, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError> {
-                Ok(
-                    sqlx::query_as("SELECT * FROM webhook_events WHERE processed_at IS NULL ORDER BY seq LIMIT $1")
-                        .bind(i64::from(limit))
-                        .fetch_all(&self.$pool)
-                        .await?,
+            async fn unprocessed_webhook_events(&self, now: i64, limit: u32) -> Result<Vec<WebhookEventRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM webhook_events WHERE processed_at IS NULL AND next_attempt_at <= $1 \
+                     ORDER BY next_attempt_at, seq LIMIT $2",
                 )
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$pool)
+                .await?)
             }
         }
 

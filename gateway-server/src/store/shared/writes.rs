@@ -91,7 +91,8 @@ macro_rules! shared_writes {
         /// Inbound events not stored yet, in one statement.
         async fn insert_webhook_events(conn: &mut Conn, rows: &[&WebhookEventRow]) -> Result<(), StoreError> {
             let mut query = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at) ",
+                "INSERT INTO webhook_events (provider, account, event_id, event_type, body, received_at, \
+                 next_attempt_at) ",
             );
             query.push_values(rows, |mut values, e| {
                 values
@@ -100,7 +101,8 @@ macro_rules! shared_writes {
                     .push_bind(&e.key.event_id)
                     .push_bind(&e.event_type)
                     .push_bind(&e.body)
-                    .push_bind(e.received_at);
+                    .push_bind(e.received_at)
+                    .push_bind(e.next_attempt_at);
             });
             query.push(" ON CONFLICT (provider, account, event_id) DO NOTHING");
             query.build().execute(&mut *conn).await?;
@@ -199,16 +201,35 @@ macro_rules! shared_writes {
                         .await?;
                 }
                 Change::InsertRefund(r) => {
-                    sqlx::query(
-                        "INSERT INTO refunds (id, merchant_id, payment_id, provider_refund_id, refund, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    let done = sqlx::query(
+                        "INSERT INTO refunds (id, merchant_id, payment_id, provider_refund_id, refund, status, \
+                         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (payment_id, provider_refund_id) DO NOTHING",
                     )
                     .bind(&r.id)
                     .bind(&r.merchant_id)
                     .bind(&r.payment_id)
                     .bind(&r.refund.id)
                     .bind(to_json(&r.refund)?)
+                    .bind(r.refund.status.as_str())
                     .bind(r.created_at)
+                    .bind(r.updated_at)
+                    .execute(&mut *conn)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::Conflict("the refund is already stored"));
+                    }
+                }
+                Change::UpdateRefund(r) => {
+                    sqlx::query(
+                        "UPDATE refunds SET refund = $1, status = $2, updated_at = $3 \
+                         WHERE id = $4 AND merchant_id = $5",
+                    )
+                    .bind(to_json(&r.refund)?)
+                    .bind(r.refund.status.as_str())
+                    .bind(r.updated_at)
+                    .bind(&r.id)
+                    .bind(&r.merchant_id)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -289,15 +310,16 @@ macro_rules! shared_writes {
                         return Err(StoreError::Conflict("the event was already processed"));
                     }
                 }
-                Change::WebhookEventFailed { key, error } => {
+                Change::WebhookEventFailed { key, error, retry_at } => {
                     sqlx::query(
-                        "UPDATE webhook_events SET attempts = attempts + 1, last_error = $1 \
+                        "UPDATE webhook_events SET attempts = attempts + 1, last_error = $1, next_attempt_at = $5 \
                          WHERE provider = $2 AND account = $3 AND event_id = $4",
                     )
                     .bind(error)
                     .bind(&key.provider)
                     .bind(&key.account)
                     .bind(&key.event_id)
+                    .bind(retry_at)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -320,8 +342,8 @@ macro_rules! shared_writes {
                 Change::InsertDelivery(d) => {
                     sqlx::query(
                         "INSERT INTO webhook_deliveries (id, merchant_id, payment_id, event_type, source_event, \
-                         payment, url, status, attempts, next_attempt_at, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) \
+                         payment, url, status, attempts, next_attempt_at, created_at, refund) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) \
                          ON CONFLICT (merchant_id, source_event, event_type) DO NOTHING",
                     )
                     .bind(&d.id)
@@ -334,6 +356,7 @@ macro_rules! shared_writes {
                     .bind(d.status.as_str())
                     .bind(d.next_attempt_at)
                     .bind(d.created_at)
+                    .bind(&d.refund)
                     .execute(&mut *conn)
                     .await?;
                 }
