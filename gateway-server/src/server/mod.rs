@@ -13,15 +13,16 @@ use actix_web::{web, HttpServer};
 use gateway_core::{
     build_provider, provider_factories, EventBus, HandlerContext, PaymentProvider, Plugin, ProviderConfig,
 };
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::app::api_keys::{KeyCache, RateLimiter};
 use crate::app::core::{Clock, Core};
+use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
-use crate::app::providers::Providers;
+use crate::app::providers::{randomize_mock, Providers, MOCK};
 use crate::domain::scopes::Scopes;
-use crate::server::cluster::ClusterRelay;
+use crate::server::cluster::{CacheLink, ClusterRelay};
 use crate::server::config::Config;
 use crate::store::{sqlite_path, Change, MerchantRow, Store, StoreError};
 use crate::support::clock::now_ms;
@@ -43,6 +44,10 @@ pub enum StartError {
     /// The master key file could not be read or written.
     #[error("master key: {0}")]
     MasterKey(String),
+    /// The providers cannot serve as configured (an ambiguous or unknown
+    /// default, the mock outside sandbox mode, settings a provider refuses).
+    #[error("providers: {0}")]
+    Providers(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -146,12 +151,23 @@ impl ServerBuilder {
         };
         let metrics = Arc::new(Metrics::new());
         let providers = if self.providers.is_empty() {
-            registry_providers(&config)
+            registry_providers(&config)?
         } else {
             self.providers
         };
-        let providers = Providers::new(providers, config.default_provider.clone(), metrics.clone());
-        tracing::info!(providers = ?providers.global_names(), "providers");
+        let providers = Providers::new(
+            providers,
+            config.default_provider.clone(),
+            config.sandbox,
+            metrics.clone(),
+        )
+        .map_err(|error| StartError::Providers(error.to_string()))?;
+        tracing::info!(
+            providers = ?providers.global_names(),
+            default = providers.default_name().unwrap_or("(none)"),
+            sandbox = config.sandbox,
+            "providers"
+        );
         let mut context = HandlerContext::new()
             .with_providers(providers.resolver())
             .with_extension(store.clone());
@@ -166,14 +182,19 @@ impl ServerBuilder {
             .build()
             .map_err(|error| StartError::Handlers(error.to_string()))?;
         tracing::info!(handlers = ?bus.handler_names(), "payment handlers");
-        // On PostgreSQL, every instance's bus carries the others' changes (local = false).
-        let relay = match opened.postgres {
-            Some(pool) => Some(
-                ClusterRelay::start(bus.clone(), pool)
-                    .await
-                    .map_err(|error| StartError::Storage(error.to_string()))?,
-            ),
-            None => None,
+        // On PostgreSQL, every instance's bus carries the others' changes (local = false),
+        // and what a change made stale in one instance's caches is forgotten by all.
+        let (relay, peers, notices) = match opened.postgres {
+            Some(pool) => {
+                let (announce, outgoing) = mpsc::unbounded_channel();
+                let (incoming, notices) = mpsc::unbounded_channel();
+                let relay =
+                    ClusterRelay::start_linked(bus.clone(), pool, Some(CacheLink { outgoing, incoming }))
+                        .await
+                        .map_err(|error| StartError::Storage(error.to_string()))?;
+                (Some(relay), Peers::through(announce), Some(notices))
+            }
+            None => (None, Peers::none(), None),
         };
         let clock: Clock = self.clock.unwrap_or_else(|| Arc::new(|| now_ms() / 1000));
         let state = Arc::new(Core {
@@ -193,6 +214,7 @@ impl ServerBuilder {
             outbound: Arc::new(Outbound::new(config.webhook_delivery)),
             event_locks: KeyedLocks::new(),
             clock,
+            peers,
         });
         let app_state = web::Data::from(state.clone());
         let mut server = HttpServer::new(move || crate::http::app(app_state.clone()));
@@ -207,7 +229,10 @@ impl ServerBuilder {
             address: config.listen.clone(),
             source: std::io::Error::other("no address bound"),
         })?;
-        let server = server.disable_signals().shutdown_timeout(5).run();
+        let server = server
+            .disable_signals()
+            .shutdown_timeout(shutdown_grace(&config).as_secs())
+            .run();
         let handle = server.handle();
         let task = tokio::spawn(server);
         let purge = tokio::spawn(crate::app::idempotency::purge_loop(store));
@@ -219,6 +244,13 @@ impl ServerBuilder {
             state.clone(),
             config.reconcile,
         ));
+        let mut background = vec![purge, sweep, reconcile];
+        if let Some(notices) = notices {
+            background.push(tokio::spawn(crate::app::invalidation::forget_loop(
+                state.clone(),
+                notices,
+            )));
+        }
         let stop_worker = Arc::new(Notify::new());
         let worker = crate::app::outbound::spawn_worker(state.clone(), stop_worker.clone());
         tracing::info!(%addr, "gateway listening");
@@ -226,7 +258,7 @@ impl ServerBuilder {
             addr,
             handle,
             task,
-            background: vec![purge, sweep, reconcile],
+            background,
             worker: Some((stop_worker, worker)),
             state,
             sandbox_key,
@@ -324,23 +356,57 @@ async fn wait_for_signal() {
     }
 }
 
-/// Builds every provider linked into the binary that its settings (or none) allow.
-fn registry_providers(config: &Config) -> Vec<Arc<dyn PaymentProvider>> {
+/// Builds the gateway-wide providers linked into the binary: each one the
+/// configuration has settings for (refusing to start if they do not build),
+/// each other one that needs no settings, and the mock in sandbox mode only,
+/// with a random id seed and webhook secret unless they are configured.
+fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, StartError> {
     #[cfg(feature = "stripe")]
     let _ = gateway_stripe::link();
     let mut providers = Vec::new();
     for factory in provider_factories() {
+        let configured = config.providers.get(factory.name);
+        if factory.name == MOCK && !config.sandbox {
+            if configured.is_some() {
+                return Err(StartError::Providers(
+                    "the mock provider is configured, but it is offered in sandbox mode only: remove its \
+                     settings, or set GATEWAY_SANDBOX=true for a sandbox"
+                        .to_owned(),
+                ));
+            }
+            tracing::info!("the mock provider is not offered: not a sandbox (GATEWAY_SANDBOX=false)");
+            continue;
+        }
         let mut settings = ProviderConfig::new();
-        for (key, value) in config.providers.get(factory.name).into_iter().flatten() {
+        for (key, value) in configured.into_iter().flatten() {
             settings.set(key.clone(), value.clone());
+        }
+        if factory.name == MOCK {
+            randomize_mock(&mut settings);
         }
         match build_provider(factory.name, &settings) {
             Ok(provider) => providers.push(provider),
+            Err(error) if configured.is_some() => {
+                return Err(StartError::Providers(format!(
+                    "the {} settings do not build the provider: {error}",
+                    factory.name
+                )))
+            }
             Err(error) => tracing::info!(provider = factory.name, %error, "provider not enabled"),
         }
     }
-    providers
+    Ok(providers)
 }
+
+/// How long a graceful stop waits for in-flight requests: the provider time
+/// bound (a provider call never takes longer), and a little to store what
+/// the call returned.
+fn shutdown_grace(config: &Config) -> std::time::Duration {
+    config.provider_timeout + SHUTDOWN_MARGIN
+}
+
+/// What a graceful stop adds to the provider time bound, to store the result of a call.
+const SHUTDOWN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The configured master key, or one kept in a file beside the database.
 fn master_key(config: &Config) -> Result<MasterKey, StartError> {
