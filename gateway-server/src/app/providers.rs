@@ -438,3 +438,101 @@ mod tests {
         assert_eq!(config.get("secret_key"), Some("sk_test_x"));
     }
 }
+
+#[cfg(test)]
+mod setup_tests {
+    use gateway_core::MockProvider;
+
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn providers(
+        global: Vec<Arc<dyn PaymentProvider>>,
+        default: Option<&str>,
+        sandbox: bool,
+    ) -> Result<Providers, ProviderSetupError> {
+        Providers::new(
+            global,
+            default.map(str::to_owned),
+            sandbox,
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[test]
+    fn the_default_is_the_configured_or_the_only_provider() {
+        let both = names(&["mock", "stripe"]);
+        assert_eq!(
+            choose_default(&both, Some("stripe".into()), true).unwrap(),
+            Some("stripe".to_owned())
+        );
+        assert_eq!(
+            choose_default(&names(&["mock"]), None, true).unwrap(),
+            Some("mock".to_owned())
+        );
+        assert_eq!(choose_default(&[], None, false).unwrap(), None);
+    }
+
+    #[test]
+    fn several_providers_without_a_default_are_refused_naming_the_fix() {
+        let error = choose_default(&names(&["mock", "stripe"]), None, true).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("GATEWAY_DEFAULT_PROVIDER=stripe") && message.contains("GATEWAY_SANDBOX=false"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_default_that_is_not_configured_is_refused() {
+        let error = choose_default(&names(&["stripe"]), Some("mock".into()), false).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("\"mock\"")
+                && message.contains("sandbox mode only")
+                && message.contains("stripe"),
+            "{message}"
+        );
+        let error = choose_default(&names(&["mock"]), Some("strpie".into()), true).unwrap_err();
+        assert!(!error.to_string().contains("sandbox"), "{error}");
+    }
+
+    #[test]
+    fn the_mock_is_refused_outside_sandbox_mode() {
+        let mock = || -> Arc<dyn PaymentProvider> { Arc::new(MockProvider::new()) };
+        assert!(matches!(
+            providers(vec![mock()], None, false),
+            Err(ProviderSetupError::MockOutsideSandbox)
+        ));
+        let sandbox = providers(vec![mock()], None, true).unwrap();
+        assert_eq!(sandbox.default_name(), Some("mock"));
+        // Nor can a merchant's stored settings make one.
+        let production = providers(Vec::new(), None, false).unwrap();
+        assert!(matches!(
+            production.build(MOCK, &ProviderConfig::new()),
+            Err(ProviderLookupError::SandboxOnly)
+        ));
+        assert!(sandbox.build(MOCK, &ProviderConfig::new()).is_ok());
+    }
+
+    #[test]
+    fn the_mock_gets_a_random_seed_and_secret_unless_configured() {
+        let mut first = ProviderConfig::new();
+        let mut second = ProviderConfig::new();
+        randomize_mock(&mut first);
+        randomize_mock(&mut second);
+        assert_ne!(first.get("seed"), second.get("seed"));
+        assert_ne!(first.get("webhook_secret"), second.get("webhook_secret"));
+        assert_ne!(first.get("webhook_secret"), Some("whsec_mock"));
+        assert!(first.get("seed").unwrap().parse::<u64>().is_ok());
+        let mut configured = ProviderConfig::new()
+            .with("seed", "7")
+            .with("webhook_secret", "whsec_test");
+        randomize_mock(&mut configured);
+        assert_eq!(configured.get("seed"), Some("7"));
+        assert_eq!(configured.get("webhook_secret"), Some("whsec_test"));
+    }
+}

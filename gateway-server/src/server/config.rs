@@ -392,6 +392,39 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_mock_and_provider_timeout_settings() {
+        let config = Config::from_sources(None, &env(&[])).unwrap();
+        assert!(config.sandbox, "the default run is a sandbox");
+        assert_eq!(config.provider_timeout, Duration::from_secs(30));
+        assert!(
+            !config.providers.contains_key("mock"),
+            "nothing set: the server draws them"
+        );
+        let config = Config::from_sources(
+            Some("sandbox = false\nprovider_timeout = \"20s\"\n"),
+            &env(&[
+                ("GATEWAY_MOCK_SEED", "7"),
+                ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_for_tests"),
+            ]),
+        )
+        .unwrap();
+        assert!(!config.sandbox);
+        assert_eq!(config.provider_timeout, Duration::from_secs(20));
+        assert_eq!(config.providers["mock"]["seed"], "7");
+        assert_eq!(config.providers["mock"]["webhook_secret"], "whsec_for_tests");
+        assert!(!format!("{config:?}").contains("whsec_for_tests"));
+        let env_wins = Config::from_sources(
+            Some("sandbox = false\n"),
+            &env(&[("GATEWAY_SANDBOX", "true"), ("GATEWAY_PROVIDER_TIMEOUT", "45s")]),
+        )
+        .unwrap();
+        assert!(env_wins.sandbox);
+        assert_eq!(env_wins.provider_timeout, Duration::from_secs(45));
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "0s")])).is_err());
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "soon")])).is_err());
+    }
+
+    #[test]
     fn invalid_values_are_refused() {
         assert!(Config::from_sources(Some("nope = 1"), &env(&[])).is_err());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_LOG_FORMAT", "xml")])).is_err());

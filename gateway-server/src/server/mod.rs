@@ -139,16 +139,7 @@ impl ServerBuilder {
     /// Opens the database, then binds and starts serving in the background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
-        let opened = crate::store::open(&config.database_url).await?;
-        let store = opened.store;
-        let master_key = master_key(&config)?;
-        let sandbox_key = if config.sandbox && store.merchant_count().await? == 0 {
-            let (merchant_id, key) = create_merchant(&*store, "sandbox", Some(Scopes::all())).await?;
-            tracing::info!(merchant = %merchant_id, "created the sandbox merchant");
-            key
-        } else {
-            None
-        };
+        // The providers first: a configuration they refuse stops the start before anything is stored.
         let metrics = Arc::new(Metrics::new());
         let providers = if self.providers.is_empty() {
             registry_providers(&config)?
@@ -168,6 +159,16 @@ impl ServerBuilder {
             sandbox = config.sandbox,
             "providers"
         );
+        let opened = crate::store::open(&config.database_url).await?;
+        let store = opened.store;
+        let master_key = master_key(&config)?;
+        let sandbox_key = if config.sandbox && store.merchant_count().await? == 0 {
+            let (merchant_id, key) = create_merchant(&*store, "sandbox", Some(Scopes::all())).await?;
+            tracing::info!(merchant = %merchant_id, "created the sandbox merchant");
+            key
+        } else {
+            None
+        };
         let mut context = HandlerContext::new()
             .with_providers(providers.resolver())
             .with_extension(store.clone());
