@@ -476,3 +476,64 @@ pub(crate) async fn create_merchant(
     store.commit(changes).await?;
     Ok((merchant.id, key))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use gateway_core::mock::Fault;
+    use gateway_core::MockProvider;
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_graceful_stop_waits_for_a_provider_call_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            database_url: format!("sqlite://{}", dir.path().join("stop.db").display()),
+            master_key: Some("0123456789abcdef".repeat(4)),
+            workers: 1,
+            ..Config::default()
+        };
+        assert!(shutdown_grace(&config) >= config.provider_timeout);
+        let mock = MockProvider::new();
+        let server = ServerBuilder::new(config)
+            .provider(Arc::new(mock.clone()))
+            .start()
+            .await
+            .unwrap();
+        let key = server.sandbox_key().unwrap().to_owned();
+        // Longer than actix's default of 5 s, well within the provider time bound.
+        mock.inject_fault(Fault::Slow(Duration::from_secs(6)));
+        let url = format!("http://{}/v1/payments", server.addr());
+        let request = actix_web::rt::spawn(async move {
+            let mut response = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish()
+                .post(url)
+                .insert_header(("X-API-Key", key))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(r#"{"amount": "3.00", "currency": "USD", "payment_method": "pm_card_visa"}"#)
+                .await
+                .map_err(|error| error.to_string())?;
+            let body = response.body().await.map_err(|error| error.to_string())?;
+            Ok::<_, String>((response.status().as_u16(), body))
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mock.stats().calls("create_intent") == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the payment never reached the provider"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.stop().await;
+        let (status, body) = request
+            .await
+            .unwrap()
+            .expect("the request in flight is answered, not dropped");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(mock.stats().charges_made, 1);
+    }
+}
