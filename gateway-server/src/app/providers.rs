@@ -424,23 +424,6 @@ pub(crate) fn credential_aad(merchant_id: &str, provider: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn webhook_secret_is_aliased() {
-        let settings: BTreeMap<String, String> = [
-            ("secret_key".to_owned(), "sk_test_x".to_owned()),
-            ("webhook_secret".to_owned(), "whsec_1".to_owned()),
-        ]
-        .into();
-        let config = provider_config(&settings);
-        assert_eq!(config.get("webhook_secrets"), Some("whsec_1"));
-        assert_eq!(config.get("secret_key"), Some("sk_test_x"));
-    }
-}
-
-#[cfg(test)]
-mod setup_tests {
     use gateway_core::MockProvider;
 
     use super::*;
@@ -534,5 +517,17 @@ mod setup_tests {
         randomize_mock(&mut configured);
         assert_eq!(configured.get("seed"), Some("7"));
         assert_eq!(configured.get("webhook_secret"), Some("whsec_test"));
+    }
+
+    #[test]
+    fn webhook_secret_is_aliased() {
+        let settings: BTreeMap<String, String> = [
+            ("secret_key".to_owned(), "sk_test_x".to_owned()),
+            ("webhook_secret".to_owned(), "whsec_1".to_owned()),
+        ]
+        .into();
+        let config = provider_config(&settings);
+        assert_eq!(config.get("webhook_secrets"), Some("whsec_1"));
+        assert_eq!(config.get("secret_key"), Some("sk_test_x"));
     }
 }

@@ -309,8 +309,10 @@ impl RunningServer {
         &self.state.bus
     }
 
-    /// Stops accepting, finishes in-flight requests, stops the background
-    /// tasks and the delivery worker, and waits.
+    /// Stops accepting and lets in-flight requests finish, waiting for up
+    /// to the provider time bound (`Config::provider_timeout`) and 5 s more
+    /// to store what their provider calls returned; then stops the
+    /// background tasks and the delivery worker, and waits for them.
     pub async fn stop(mut self) {
         self.handle.stop(true).await;
         for task in self.background.drain(..) {
