@@ -172,7 +172,17 @@ async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 /// [`MAX_GAPS`] of them, are watched, as for gaps found later.
 async fn starting_point(pool: &PgPool) -> Result<(i64, Vec<i64>), sqlx::Error> {
     let row = sqlx::query(
-        "WITH newest AS (SELECT COALESCE(MAX(id), 0) AS id FROM cluster_events),          settled AS (SELECT GREATEST(              COALESCE((SELECT id FROM cluster_events                        WHERE created_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - $1                        ORDER BY created_at DESC LIMIT 1), 0),              (SELECT id FROM newest) - $2) AS id)          SELECT newest.id AS last, ARRAY(              SELECT candidate FROM generate_series(settled.id + 1, newest.id - 1) AS candidate              WHERE NOT EXISTS (SELECT 1 FROM cluster_events WHERE id = candidate)              ORDER BY candidate) AS missing          FROM newest, settled",
+        "WITH newest AS (SELECT COALESCE(MAX(id), 0) AS id FROM cluster_events), \
+         settled AS (SELECT GREATEST( \
+             COALESCE((SELECT id FROM cluster_events \
+                       WHERE created_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - $1 \
+                       ORDER BY created_at DESC LIMIT 1), 0), \
+             (SELECT id FROM newest) - $2) AS id) \
+         SELECT newest.id AS last, ARRAY( \
+             SELECT candidate FROM generate_series(settled.id + 1, newest.id - 1) AS candidate \
+             WHERE NOT EXISTS (SELECT 1 FROM cluster_events WHERE id = candidate) \
+             ORDER BY candidate) AS missing \
+         FROM newest, settled",
     )
     .bind(GAP_GRACE.as_millis() as i64)
     .bind(MAX_GAPS as i64)
