@@ -110,13 +110,20 @@ fn serve(db: &str, env: &[(&str, &str)]) -> Serving {
     serving
 }
 
-/// Sends `method path` with `key` and a JSON `body`; returns the status and the body.
-async fn call(base: &str, method: &str, path: &str, key: &str, body: &str) -> (u16, serde_json::Value) {
+/// Sends `method path` with `header` (the API key, a signature) and a JSON
+/// `body`; returns the status and the body.
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    header: (&str, &str),
+    body: &str,
+) -> (u16, serde_json::Value) {
     let client = awc::Client::default();
     let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
     let mut response = client
         .request(method, format!("{base}{path}"))
-        .insert_header(("X-API-Key", key))
+        .insert_header(header)
         .insert_header(("Content-Type", "application/json"))
         .send_body(body.to_owned())
         .await
@@ -214,13 +221,45 @@ async fn the_default_run_is_a_working_sandbox() {
         &server.base,
         "POST",
         "/v1/payments",
-        &key,
+        ("X-API-Key", &key),
         r#"{"amount": "10.00", "currency": "USD", "payment_method": "pm_card_visa"}"#,
     )
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["provider"], "mock");
     assert_eq!(body["data"]["status"], "completed", "{body}");
+    // Its webhooks are signed with a secret of this process, not the mock's public default.
+    let (status, body) = call(
+        &server.base,
+        "POST",
+        "/v1/webhooks/mock",
+        ("Mock-Signature", "whsec_mock"),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "webhook_signature_invalid", "{body}");
+}
+
+#[actix_web::test]
+async fn the_mock_webhook_secret_can_be_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("secret.db").display());
+    let server = serve(&db, &[("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_chosen_for_tests")]);
+    let signed = ("Mock-Signature", "whsec_chosen_for_tests");
+    // The signature passes; the empty event does not.
+    let (status, body) = call(&server.base, "POST", "/v1/webhooks/mock", signed, "{}").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "webhook_payload_invalid", "{body}");
+    let (_, body) = call(
+        &server.base,
+        "POST",
+        "/v1/webhooks/mock",
+        ("Mock-Signature", "whsec_mock"),
+        "{}",
+    )
+    .await;
+    assert_eq!(body["error"]["code"], "webhook_signature_invalid", "{body}");
 }
 
 #[actix_web::test]
@@ -242,13 +281,20 @@ async fn a_production_configuration_cannot_reach_the_mock() {
             ("STRIPE_API_BASE", "http://127.0.0.1:9"),
         ],
     );
-    let (status, body) = call(&server.base, "POST", "/v1/webhooks/mock", key, "{}").await;
+    let (status, body) = call(
+        &server.base,
+        "POST",
+        "/v1/webhooks/mock",
+        ("X-API-Key", key),
+        "{}",
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = call(
         &server.base,
         "POST",
         "/v1/payments",
-        key,
+        ("X-API-Key", key),
         r#"{"amount": "10.00", "currency": "USD", "payment_method": "pm_card_visa", "provider": "mock"}"#,
     )
     .await;
@@ -259,7 +305,7 @@ async fn a_production_configuration_cannot_reach_the_mock() {
         &server.base,
         "PUT",
         "/v1/merchant/providers",
-        key,
+        ("X-API-Key", key),
         r#"{"provider": "mock", "mock": {"seed": "1"}}"#,
     )
     .await;
@@ -271,7 +317,7 @@ async fn a_production_configuration_cannot_reach_the_mock() {
             .contains("sandbox mode only"),
         "{body}"
     );
-    let (status, body) = call(&server.base, "GET", "/v1/merchant", key, "").await;
+    let (status, body) = call(&server.base, "GET", "/v1/merchant", ("X-API-Key", key), "").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["available_providers"], serde_json::json!(["stripe"]));
     // The first line on stdout would be a sandbox key: there is none.
