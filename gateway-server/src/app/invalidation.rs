@@ -49,7 +49,7 @@ pub(crate) enum Invalidation {
 
 /// Where this instance announces what its changes made stale: the cluster
 /// relay on PostgreSQL, nobody on SQLite (one process).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Peers(Option<mpsc::UnboundedSender<Invalidation>>);
 
 impl Peers {

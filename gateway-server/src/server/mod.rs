@@ -130,13 +130,18 @@ impl ServerBuilder {
     }
 
     /// Uses `provider` (e.g. a `MockProvider` a test keeps a handle to) instead
-    /// of building providers from the registry. Call once per provider.
+    /// of building providers from the registry. Call once per provider; with
+    /// several, name the default in `Config::default_provider`. A provider
+    /// named `mock` is refused unless `Config::sandbox` is on.
     pub fn provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
         self.providers.push(provider);
         self
     }
 
-    /// Opens the database, then binds and starts serving in the background.
+    /// Builds the providers (refusing, before anything is stored, a mock
+    /// outside sandbox mode and a default provider that is unknown or
+    /// ambiguous), opens the database, then binds and starts serving in the
+    /// background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
         // The providers first: a configuration they refuse stops the start before anything is stored.
