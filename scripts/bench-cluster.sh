@@ -77,7 +77,7 @@ pg_url="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 start "$PORT_A" "$pg_url" true
 key=$(wait_key "$PORT_A")
 [ -n "$key" ] || { echo "no sandbox key" >&2; cat "$work/err-$PORT_A" >&2; exit 1; }
-start "$PORT_B" "$pg_url" false
+start "$PORT_B" "$pg_url" true   # a used database: no second sandbox merchant
 wait_ready "$PORT_B"
 post_script "$key"
 sleep 1

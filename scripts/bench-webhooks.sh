@@ -34,6 +34,7 @@ GATEWAY_LISTEN="127.0.0.1:$PORT" \
 GATEWAY_DATABASE_URL="sqlite://$work/bench.db" \
 GATEWAY_LOG_LEVEL=error \
 STRIPE_SECRET_KEY=sk_test_bench \
+GATEWAY_DEFAULT_PROVIDER=stripe \
 STRIPE_WEBHOOK_SECRET=$SECRET \
 STRIPE_API_BASE=http://127.0.0.1:9 \
   ./target/release/gateway serve >"$work/stdout" 2>"$work/stderr" &

@@ -2,18 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::app::core::Core;
+use crate::app::invalidation::CACHE_TTL;
 use crate::domain::error::{ApiError, Status};
 use crate::domain::scopes::Caller;
 use crate::support::ids::hash_api_key;
 
-/// How long a looked-up key is trusted before it is read again (revocations
-/// through this server apply at once; through the CLI within this time).
-const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
-
-/// Recently verified keys by hash, so a request costs no database read for auth.
+/// Recently verified keys by hash, so a request costs no database read for
+/// auth. An entry is trusted for [`CACHE_TTL`]; a revocation is forgotten at
+/// once here and, through `app::invalidation`, on the other instances.
 pub(crate) struct KeyCache {
     entries: Mutex<HashMap<String, (Option<Caller>, Instant)>>,
 }
@@ -29,22 +28,30 @@ impl KeyCache {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(hash)
-            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
             .map(|(auth, _)| auth.clone())
     }
 
     fn put(&self, hash: String, auth: Option<Caller>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() > 10_000 {
-            entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+            entries.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
         }
         entries.insert(hash, (auth, Instant::now()));
     }
 
-    /// Forgets a revoked key at once.
+    /// Forgets a revoked key.
     pub(crate) fn forget_key(&self, key_id: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.retain(|_, (auth, _)| auth.as_ref().is_none_or(|auth| &*auth.key_id != key_id));
+    }
+
+    /// Forgets every key: each is read again on its next use.
+    pub(crate) fn forget_all(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 

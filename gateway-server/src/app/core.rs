@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gateway_core::{EventBus, PaymentProvider};
 
 use crate::app::api_keys::{KeyCache, RateLimiter};
+use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
 use crate::app::providers::Providers;
@@ -42,6 +43,8 @@ pub(crate) struct Core {
     pub(crate) event_locks: KeyedLocks<EventKey>,
     /// Unix seconds, for webhook signatures.
     pub(crate) clock: Clock,
+    /// The other instances, told what a change made stale in their caches.
+    pub(crate) peers: Peers,
 }
 
 impl Core {

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use gateway_core::build_provider;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::core::Core;
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
+use crate::app::invalidation::Invalidation;
 use crate::app::lists::List;
 use crate::app::outbound::{new_signing_secret, secret_aad};
-use crate::app::providers::{credential_aad, provider_config};
+use crate::app::providers::{credential_aad, provider_config, ProviderLookupError};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::{Caller, Scopes};
 use crate::store::{ApiKeyRow, Change, CredentialRow, MerchantRow};
@@ -142,13 +142,18 @@ pub(crate) async fn put_provider(
         settings,
     } = input;
     let config = provider_config(&settings);
-    build_provider(&name, &config).map_err(|error| {
-        let api = ApiError::from(error);
-        ApiError::invalid_param(
-            &name,
-            format!("these settings do not build a {name} provider: {api}"),
-        )
-    })?;
+    core.providers
+        .build(&name, &config)
+        .map_err(|error| match error {
+            ProviderLookupError::Build(error) => {
+                let api = ApiError::from(error);
+                ApiError::invalid_param(
+                    &name,
+                    format!("these settings do not build a {name} provider: {api}"),
+                )
+            }
+            other => other.into(),
+        })?;
     let plain = serde_json::to_vec(&settings).map_err(|_| ApiError::internal())?;
     let sealed = core
         .sealer
@@ -162,7 +167,10 @@ pub(crate) async fn put_provider(
         updated_at: now_ms(),
     };
     core.store.commit(vec![Change::UpsertCredential(row)]).await?;
-    core.providers.invalidate(&caller.merchant_id, &name);
+    core.changed(Invalidation::Credentials {
+        merchant_id: caller.merchant_id.to_string(),
+        provider: name.clone(),
+    });
     tracing::info!(merchant = %caller.merchant_id, provider = %name, "provider credentials stored");
     get(core, caller).await
 }
@@ -191,7 +199,9 @@ pub(crate) async fn put_webhook(
         });
     }
     core.store.commit(changes).await?;
-    core.outbound.forget_url(&caller.merchant_id);
+    core.changed(Invalidation::WebhookUrl {
+        merchant_id: caller.merchant_id.to_string(),
+    });
     if new_secret.is_some() {
         tracing::info!(merchant = %caller.merchant_id, "webhook signing secret created");
     }
@@ -280,7 +290,9 @@ pub(crate) async fn revoke_key(core: &Core, caller: &Caller, id: &str) -> Result
             at,
         }])
         .await?;
-    core.keys.forget_key(&row.id);
+    core.changed(Invalidation::ApiKey {
+        key_id: row.id.clone(),
+    });
     row.revoked_at = Some(at);
     Ok(ApiKeyView::new(&row, None))
 }

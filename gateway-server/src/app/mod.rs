@@ -12,6 +12,7 @@ pub(crate) mod deliveries;
 pub(crate) mod idempotency;
 pub(crate) mod inbound;
 pub(crate) mod inbound_api;
+pub(crate) mod invalidation;
 pub(crate) mod leases;
 pub(crate) mod lists;
 pub(crate) mod live;

@@ -21,6 +21,7 @@ use gateway_core::{IntentStatus, PaymentStatus, RefundStatus};
 use tokio::sync::Notify;
 
 use crate::app::core::Core;
+use crate::app::invalidation::CACHE_TTL;
 use crate::app::refunds::RefundView;
 use crate::domain::changes::{IntentUpdate, UpdateKind};
 use crate::domain::views::PaymentView;
@@ -72,10 +73,12 @@ impl DeliverySchedule {
     }
 }
 
-/// Shared outbound state: the worker's wake-up and a cache of webhook URLs.
+/// Shared outbound state: the worker's wake-up and a cache of webhook URLs
+/// (each trusted for [`CACHE_TTL`]; forgotten at once on a change, here and,
+/// through `app::invalidation`, on the other instances).
 pub(crate) struct Outbound {
     notify: Notify,
-    urls: Mutex<HashMap<String, Option<String>>>,
+    urls: Mutex<HashMap<String, (Option<String>, Instant)>>,
     pub(crate) schedule: DeliverySchedule,
 }
 
@@ -93,30 +96,36 @@ impl Outbound {
         self.notify.notify_one();
     }
 
+    fn cached_urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, Instant)>> {
+        self.urls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The merchant's webhook URL (cached; [`Outbound::forget_url`] on change).
     async fn webhook_url(&self, store: &dyn Store, merchant_id: &str) -> Result<Option<String>, StoreError> {
-        if let Some(url) = self
-            .urls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        if let Some((url, _)) = self
+            .cached_urls()
             .get(merchant_id)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
         {
             return Ok(url.clone());
         }
         let url = store.merchant(merchant_id).await?.and_then(|m| m.webhook_url);
-        self.urls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(merchant_id.to_owned(), url.clone());
+        let mut urls = self.cached_urls();
+        if urls.len() > 10_000 {
+            urls.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        }
+        urls.insert(merchant_id.to_owned(), (url.clone(), Instant::now()));
         Ok(url)
     }
 
     /// Forgets a merchant's cached URL after it changed.
     pub(crate) fn forget_url(&self, merchant_id: &str) {
-        self.urls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(merchant_id);
+        self.cached_urls().remove(merchant_id);
+    }
+
+    /// Forgets every cached URL.
+    pub(crate) fn forget_all_urls(&self) {
+        self.cached_urls().clear();
     }
 }
 

@@ -2,18 +2,23 @@
 //! (the mock, or a provider configured for the whole server) and each
 //! merchant's own accounts built from the credentials it stored. Every
 //! provider is behind gateway-core's `CheckedProvider`: its capabilities are
-//! enforced and its calls and errors counted.
+//! enforced and its calls and errors counted. The mock provider is offered
+//! in sandbox mode only: outside it, neither the gateway nor a merchant's
+//! stored settings can make one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use gateway_core::{
     build_provider, CheckedProvider, PaymentProvider, ProviderConfig, ProviderError, ProviderObserver,
 };
 
+use crate::app::invalidation::CACHE_TTL;
 use crate::domain::error::ApiError;
 use crate::store::{CredentialRow, Store, StoreError};
 use crate::support::crypto::Sealer;
+use crate::support::ids::{hex, random_bytes};
 use crate::support::metrics::Metrics;
 
 /// Counts and logs every provider call (the observer of each account's
@@ -56,12 +61,94 @@ fn checked(provider: Arc<dyn PaymentProvider>, metrics: &Arc<Metrics>) -> Arc<dy
     Arc::new(CheckedProvider::new(provider).observed_by(Arc::new(CallMetrics(metrics.clone()))))
 }
 
+/// The in-memory provider's name: offered in sandbox mode only.
+pub(crate) const MOCK: &str = "mock";
+
+/// Fills what the mock provider must not take from its public defaults: a
+/// random id seed (ids never repeat across restarts) and a random webhook
+/// secret, unless `config` sets them (tests, a sandbox that signs its own
+/// mock webhooks).
+pub(crate) fn randomize_mock(config: &mut ProviderConfig) {
+    if config.get("seed").is_none() {
+        config.set("seed", u64::from_le_bytes(random_bytes::<8>()).to_string());
+    }
+    if config.get("webhook_secret").is_none() {
+        config.set("webhook_secret", format!("whsec_{}", hex(&random_bytes::<32>())));
+    }
+}
+
+/// Why the gateway-wide providers cannot serve as configured (startup stops).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProviderSetupError {
+    /// A provider named `mock` outside sandbox mode.
+    #[error(
+        "the mock provider is offered in sandbox mode only: remove it, or set GATEWAY_SANDBOX=true for a sandbox"
+    )]
+    MockOutsideSandbox,
+    /// The configured default names no configured provider.
+    #[error(
+        "GATEWAY_DEFAULT_PROVIDER is {name:?}, which is not configured{hint}; set it to one of: {available}"
+    )]
+    UnknownDefault {
+        name: String,
+        hint: &'static str,
+        available: String,
+    },
+    /// Several providers and no default: a request naming none could reach any of them.
+    #[error(
+        "several providers are configured ({available}) and GATEWAY_DEFAULT_PROVIDER does not say which one \
+         serves requests that name none: set GATEWAY_DEFAULT_PROVIDER={suggested} (or default_provider in \
+         the configuration file); in production also set GATEWAY_SANDBOX=false, which turns the mock provider off"
+    )]
+    AmbiguousDefault { available: String, suggested: String },
+}
+
+/// The provider of requests that name none: the configured one, else the
+/// only one; refused when it is not configured or several could be meant.
+fn choose_default(
+    names: &[String],
+    configured: Option<String>,
+    sandbox: bool,
+) -> Result<Option<String>, ProviderSetupError> {
+    let available = || {
+        if names.is_empty() {
+            "(none)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    match configured {
+        Some(name) if names.contains(&name) => Ok(Some(name)),
+        Some(name) => Err(ProviderSetupError::UnknownDefault {
+            hint: if name == MOCK && !sandbox {
+                " (the mock provider is offered in sandbox mode only)"
+            } else {
+                ""
+            },
+            name,
+            available: available(),
+        }),
+        None if names.len() <= 1 => Ok(names.first().cloned()),
+        None => Err(ProviderSetupError::AmbiguousDefault {
+            suggested: names
+                .iter()
+                .find(|name| *name != MOCK)
+                .unwrap_or(&names[0])
+                .clone(),
+            available: available(),
+        }),
+    }
+}
+
 /// Why no provider account could be had for a merchant.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProviderLookupError {
     /// Neither the merchant nor the gateway has an account of this provider.
     #[error("provider {name:?} is not configured")]
     NotConfigured { name: String, available: Vec<String> },
+    /// The mock provider, outside sandbox mode.
+    #[error("the mock provider is offered in sandbox mode only")]
+    SandboxOnly,
     /// The merchant's stored credentials could not be opened or read (a
     /// changed master key, a damaged row).
     #[error("stored provider credentials are unreadable")]
@@ -85,6 +172,10 @@ impl From<ProviderLookupError> for ApiError {
                     available.join(", ")
                 ),
             ),
+            ProviderLookupError::SandboxOnly => ApiError::invalid_param(
+                "provider",
+                "the mock provider is offered in sandbox mode only; this gateway is not a sandbox",
+            ),
             ProviderLookupError::Store(error) => error.into(),
             ProviderLookupError::Build(error) => error.into(),
             ProviderLookupError::UnreadableCredentials => {
@@ -97,17 +188,43 @@ impl From<ProviderLookupError> for ApiError {
 
 type MerchantKey = (String, String);
 
+/// A merchant's own account of one provider, as last read.
+#[derive(Clone)]
+struct OwnAccount {
+    /// The account built from the stored credentials, with those credentials
+    /// (sealed) to tell a change from a re-read; `None` when it stored none.
+    built: Option<(Arc<dyn PaymentProvider>, Vec<u8>)>,
+    /// When the credentials were last read; `None` once a notice said they changed.
+    read_at: Option<Instant>,
+}
+
+impl OwnAccount {
+    fn is_fresh(&self) -> bool {
+        self.read_at.is_some_and(|at| at.elapsed() < CACHE_TTL)
+    }
+
+    fn provider(&self) -> Option<Arc<dyn PaymentProvider>> {
+        self.built.as_ref().map(|(provider, _)| provider.clone())
+    }
+}
+
+type MerchantCache = HashMap<MerchantKey, OwnAccount>;
+
+fn lock(cache: &Mutex<MerchantCache>) -> MutexGuard<'_, MerchantCache> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Every provider account the server can use.
 pub(crate) struct Providers {
     global: Arc<BTreeMap<String, Arc<dyn PaymentProvider>>>,
     default: Option<String>,
-    /// Per merchant and provider name: the merchant's own account, or `None`
-    /// when it stored no credentials (then the global account serves).
+    /// Whether the mock provider may be offered.
+    sandbox: bool,
+    /// Per merchant and provider name: the merchant's own account as last
+    /// read (trusted for [`CACHE_TTL`], or until a notice marks it stale).
     merchant: Arc<Mutex<MerchantCache>>,
     metrics: Arc<Metrics>,
 }
-
-type MerchantCache = HashMap<MerchantKey, Option<Arc<dyn PaymentProvider>>>;
 
 /// The bus's view of [`Providers`]: a merchant's account as last built, or
 /// the gateway-wide one. Every change the server publishes was just made
@@ -120,13 +237,9 @@ pub(crate) struct CachedProviders {
 impl gateway_core::ProviderResolver for CachedProviders {
     fn provider(&self, merchant: Option<&str>, name: &str) -> Option<Arc<dyn PaymentProvider>> {
         if let Some(merchant) = merchant {
-            let cached = self
-                .merchant
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
+            let cached = lock(&self.merchant)
                 .get(&(merchant.to_owned(), name.to_owned()))
-                .cloned()
-                .flatten();
+                .and_then(OwnAccount::provider);
             if cached.is_some() {
                 return cached;
             }
@@ -136,24 +249,31 @@ impl gateway_core::ProviderResolver for CachedProviders {
 }
 
 impl Providers {
+    /// The gateway-wide accounts `global`, `default` serving requests that
+    /// name no provider. Refuses the mock outside `sandbox` mode, a default
+    /// that is not among them, and no default when several could be meant.
     pub(crate) fn new(
         global: Vec<Arc<dyn PaymentProvider>>,
         default: Option<String>,
+        sandbox: bool,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> Result<Self, ProviderSetupError> {
         let global: BTreeMap<_, _> = global
             .into_iter()
             .map(|provider| (provider.name().to_owned(), checked(provider, &metrics)))
             .collect();
-        let default = default
-            .filter(|name| global.contains_key(name))
-            .or_else(|| global.keys().next().cloned());
-        Providers {
+        if !sandbox && global.contains_key(MOCK) {
+            return Err(ProviderSetupError::MockOutsideSandbox);
+        }
+        let names: Vec<String> = global.keys().cloned().collect();
+        let default = choose_default(&names, default, sandbox)?;
+        Ok(Providers {
             global: Arc::new(global),
             default,
+            sandbox,
             merchant: Arc::new(Mutex::new(HashMap::new())),
             metrics,
-        }
+        })
     }
 
     /// A resolver for the event bus's handler context.
@@ -179,12 +299,43 @@ impl Providers {
         self.global.keys().cloned().collect()
     }
 
-    /// Forgets a merchant's cached account after its credentials changed.
+    /// Marks a merchant's cached account stale after its credentials changed
+    /// (its next lookup reads them again).
     pub(crate) fn invalidate(&self, merchant_id: &str, provider: &str) {
-        self.merchant
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(merchant_id.to_owned(), provider.to_owned()));
+        if let Some(own) = lock(&self.merchant).get_mut(&(merchant_id.to_owned(), provider.to_owned())) {
+            own.read_at = None;
+        }
+    }
+
+    /// Marks every merchant's cached accounts stale.
+    pub(crate) fn invalidate_all(&self) {
+        for own in lock(&self.merchant).values_mut() {
+            own.read_at = None;
+        }
+    }
+
+    /// A merchant's account of provider `name` from its settings: refused
+    /// for the mock outside sandbox mode; the mock gets a random seed and
+    /// webhook secret unless the settings give them.
+    pub(crate) fn build(
+        &self,
+        name: &str,
+        config: &ProviderConfig,
+    ) -> Result<Arc<dyn PaymentProvider>, ProviderLookupError> {
+        let provider = if name == MOCK {
+            if !self.sandbox {
+                return Err(ProviderLookupError::SandboxOnly);
+            }
+            let mut config = config.clone();
+            randomize_mock(&mut config);
+            build_provider(name, &config)
+        } else {
+            build_provider(name, config)
+        };
+        Ok(checked(
+            provider.map_err(ProviderLookupError::Build)?,
+            &self.metrics,
+        ))
     }
 
     /// The account `merchant_id` uses for `name`: its own if it stored
@@ -197,29 +348,30 @@ impl Providers {
         name: &str,
     ) -> Result<Arc<dyn PaymentProvider>, ProviderLookupError> {
         let key = (merchant_id.to_owned(), name.to_owned());
-        let cached = self
-            .merchant
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
+        let cached = lock(&self.merchant).get(&key).cloned();
         let own = match cached {
-            Some(own) => own,
-            None => {
+            Some(own) if own.is_fresh() => own.provider(),
+            cached => {
                 let row = store
                     .credentials(merchant_id)
                     .await?
                     .into_iter()
                     .find(|row| row.provider == name);
-                let own = match row {
-                    Some(row) => Some(self.build_for(sealer, &row)?),
-                    None => None,
+                let unchanged = cached
+                    .and_then(|own| own.built)
+                    .filter(|(_, sealed)| row.as_ref().is_some_and(|row| row.sealed == *sealed));
+                let built = match (unchanged, row) {
+                    (Some(same), _) => Some(same),
+                    (None, Some(row)) => Some((self.build_for(sealer, &row)?, row.sealed)),
+                    (None, None) => None,
                 };
-                self.merchant
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key, own.clone());
-                own
+                let own = OwnAccount {
+                    built,
+                    read_at: Some(Instant::now()),
+                };
+                let provider = own.provider();
+                lock(&self.merchant).insert(key, own);
+                provider
             }
         };
         own.or_else(|| self.global.get(name).cloned())
@@ -245,12 +397,7 @@ impl Providers {
             })?;
         let values: BTreeMap<String, String> =
             serde_json::from_slice(&plain).map_err(|_| ProviderLookupError::UnreadableCredentials)?;
-        let mut config = ProviderConfig::new();
-        for (key, value) in values {
-            config.set(key, value);
-        }
-        let provider = build_provider(&row.provider, &config).map_err(ProviderLookupError::Build)?;
-        Ok(checked(provider, &self.metrics))
+        self.build(&row.provider, &provider_config(&values))
     }
 }
 
@@ -277,7 +424,100 @@ pub(crate) fn credential_aad(merchant_id: &str, provider: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use gateway_core::MockProvider;
+
     use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn providers(
+        global: Vec<Arc<dyn PaymentProvider>>,
+        default: Option<&str>,
+        sandbox: bool,
+    ) -> Result<Providers, ProviderSetupError> {
+        Providers::new(
+            global,
+            default.map(str::to_owned),
+            sandbox,
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[test]
+    fn the_default_is_the_configured_or_the_only_provider() {
+        let both = names(&["mock", "stripe"]);
+        assert_eq!(
+            choose_default(&both, Some("stripe".into()), true).unwrap(),
+            Some("stripe".to_owned())
+        );
+        assert_eq!(
+            choose_default(&names(&["mock"]), None, true).unwrap(),
+            Some("mock".to_owned())
+        );
+        assert_eq!(choose_default(&[], None, false).unwrap(), None);
+    }
+
+    #[test]
+    fn several_providers_without_a_default_are_refused_naming_the_fix() {
+        let error = choose_default(&names(&["mock", "stripe"]), None, true).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("GATEWAY_DEFAULT_PROVIDER=stripe") && message.contains("GATEWAY_SANDBOX=false"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_default_that_is_not_configured_is_refused() {
+        let error = choose_default(&names(&["stripe"]), Some("mock".into()), false).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("\"mock\"")
+                && message.contains("sandbox mode only")
+                && message.contains("stripe"),
+            "{message}"
+        );
+        let error = choose_default(&names(&["mock"]), Some("strpie".into()), true).unwrap_err();
+        assert!(!error.to_string().contains("sandbox"), "{error}");
+    }
+
+    #[test]
+    fn the_mock_is_refused_outside_sandbox_mode() {
+        let mock = || -> Arc<dyn PaymentProvider> { Arc::new(MockProvider::new()) };
+        assert!(matches!(
+            providers(vec![mock()], None, false),
+            Err(ProviderSetupError::MockOutsideSandbox)
+        ));
+        let sandbox = providers(vec![mock()], None, true).unwrap();
+        assert_eq!(sandbox.default_name(), Some("mock"));
+        // Nor can a merchant's stored settings make one.
+        let production = providers(Vec::new(), None, false).unwrap();
+        assert!(matches!(
+            production.build(MOCK, &ProviderConfig::new()),
+            Err(ProviderLookupError::SandboxOnly)
+        ));
+        assert!(sandbox.build(MOCK, &ProviderConfig::new()).is_ok());
+    }
+
+    #[test]
+    fn the_mock_gets_a_random_seed_and_secret_unless_configured() {
+        let mut first = ProviderConfig::new();
+        let mut second = ProviderConfig::new();
+        randomize_mock(&mut first);
+        randomize_mock(&mut second);
+        assert_ne!(first.get("seed"), second.get("seed"));
+        assert_ne!(first.get("webhook_secret"), second.get("webhook_secret"));
+        assert_ne!(first.get("webhook_secret"), Some("whsec_mock"));
+        assert!(first.get("seed").unwrap().parse::<u64>().is_ok());
+        let mut configured = ProviderConfig::new()
+            .with("seed", "7")
+            .with("webhook_secret", "whsec_test");
+        randomize_mock(&mut configured);
+        assert_eq!(configured.get("seed"), Some("7"));
+        assert_eq!(configured.get("webhook_secret"), Some("whsec_test"));
+    }
 
     #[test]
     fn webhook_secret_is_aliased() {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::invalidation::{Invalidation, CACHE_TTL};
 use crate::domain::scopes::Scopes;
+use crate::server::cluster::announce;
 use crate::server::config::{Config, LogFormat};
 use crate::server::{create_merchant, ServerBuilder};
 use crate::store::{Change, Store};
@@ -160,7 +162,10 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Apikey {
             action: ApiKeyAction::Revoke { merchant, id },
         } => {
-            let store = open(&config).await?;
+            let opened = crate::store::open(&config.database_url)
+                .await
+                .map_err(|error| format!("cannot open the database: {error}"))?;
+            let store = opened.store;
             let keys = store.api_keys(&merchant).await.map_err(|e| e.to_string())?;
             if !keys.iter().any(|key| key.id == id && key.revoked_at.is_none()) {
                 return Err(format!("merchant {merchant:?} has no active key {id:?}"));
@@ -168,12 +173,25 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             store
                 .commit(vec![Change::RevokeApiKey {
                     merchant_id: merchant,
-                    id,
+                    id: id.clone(),
                     at: now_ms(),
                 }])
                 .await
                 .map_err(|error| error.to_string())?;
-            eprintln!("gateway: key revoked (running servers stop accepting it within 10 s)");
+            // Running servers on PostgreSQL hear of it at once; any server stops trusting its cache within the TTL.
+            let announced = match opened.postgres {
+                Some(pool) => announce(&pool, &Invalidation::ApiKey { key_id: id })
+                    .await
+                    .map_err(|error| tracing::warn!(%error, "telling the running servers failed"))
+                    .is_ok(),
+                None => false,
+            };
+            let within = if announced {
+                "at once".to_owned()
+            } else {
+                format!("within {} s", CACHE_TTL.as_secs())
+            };
+            eprintln!("gateway: key revoked (running servers stop accepting it {within})");
             Ok(())
         }
     }

@@ -18,7 +18,17 @@
 //!   inserted but become visible when its transaction commits, so an id
 //!   skipped over is watched for a while (a writer that commits late) before
 //!   it is given up as a rolled-back insert.
+//!   A relay that starts also watches the ids below the newest row that
+//!   are missing (rows of transactions still open), so a row committed
+//!   late with a lower id than one already visible is not missed.
 //! * Rows older than an hour are deleted.
+//! * **Cache invalidations**: what a change made stale in the instances'
+//!   caches (a revoked API key, a merchant's new credentials or webhook URL,
+//!   see `app::invalidation`) is sent as a small `NOTIFY
+//!   gateway_invalidations` payload, and the others forget it on arrival.
+//!   Notices are not stored: after the listening connection was lost, the
+//!   relay subscribes again and forgets everything cached, and no cached
+//!   value outlives its TTL anyway.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,11 +39,14 @@ use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::app::invalidation::Invalidation;
 use crate::store::postgres::migrate;
 use crate::support::ids::new_id;
 
-/// The `LISTEN`/`NOTIFY` channel.
+/// The `LISTEN`/`NOTIFY` channel of bus events.
 const CHANNEL: &str = "gateway_events";
+/// The `LISTEN`/`NOTIFY` channel of cache invalidations.
+const INVALIDATIONS: &str = "gateway_invalidations";
 /// How often the table is read even without a notification.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an id skipped over is waited for.
@@ -53,6 +66,14 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 #[error("cluster bus: {0}")]
 pub struct ClusterError(String);
+
+/// The cache side of a relay: what this instance's changes made stale goes
+/// out from `outgoing`; what the others announce comes in on `incoming`.
+#[derive(Debug)]
+pub(crate) struct CacheLink {
+    pub(crate) outgoing: mpsc::UnboundedReceiver<Invalidation>,
+    pub(crate) incoming: mpsc::UnboundedSender<Invalidation>,
+}
 
 /// Carries an instance's bus events to and from the other instances on the
 /// same PostgreSQL database. Dropping it (or [`ClusterRelay::stop`]) stops it.
@@ -80,19 +101,22 @@ impl ClusterRelay {
     /// relaying. Changes published on `bus` from now on reach the other
     /// instances; theirs published from now on reach `bus`.
     pub async fn start(bus: EventBus, pool: PgPool) -> Result<ClusterRelay, ClusterError> {
+        ClusterRelay::start_linked(bus, pool, None).await
+    }
+
+    /// [`ClusterRelay::start`], also carrying cache invalidations over `caches`.
+    pub(crate) async fn start_linked(
+        bus: EventBus,
+        pool: PgPool,
+        caches: Option<CacheLink>,
+    ) -> Result<ClusterRelay, ClusterError> {
         let fail = |error: &dyn std::fmt::Display| ClusterError(error.to_string());
         migrate(&pool).await.map_err(|error| fail(&error))?;
         let instance = format!("gw_{}", new_id());
-        let mut listener = PgListener::connect_with(&pool)
-            .await
-            .map_err(|error| fail(&error))?;
-        listener.listen(CHANNEL).await.map_err(|error| fail(&error))?;
+        let listener = subscribe(&pool).await.map_err(|error| fail(&error))?;
         // Subscribed first, then the high-water mark: nothing falls in between.
-        let last: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM cluster_events")
-            .fetch_one(&pool)
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(|error| fail(&error))?;
+        let (last, missing) = starting_point(&pool).await.map_err(|error| fail(&error))?;
+        let now = Instant::now();
         let watch = bus.watch_all();
         let (wake, wakeups) = mpsc::channel(1);
         let inbound = Inbound {
@@ -100,13 +124,20 @@ impl ClusterRelay {
             pool: pool.clone(),
             instance: instance.clone(),
             last,
-            gaps: BTreeMap::new(),
+            gaps: missing.into_iter().map(|id| (id, now)).collect(),
         };
-        let tasks = vec![
-            tokio::spawn(listen(listener, wake)),
+        let (outgoing, incoming) = match caches {
+            Some(link) => (Some(link.outgoing), Some(link.incoming)),
+            None => (None, None),
+        };
+        let mut tasks = vec![
+            tokio::spawn(listen(pool.clone(), listener, wake, incoming)),
             tokio::spawn(inbound.run(wakeups)),
-            tokio::spawn(outbound(watch, pool, instance.clone())),
+            tokio::spawn(outbound(watch, pool.clone(), instance.clone())),
         ];
+        if let Some(outgoing) = outgoing {
+            tasks.push(tokio::spawn(announce_loop(outgoing, pool)));
+        }
         tracing::info!(instance = %instance, "cluster bus relay started");
         Ok(ClusterRelay { instance, tasks })
     }
@@ -128,25 +159,126 @@ impl Drop for ClusterRelay {
     }
 }
 
-/// Wakes the reader on every notification, and after the connection was lost
-/// (sqlx re-establishes it and its `LISTEN` before returning).
-async fn listen(mut listener: PgListener, wake: mpsc::Sender<()>) {
-    let mut backoff = Duration::from_millis(100);
+/// A connection listening on both channels.
+async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([CHANNEL, INVALIDATIONS]).await?;
+    Ok(listener)
+}
+
+/// The newest id, and the ids below it not visible yet that a transaction
+/// still open may hold, read in one snapshot. Only ids taken in the last
+/// [`GAP_GRACE`] (after the newest row older than that), at most
+/// [`MAX_GAPS`] of them, are watched, as for gaps found later.
+async fn starting_point(pool: &PgPool) -> Result<(i64, Vec<i64>), sqlx::Error> {
+    let row = sqlx::query(
+        "WITH newest AS (SELECT COALESCE(MAX(id), 0) AS id FROM cluster_events), \
+         settled AS (SELECT GREATEST( \
+             COALESCE((SELECT id FROM cluster_events \
+                       WHERE created_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - $1 \
+                       ORDER BY created_at DESC LIMIT 1), 0), \
+             (SELECT id FROM newest) - $2) AS id) \
+         SELECT newest.id AS last, ARRAY( \
+             SELECT candidate FROM generate_series(settled.id + 1, newest.id - 1) AS candidate \
+             WHERE NOT EXISTS (SELECT 1 FROM cluster_events WHERE id = candidate) \
+             ORDER BY candidate) AS missing \
+         FROM newest, settled",
+    )
+    .bind(GAP_GRACE.as_millis() as i64)
+    .bind(MAX_GAPS as i64)
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("last")?, row.try_get("missing")?))
+}
+
+/// Wakes the reader on every event notification and hands invalidations to
+/// `incoming`. When the connection is lost it subscribes again on a new one,
+/// then wakes the reader (to catch up) and forgets every cached value (its
+/// notices may have been missed).
+async fn listen(
+    pool: PgPool,
+    mut listener: PgListener,
+    wake: mpsc::Sender<()>,
+    incoming: Option<mpsc::UnboundedSender<Invalidation>>,
+) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(_)) => backoff = Duration::from_millis(100),
-            Ok(None) => {
-                tracing::warn!("cluster bus: the LISTEN connection was lost; reconnected, catching up")
+            Ok(Some(notification)) if notification.channel() == INVALIDATIONS => {
+                match serde_json::from_str::<Invalidation>(notification.payload()) {
+                    Ok(invalidation) => {
+                        if let Some(incoming) = &incoming {
+                            let _ = incoming.send(invalidation);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cluster bus: skipped an unreadable invalidation"),
+                }
+                continue;
             }
+            Ok(Some(_)) => {}
             Err(sqlx::Error::PoolClosed) => return,
+            Ok(None) | Err(_) => {
+                tracing::warn!("cluster bus: the LISTEN connection was lost; reconnecting, then catching up");
+                drop(listener);
+                let Some(again) = resubscribe(&pool).await else {
+                    return;
+                };
+                listener = again;
+                if let Some(incoming) = &incoming {
+                    let _ = incoming.send(Invalidation::Everything);
+                }
+            }
+        }
+        // A full channel already holds a wake-up: the reader will read everything.
+        let _ = wake.try_send(());
+    }
+}
+
+/// A new listening connection, retried with backoff; `None` once the pool is closed.
+async fn resubscribe(pool: &PgPool) -> Option<PgListener> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if pool.is_closed() {
+            return None;
+        }
+        match subscribe(pool).await {
+            Ok(listener) => return Some(listener),
+            Err(sqlx::Error::PoolClosed) => return None,
             Err(error) => {
                 tracing::warn!(%error, "cluster bus: LISTEN failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-        // A full channel already holds a wake-up: the reader will read everything.
-        let _ = wake.try_send(());
+    }
+}
+
+/// Tells the other instances (and any listening relay) that `invalidation`
+/// is stale. A `NOTIFY` payload is at most 8000 bytes; these are ids.
+pub(crate) async fn announce(pool: &PgPool, invalidation: &Invalidation) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(invalidation).map_err(|error| sqlx::Error::Encode(error.into()))?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(INVALIDATIONS)
+        .bind(payload)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Announces this instance's invalidations, retrying while the database is unreachable.
+async fn announce_loop(mut outgoing: mpsc::UnboundedReceiver<Invalidation>, pool: PgPool) {
+    while let Some(invalidation) = outgoing.recv().await {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match announce(&pool, &invalidation).await {
+                Ok(()) => break,
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cluster bus: announcing an invalidation failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 }
 

@@ -38,12 +38,24 @@ pub struct Config {
     /// Largest request body in bytes (`GATEWAY_MAX_BODY_BYTES`), default 64 KiB.
     pub max_body_bytes: usize,
     /// Provider used when a request names none (`GATEWAY_DEFAULT_PROVIDER`).
+    /// Required when several providers are offered: the server refuses to
+    /// start rather than guess.
     pub default_provider: Option<String>,
     /// Gateway-wide provider settings by provider name (`[providers.stripe]` in
-    /// the file; `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`).
+    /// the file; `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`;
+    /// for the mock, `GATEWAY_MOCK_SEED` and `GATEWAY_MOCK_WEBHOOK_SECRET`,
+    /// random per process when not set).
     pub providers: BTreeMap<String, BTreeMap<String, String>>,
-    /// Create a sandbox merchant and print its key when the database is empty.
+    /// Sandbox mode (`GATEWAY_SANDBOX`, on by default): the mock provider and
+    /// `/v1/webhooks/mock` are offered, and a sandbox merchant is created
+    /// (its key printed) when the database is empty. Production sets it off:
+    /// then nothing, neither the gateway's configuration nor a merchant's
+    /// stored settings, can reach the mock.
     pub sandbox: bool,
+    /// The longest a provider call may take (`GATEWAY_PROVIDER_TIMEOUT`,
+    /// default 30 s). A graceful stop waits this long (and 5 s more, to
+    /// store what the calls returned) for requests still in flight.
+    pub provider_timeout: Duration,
     /// Requests per second allowed per API key, bursts up to the same number
     /// (`GATEWAY_RATE_LIMIT`); 0 (the default) means no limit.
     pub rate_limit_per_second: u32,
@@ -69,6 +81,7 @@ impl Default for Config {
             default_provider: None,
             providers: BTreeMap::new(),
             sandbox: true,
+            provider_timeout: Duration::from_secs(30),
             rate_limit_per_second: 0,
             webhook_delivery: crate::app::outbound::DeliverySchedule::default(),
             reconcile: crate::app::reconcile::ReconcileSettings::default(),
@@ -95,6 +108,7 @@ impl fmt::Debug for Config {
             .field("default_provider", &self.default_provider)
             .field("providers", &providers)
             .field("sandbox", &self.sandbox)
+            .field("provider_timeout", &self.provider_timeout)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("webhook_delivery", &self.webhook_delivery)
             .field("reconcile", &self.reconcile)
@@ -141,6 +155,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     default_provider: Option<String>,
     sandbox: Option<bool>,
+    provider_timeout: Option<String>,
     rate_limit_per_second: Option<u32>,
     #[serde(default)]
     providers: BTreeMap<String, BTreeMap<String, String>>,
@@ -245,17 +260,28 @@ impl Config {
         if let Some(text) = env("GATEWAY_RECONCILE_AFTER") {
             config.reconcile.after = duration("reconcile_after", text)?;
         }
+        if let Some(text) = env("GATEWAY_PROVIDER_TIMEOUT").or(file.provider_timeout) {
+            config.provider_timeout = duration("provider_timeout", text)?;
+            if config.provider_timeout < Duration::from_secs(1) {
+                return Err(ConfigError::Invalid {
+                    name: "provider_timeout",
+                    message: "must be at least 1s".to_owned(),
+                });
+            }
+        }
         config.providers = file.providers;
-        let stripe = [
-            ("STRIPE_SECRET_KEY", "secret_key"),
-            ("STRIPE_WEBHOOK_SECRET", "webhook_secrets"),
-            ("STRIPE_API_BASE", "api_base"),
+        let provider_variables = [
+            ("STRIPE_SECRET_KEY", "stripe", "secret_key"),
+            ("STRIPE_WEBHOOK_SECRET", "stripe", "webhook_secrets"),
+            ("STRIPE_API_BASE", "stripe", "api_base"),
+            ("GATEWAY_MOCK_SEED", "mock", "seed"),
+            ("GATEWAY_MOCK_WEBHOOK_SECRET", "mock", "webhook_secret"),
         ];
-        for (variable, setting) in stripe {
+        for (variable, provider, setting) in provider_variables {
             if let Some(value) = env(variable) {
                 config
                     .providers
-                    .entry("stripe".to_owned())
+                    .entry(provider.to_owned())
                     .or_default()
                     .insert(setting.to_owned(), value);
             }
@@ -363,6 +389,39 @@ mod tests {
         assert_eq!(config.providers["stripe"]["webhook_secrets"], "whsec_a,whsec_b");
         assert!(!format!("{config:?}").contains("whsec_a"));
         assert!(Config::from_sources(None, &env(&[("GATEWAY_WEBHOOK_FIRST_RETRY", "soon")])).is_err());
+    }
+
+    #[test]
+    fn sandbox_mock_and_provider_timeout_settings() {
+        let config = Config::from_sources(None, &env(&[])).unwrap();
+        assert!(config.sandbox, "the default run is a sandbox");
+        assert_eq!(config.provider_timeout, Duration::from_secs(30));
+        assert!(
+            !config.providers.contains_key("mock"),
+            "nothing set: the server draws them"
+        );
+        let config = Config::from_sources(
+            Some("sandbox = false\nprovider_timeout = \"20s\"\n"),
+            &env(&[
+                ("GATEWAY_MOCK_SEED", "7"),
+                ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_for_tests"),
+            ]),
+        )
+        .unwrap();
+        assert!(!config.sandbox);
+        assert_eq!(config.provider_timeout, Duration::from_secs(20));
+        assert_eq!(config.providers["mock"]["seed"], "7");
+        assert_eq!(config.providers["mock"]["webhook_secret"], "whsec_for_tests");
+        assert!(!format!("{config:?}").contains("whsec_for_tests"));
+        let env_wins = Config::from_sources(
+            Some("sandbox = false\n"),
+            &env(&[("GATEWAY_SANDBOX", "true"), ("GATEWAY_PROVIDER_TIMEOUT", "45s")]),
+        )
+        .unwrap();
+        assert!(env_wins.sandbox);
+        assert_eq!(env_wins.provider_timeout, Duration::from_secs(45));
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "0s")])).is_err());
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "soon")])).is_err());
     }
 
     #[test]

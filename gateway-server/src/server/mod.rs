@@ -13,15 +13,16 @@ use actix_web::{web, HttpServer};
 use gateway_core::{
     build_provider, provider_factories, EventBus, HandlerContext, PaymentProvider, Plugin, ProviderConfig,
 };
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::app::api_keys::{KeyCache, RateLimiter};
 use crate::app::core::{Clock, Core};
+use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
-use crate::app::providers::Providers;
+use crate::app::providers::{randomize_mock, Providers, MOCK};
 use crate::domain::scopes::Scopes;
-use crate::server::cluster::ClusterRelay;
+use crate::server::cluster::{CacheLink, ClusterRelay};
 use crate::server::config::Config;
 use crate::store::{sqlite_path, Change, MerchantRow, Store, StoreError};
 use crate::support::clock::now_ms;
@@ -43,6 +44,10 @@ pub enum StartError {
     /// The master key file could not be read or written.
     #[error("master key: {0}")]
     MasterKey(String),
+    /// The providers cannot serve as configured (an ambiguous or unknown
+    /// default, the mock outside sandbox mode, settings a provider refuses).
+    #[error("providers: {0}")]
+    Providers(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -125,15 +130,40 @@ impl ServerBuilder {
     }
 
     /// Uses `provider` (e.g. a `MockProvider` a test keeps a handle to) instead
-    /// of building providers from the registry. Call once per provider.
+    /// of building providers from the registry. Call once per provider; with
+    /// several, name the default in `Config::default_provider`. A provider
+    /// named `mock` is refused unless `Config::sandbox` is on.
     pub fn provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
         self.providers.push(provider);
         self
     }
 
-    /// Opens the database, then binds and starts serving in the background.
+    /// Builds the providers (refusing, before anything is stored, a mock
+    /// outside sandbox mode and a default provider that is unknown or
+    /// ambiguous), opens the database, then binds and starts serving in the
+    /// background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
+        // The providers first: a configuration they refuse stops the start before anything is stored.
+        let metrics = Arc::new(Metrics::new());
+        let providers = if self.providers.is_empty() {
+            registry_providers(&config)?
+        } else {
+            self.providers
+        };
+        let providers = Providers::new(
+            providers,
+            config.default_provider.clone(),
+            config.sandbox,
+            metrics.clone(),
+        )
+        .map_err(|error| StartError::Providers(error.to_string()))?;
+        tracing::info!(
+            providers = ?providers.global_names(),
+            default = providers.default_name().unwrap_or("(none)"),
+            sandbox = config.sandbox,
+            "providers"
+        );
         let opened = crate::store::open(&config.database_url).await?;
         let store = opened.store;
         let master_key = master_key(&config)?;
@@ -144,14 +174,6 @@ impl ServerBuilder {
         } else {
             None
         };
-        let metrics = Arc::new(Metrics::new());
-        let providers = if self.providers.is_empty() {
-            registry_providers(&config)
-        } else {
-            self.providers
-        };
-        let providers = Providers::new(providers, config.default_provider.clone(), metrics.clone());
-        tracing::info!(providers = ?providers.global_names(), "providers");
         let mut context = HandlerContext::new()
             .with_providers(providers.resolver())
             .with_extension(store.clone());
@@ -166,14 +188,19 @@ impl ServerBuilder {
             .build()
             .map_err(|error| StartError::Handlers(error.to_string()))?;
         tracing::info!(handlers = ?bus.handler_names(), "payment handlers");
-        // On PostgreSQL, every instance's bus carries the others' changes (local = false).
-        let relay = match opened.postgres {
-            Some(pool) => Some(
-                ClusterRelay::start(bus.clone(), pool)
-                    .await
-                    .map_err(|error| StartError::Storage(error.to_string()))?,
-            ),
-            None => None,
+        // On PostgreSQL, every instance's bus carries the others' changes (local = false),
+        // and what a change made stale in one instance's caches is forgotten by all.
+        let (relay, peers, notices) = match opened.postgres {
+            Some(pool) => {
+                let (announce, outgoing) = mpsc::unbounded_channel();
+                let (incoming, notices) = mpsc::unbounded_channel();
+                let relay =
+                    ClusterRelay::start_linked(bus.clone(), pool, Some(CacheLink { outgoing, incoming }))
+                        .await
+                        .map_err(|error| StartError::Storage(error.to_string()))?;
+                (Some(relay), Peers::through(announce), Some(notices))
+            }
+            None => (None, Peers::none(), None),
         };
         let clock: Clock = self.clock.unwrap_or_else(|| Arc::new(|| now_ms() / 1000));
         let state = Arc::new(Core {
@@ -193,6 +220,7 @@ impl ServerBuilder {
             outbound: Arc::new(Outbound::new(config.webhook_delivery)),
             event_locks: KeyedLocks::new(),
             clock,
+            peers,
         });
         let app_state = web::Data::from(state.clone());
         let mut server = HttpServer::new(move || crate::http::app(app_state.clone()));
@@ -207,7 +235,10 @@ impl ServerBuilder {
             address: config.listen.clone(),
             source: std::io::Error::other("no address bound"),
         })?;
-        let server = server.disable_signals().shutdown_timeout(5).run();
+        let server = server
+            .disable_signals()
+            .shutdown_timeout(shutdown_grace(&config).as_secs())
+            .run();
         let handle = server.handle();
         let task = tokio::spawn(server);
         let purge = tokio::spawn(crate::app::idempotency::purge_loop(store));
@@ -219,6 +250,13 @@ impl ServerBuilder {
             state.clone(),
             config.reconcile,
         ));
+        let mut background = vec![purge, sweep, reconcile];
+        if let Some(notices) = notices {
+            background.push(tokio::spawn(crate::app::invalidation::forget_loop(
+                state.clone(),
+                notices,
+            )));
+        }
         let stop_worker = Arc::new(Notify::new());
         let worker = crate::app::outbound::spawn_worker(state.clone(), stop_worker.clone());
         tracing::info!(%addr, "gateway listening");
@@ -226,7 +264,7 @@ impl ServerBuilder {
             addr,
             handle,
             task,
-            background: vec![purge, sweep, reconcile],
+            background,
             worker: Some((stop_worker, worker)),
             state,
             sandbox_key,
@@ -284,8 +322,10 @@ impl RunningServer {
         crate::app::resolve::resolve_unresolved(&self.state, std::time::Duration::ZERO).await
     }
 
-    /// Stops accepting, finishes in-flight requests, stops the background
-    /// tasks and the delivery worker, and waits.
+    /// Stops accepting and lets in-flight requests finish, waiting for up
+    /// to the provider time bound (`Config::provider_timeout`) and 5 s more
+    /// to store what their provider calls returned; then stops the
+    /// background tasks and the delivery worker, and waits for them.
     pub async fn stop(mut self) {
         self.handle.stop(true).await;
         for task in self.background.drain(..) {
@@ -332,23 +372,57 @@ async fn wait_for_signal() {
     }
 }
 
-/// Builds every provider linked into the binary that its settings (or none) allow.
-fn registry_providers(config: &Config) -> Vec<Arc<dyn PaymentProvider>> {
+/// Builds the gateway-wide providers linked into the binary: each one the
+/// configuration has settings for (refusing to start if they do not build),
+/// each other one that needs no settings, and the mock in sandbox mode only,
+/// with a random id seed and webhook secret unless they are configured.
+fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, StartError> {
     #[cfg(feature = "stripe")]
     let _ = gateway_stripe::link();
     let mut providers = Vec::new();
     for factory in provider_factories() {
+        let configured = config.providers.get(factory.name);
+        if factory.name == MOCK && !config.sandbox {
+            if configured.is_some() {
+                return Err(StartError::Providers(
+                    "the mock provider is configured, but it is offered in sandbox mode only: remove its \
+                     settings, or set GATEWAY_SANDBOX=true for a sandbox"
+                        .to_owned(),
+                ));
+            }
+            tracing::info!("the mock provider is not offered: not a sandbox (GATEWAY_SANDBOX=false)");
+            continue;
+        }
         let mut settings = ProviderConfig::new();
-        for (key, value) in config.providers.get(factory.name).into_iter().flatten() {
+        for (key, value) in configured.into_iter().flatten() {
             settings.set(key.clone(), value.clone());
+        }
+        if factory.name == MOCK {
+            randomize_mock(&mut settings);
         }
         match build_provider(factory.name, &settings) {
             Ok(provider) => providers.push(provider),
+            Err(error) if configured.is_some() => {
+                return Err(StartError::Providers(format!(
+                    "the {} settings do not build the provider: {error}",
+                    factory.name
+                )))
+            }
             Err(error) => tracing::info!(provider = factory.name, %error, "provider not enabled"),
         }
     }
-    providers
+    Ok(providers)
 }
+
+/// How long a graceful stop waits for in-flight requests: the provider time
+/// bound (a provider call never takes longer), and a little to store what
+/// the call returned.
+fn shutdown_grace(config: &Config) -> std::time::Duration {
+    config.provider_timeout + SHUTDOWN_MARGIN
+}
+
+/// What a graceful stop adds to the provider time bound, to store the result of a call.
+const SHUTDOWN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The configured master key, or one kept in a file beside the database.
 fn master_key(config: &Config) -> Result<MasterKey, StartError> {
@@ -416,4 +490,65 @@ pub(crate) async fn create_merchant(
     });
     store.commit(changes).await?;
     Ok((merchant.id, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use gateway_core::mock::Fault;
+    use gateway_core::MockProvider;
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_graceful_stop_waits_for_a_provider_call_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            database_url: format!("sqlite://{}", dir.path().join("stop.db").display()),
+            master_key: Some("0123456789abcdef".repeat(4)),
+            workers: 1,
+            ..Config::default()
+        };
+        assert!(shutdown_grace(&config) >= config.provider_timeout);
+        let mock = MockProvider::new();
+        let server = ServerBuilder::new(config)
+            .provider(Arc::new(mock.clone()))
+            .start()
+            .await
+            .unwrap();
+        let key = server.sandbox_key().unwrap().to_owned();
+        // Longer than actix's default of 5 s, well within the provider time bound.
+        mock.inject_fault(Fault::Slow(Duration::from_secs(6)));
+        let url = format!("http://{}/v1/payments", server.addr());
+        let request = actix_web::rt::spawn(async move {
+            let mut response = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish()
+                .post(url)
+                .insert_header(("X-API-Key", key))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(r#"{"amount": "3.00", "currency": "USD", "payment_method": "pm_card_visa"}"#)
+                .await
+                .map_err(|error| error.to_string())?;
+            let body = response.body().await.map_err(|error| error.to_string())?;
+            Ok::<_, String>((response.status().as_u16(), body))
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mock.stats().calls("create_intent") == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the payment never reached the provider"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.stop().await;
+        let (status, body) = request
+            .await
+            .unwrap()
+            .expect("the request in flight is answered, not dropped");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(mock.stats().charges_made, 1);
+    }
 }

@@ -1,5 +1,6 @@
 //! Several gateway instances on one PostgreSQL database: idempotency keys
-//! shared between them, the cluster event bus (`LISTEN/NOTIFY`), and merchant
+//! shared between them, the cluster event bus (`LISTEN/NOTIFY`), cached
+//! configuration forgotten on every instance when it changes, and merchant
 //! webhooks sent from one outbox. SQLite is one process's database, so these
 //! run only in the `postgres` binary.
 
@@ -17,7 +18,7 @@ use sqlx::{Connection, Row};
 
 use crate::common::merchant_endpoint::{fast, set_webhook, verify, Receiver};
 use crate::common::postgres::fresh_database;
-use crate::common::{payment_body, TestServer};
+use crate::common::{payment_body, TestServer, ALL_SCOPES};
 
 fn intent(id: &str, status: IntentStatus) -> PaymentIntent {
     let received = if status == IntentStatus::Succeeded {
@@ -433,4 +434,226 @@ async fn when_one_instance_dies_the_other_finishes_its_deliveries() {
         .await;
     assert_eq!(list.data()["data"][0]["status"], "delivered");
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_starts_while_a_transaction_is_open_does_not_miss_its_row() {
+    let database = fresh_database().await;
+    // A relay creates the table; it publishes nothing itself.
+    let (bus_a, _) = recording_bus();
+    let _relay_a = ClusterRelay::start(bus_a, pool(&database.url).await)
+        .await
+        .unwrap();
+    let insert = "INSERT INTO cluster_events (origin, payload, created_at) \
+                  VALUES ('gw_elsewhere', $1, (extract(epoch from clock_timestamp()) * 1000)::bigint) \
+                  RETURNING id";
+    let payload = |event_id: &str, intent_id: &str| {
+        serde_json::to_string(&change(
+            event_id,
+            EventKind::Succeeded,
+            intent(intent_id, IntentStatus::Succeeded),
+        ))
+        .unwrap()
+    };
+    // An instance's insert takes its id, and its transaction stays open…
+    let mut slow = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let mut open = slow.begin().await.unwrap();
+    let late: i64 = sqlx::query(insert)
+        .bind(payload("evt_late", "pi_late"))
+        .fetch_one(&mut *open)
+        .await
+        .unwrap()
+        .get(0);
+    // …while another commits a row with a higher id.
+    let mut quick = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let early: i64 = sqlx::query(insert)
+        .bind(payload("evt_early", "pi_early"))
+        .fetch_one(&mut quick)
+        .await
+        .unwrap()
+        .get(0);
+    assert!(late < early, "ids are taken in order: {late} < {early}");
+    // B starts now: the newest row it sees is `early`, and `late` is not visible yet.
+    let (bus_b, seen_b) = recording_bus();
+    let _relay_b = ClusterRelay::start(bus_b, pool(&database.url).await)
+        .await
+        .unwrap();
+    open.commit().await.unwrap();
+    eventually("the row committed after B started", || {
+        seen_b
+            .lock()
+            .unwrap()
+            .contains(&("every", "evt_late".to_owned(), false))
+    })
+    .await;
+    // What was committed before B started is not B's to replay.
+    assert!(
+        !seen_b
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, event_id, _)| event_id == "evt_early"),
+        "{:?}",
+        seen_b.lock().unwrap()
+    );
+}
+
+/// How soon a change made through one instance must reach the others.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// Runs `check` until it holds; fails once [`PROPAGATION`] has passed.
+async fn within_a_second<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PROPAGATION;
+    loop {
+        let started = Instant::now();
+        if check().await {
+            return;
+        }
+        assert!(started < deadline, "{what}: not within {PROPAGATION:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The id of the merchant's key that starts with `key`'s prefix.
+async fn key_id(server: &TestServer, key: &str) -> String {
+    let keys = server.get_as(key, "/v1/merchant/api_keys").await;
+    keys.data()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| key.starts_with(row["prefix"].as_str().unwrap()))
+        .expect("the key is listed")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second() {
+    let a = TestServer::start().await;
+    let b = a.another_instance().await;
+    let (_, key) = a.merchant(ALL_SCOPES).await;
+    // B has checked the key and trusts it from its cache.
+    assert_eq!(b.get_as(&key, "/v1/payments").await.status, StatusCode::OK);
+    let id = key_id(&a, &key).await;
+    let revoked = a
+        .send(
+            "DELETE",
+            &format!("/v1/merchant/api_keys/{id}"),
+            Some(&key),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    assert_eq!(
+        a.get_as(&key, "/v1/payments").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    within_a_second("B refuses the revoked key", || async {
+        b.get_as(&key, "/v1/payments").await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_web::test]
+async fn a_key_revoked_with_the_command_line_is_refused_by_running_servers_within_a_second() {
+    let a = TestServer::start().await;
+    let (merchant, key) = a.merchant(ALL_SCOPES).await;
+    assert_eq!(a.get_as(&key, "/v1/payments").await.status, StatusCode::OK);
+    let id = key_id(&a, &key).await;
+    let url = a.config.database_url.clone();
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["apikey", "revoke", "--merchant", &merchant, "--id", &id])
+            .env("GATEWAY_DATABASE_URL", url)
+            .env("GATEWAY_LOG_LEVEL", "warn")
+            .env_remove("GATEWAY_CONFIG")
+            .output()
+            .expect("gateway runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("at once"), "{stderr}");
+    within_a_second("the server refuses the key revoked elsewhere", || async {
+        a.get_as(&key, "/v1/payments").await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    a.stop().await;
+}
+
+#[actix_web::test]
+async fn credentials_stored_through_one_instance_are_used_by_the_other_within_a_second() {
+    let a = TestServer::start().await;
+    let b = a.another_instance().await;
+    let body = payment_body("9.00", "pm_card_visa", "");
+    // B charges on the gateway-wide account (and remembers the merchant has none of its own).
+    b.pay(&body).await;
+    assert_eq!(a.stats().calls("create_intent"), 1);
+    let stored = a
+        .put(
+            "/v1/merchant/providers",
+            r#"{"provider": "mock", "mock": {"seed": "7"}}"#,
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text);
+    within_a_second("B charges on the merchant's own account", || async {
+        let before = a.stats().calls("create_intent");
+        b.pay(&body).await;
+        a.stats().calls("create_intent") == before
+    })
+    .await;
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_web::test]
+async fn a_webhook_url_changed_on_one_instance_is_where_the_other_delivers_within_a_second() {
+    let first = Receiver::start(&[]).await;
+    let second = Receiver::start(&[]).await;
+    let a = TestServer::start_with(fast).await;
+    set_webhook(&a, &first.url).await;
+    let b = a.another_instance().await;
+    let body = payment_body("4.00", "pm_card_visa", "");
+    let delivered_to = |payment: Value| {
+        let b = &b;
+        async move {
+            let path = format!(
+                "/v1/webhook-deliveries?payment_id={}",
+                payment["id"].as_str().unwrap()
+            );
+            b.get(&path).await.data()["data"][0]["url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    // B sends to the first URL (and keeps it in its cache).
+    assert_eq!(delivered_to(b.pay(&body).await).await, first.url);
+    assert_eq!(first.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    let changed = a
+        .put(
+            "/v1/merchant/webhook",
+            &format!(r#"{{"webhook_url": "{}"}}"#, second.url),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    within_a_second("B delivers to the new URL", || async {
+        delivered_to(b.pay(&body).await).await == second.url
+    })
+    .await;
+    assert!(
+        !second.wait_for(1, Duration::from_secs(10)).await.is_empty(),
+        "the new URL received the event"
+    );
+    b.stop().await;
+    a.stop().await;
 }
