@@ -18,6 +18,7 @@ mod registry;
 mod relay;
 pub mod signature;
 mod webhook;
+mod wire_amount;
 
 #[cfg(feature = "mock")]
 pub mod mock;
@@ -56,6 +57,9 @@ pub use registry::{
 };
 pub use relay::MemoryRelay;
 pub use webhook::{EventObject, ProviderEvent, VerifiedWebhook, WebhookError, WebhookRequest};
+pub use wire_amount::{
+    CurrencyRule, WireAmountRules, AMOUNT_TOO_LARGE, AMOUNT_TOO_SMALL, INVALID_CHARGE_AMOUNT,
+};
 
 /// Re-exports used by generated code and by this crate's macros. Not public API.
 #[doc(hidden)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use gateway_core::{ProviderConfig, ProviderError};
 use secrecy::{ExposeSecret, SecretString};
 
-/// The default per-attempt timeout of calls to Stripe (the client has none of its own).
+/// The default bound on one call to Stripe, every attempt and pause included.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The default number of retries after a retryable failure (rate limit, outage, timeout).
+/// The default number of retries after a failure Stripe documents as safe to retry.
 pub(crate) const DEFAULT_MAX_RETRIES: u32 = 2;
 /// The default pause before the first retry; it doubles on each further retry.
 pub(crate) const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
@@ -29,9 +29,13 @@ pub struct StripeConfig {
     /// Where the API lives, e.g. `http://127.0.0.1:12111` for a local Stripe
     /// double (scheme required, without `/v1`); `None` means Stripe itself.
     pub api_base: Option<String>,
-    /// Timeout of each HTTP attempt.
+    /// The longest one provider call may take, every attempt and pause
+    /// between attempts included: a Stripe that never answers costs this
+    /// much, then the call ends as [`gateway_core::ProviderError::OutcomeUnknown`].
     pub timeout: Duration,
-    /// Retries after a retryable failure, always with the same idempotency key.
+    /// Retries after a failure Stripe documents as safe to retry (a rate
+    /// limit, a key still in use, a connection never opened; a 5xx on a
+    /// read), always with the same idempotency key and within `timeout`.
     pub max_retries: u32,
     /// Pause before the first retry; doubled for each further one.
     pub retry_backoff: Duration,
@@ -72,8 +76,8 @@ impl StripeConfig {
     /// | `secret_key` | the API secret key (required) | |
     /// | `webhook_secret` / `webhook_secrets` | signing secrets, comma-separated for rotation | none |
     /// | `api_base` | base URL, e.g. `http://127.0.0.1:12111` | Stripe |
-    /// | `timeout_ms` | per-attempt timeout in milliseconds | 30000 |
-    /// | `max_retries` | retries after retryable failures | 2 |
+    /// | `timeout_ms` | bound on one call, retries included, in milliseconds | 30000 |
+    /// | `max_retries` | retries after failures safe to retry | 2 |
     /// | `retry_backoff_ms` | first retry pause in milliseconds, doubled each time | 500 |
     /// | `webhook_tolerance_secs` | webhook timestamp tolerance in seconds | 300 |
     pub fn from_provider_config(config: &ProviderConfig) -> Result<Self, ProviderError> {

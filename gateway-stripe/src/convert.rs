@@ -2,19 +2,24 @@
 
 use gateway_core::{
     CaptureMethod, CardDetails, Currency, Customer, IntentStatus, Metadata, NextAction, PaymentErrorDetails,
-    PaymentIntent, ProviderError, Refund, SavedPaymentMethod, UnixTimestamp,
+    PaymentIntent, ProviderError, Refund, SavedPaymentMethod, UnixTimestamp, WireAmountRules,
 };
 use stripe::ApiErrors;
 use stripe_core::{PaymentIntentCaptureMethod, PaymentIntentNextAction};
 
 use crate::webhook::refund_status;
 
+/// Stripe answered with success, and the answer cannot be read into the
+/// gateway's types: whatever the call did is unknown, never "failed".
 fn unexpected(what: &str, value: &str) -> ProviderError {
-    ProviderError::Other {
-        code: Some("unexpected_response".to_owned()),
-        message: format!("Stripe returned an unexpected {what}: {value:?}"),
-        source: None,
-    }
+    ProviderError::outcome_unknown_with(format!("Stripe returned an unexpected {what}: {value:?}"))
+}
+
+/// ISO 4217 minor units of an amount Stripe returned in `currency`'s wire units.
+fn iso_amount(wire: i64, currency: Currency, field: &str) -> Result<i64, ProviderError> {
+    WireAmountRules::STRIPE
+        .from_wire(wire, currency)
+        .ok_or_else(|| unexpected(field, &format!("{wire} in {currency}'s wire units")))
 }
 
 fn currency(code: &stripe_types::Currency) -> Result<Currency, ProviderError> {
@@ -74,13 +79,14 @@ pub(crate) fn intent_from_stripe(
         PaymentIntentCaptureMethod::Manual => CaptureMethod::Manual,
         _ => CaptureMethod::Automatic,
     };
+    let currency = currency(&intent.currency)?;
     Ok(PaymentIntent {
         id: intent.id.as_str().to_owned(),
         provider: provider.to_owned(),
-        amount: intent.amount,
-        amount_received: intent.amount_received,
-        amount_capturable: intent.amount_capturable,
-        currency: currency(&intent.currency)?,
+        amount: iso_amount(intent.amount, currency, "amount")?,
+        amount_received: iso_amount(intent.amount_received, currency, "amount_received")?,
+        amount_capturable: iso_amount(intent.amount_capturable, currency, "amount_capturable")?,
+        currency,
         status,
         capture_method,
         customer: intent
@@ -128,12 +134,13 @@ pub(crate) fn refund_from_stripe(
                 .map(|intent| intent.id().as_str().to_owned())
         })
         .ok_or_else(|| unexpected("refund without a payment intent", refund.id.as_str()))?;
+    let currency = currency(&refund.currency)?;
     Ok(Refund {
         id: refund.id.as_str().to_owned(),
         provider: provider.to_owned(),
         payment_intent,
-        amount: refund.amount,
-        currency: currency(&refund.currency)?,
+        amount: iso_amount(refund.amount, currency, "refund amount")?,
+        currency,
         status: refund_status(status_name).ok_or_else(|| unexpected("refund status", status_name))?,
         reason: refund.reason.as_ref().map(|reason| reason.as_str().to_owned()),
         failure_reason: refund.failure_reason.clone(),

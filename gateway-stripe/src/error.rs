@@ -17,10 +17,12 @@ use crate::convert::intent_from_stripe;
 /// | HTTP 409 or `idempotency_key_in_use` (a request with the key is still running) | [`ProviderError::Unavailable`] (retryable) |
 /// | HTTP 404 | [`ProviderError::NotFound`] |
 /// | HTTP 429 (`rate_limit`, `lock_timeout`) | [`ProviderError::RateLimited`] (retryable) |
-/// | HTTP 5xx, `api_error` | [`ProviderError::Unavailable`] (retryable) |
+/// | HTTP 5xx, `api_error` | [`ProviderError::Unavailable`] with the status (Stripe replays it under the same key) |
 /// | `invalid_request_error`, other 4xx | [`ProviderError::InvalidRequest`] with `code` and `param` |
 /// | 401 / 403 (bad or restricted key) | [`ProviderError::Other`] with `authentication_error` / `permission_error` |
-/// | connection failure, timeout, unreadable response | [`ProviderError::Unavailable`] (retryable: the outcome is unknown) |
+/// | a connection that could not be opened (nothing was sent) | [`ProviderError::Unavailable`] without status (retryable) |
+/// | an error status whose body is not Stripe's (a proxy's 502 page) | [`ProviderError::Unavailable`] without status |
+/// | a timeout, a connection lost after sending, a 2xx body that cannot be read | [`ProviderError::OutcomeUnknown`] |
 /// | client configuration | [`ProviderError::Other`] |
 ///
 /// The intent a decline carries is kept, converted to the gateway's type.
@@ -29,22 +31,35 @@ use crate::convert::intent_from_stripe;
 pub(crate) fn map_error(error: StripeError, provider: &str) -> ProviderError {
     match error {
         StripeError::Stripe(api, status) => map_api_error(&api, status, provider),
-        StripeError::Timeout => ProviderError::Unavailable {
+        StripeError::Timeout => ProviderError::OutcomeUnknown {
             status: None,
-            message: "Stripe did not answer in time".to_owned(),
+            message: "Stripe did not answer in time; the request may have been carried out".to_owned(),
             source: Some(Arc::new(StripeError::Timeout)),
         },
-        StripeError::ClientError(message) => ProviderError::Unavailable {
+        StripeError::ClientError(message) if is_connect_failure(&message) => ProviderError::Unavailable {
             status: None,
-            message: format!("could not reach Stripe: {message}"),
+            message: format!("could not connect to Stripe, nothing was sent: {message}"),
             source: None,
         },
-        // The client returns this both for a success body it cannot read and
-        // for an error body that is not Stripe's JSON (a proxy's 502 page): the
-        // outcome is unknown, so the caller retries with the same key.
-        StripeError::JSONDeserialize(message) => ProviderError::Unavailable {
+        StripeError::ClientError(message) => ProviderError::OutcomeUnknown {
             status: None,
-            message: format!("unreadable response from Stripe: {message}"),
+            message: format!("the connection to Stripe failed after sending: {message}"),
+            source: None,
+        },
+        // async-stripe keeps no status for an error body that is not Stripe's
+        // JSON (a proxy's 502 or 504 page): Stripe may have run the request.
+        StripeError::JSONDeserialize(message) if is_error_status_without_stripe_body(&message) => {
+            ProviderError::Unavailable {
+                status: None,
+                message: format!("Stripe answered an error status with an unreadable body: {message}"),
+                source: None,
+            }
+        }
+        // A success status whose body does not parse: the call went through,
+        // and what it did cannot be read.
+        StripeError::JSONDeserialize(message) => ProviderError::OutcomeUnknown {
+            status: None,
+            message: format!("Stripe's answer cannot be read: {message}"),
             source: None,
         },
         StripeError::ConfigError(message) => ProviderError::Other {
@@ -53,6 +68,20 @@ pub(crate) fn map_error(error: StripeError, provider: &str) -> ProviderError {
             source: None,
         },
     }
+}
+
+/// Whether async-stripe's `ClientError` text is hyper-util's for a connection
+/// that could not be opened (`client error (Connect)`): with a new connection
+/// per request (async-stripe keeps no idle ones), nothing was sent.
+pub(crate) fn is_connect_failure(message: &str) -> bool {
+    message.starts_with("client error (Connect)")
+}
+
+/// Whether async-stripe's `JSONDeserialize` text is the one it gives an
+/// error status whose body is not Stripe's error JSON (its success bodies
+/// that do not parse say `error deserializing request data`).
+pub(crate) fn is_error_status_without_stripe_body(message: &str) -> bool {
+    message == "error deserializing Stripe error"
 }
 
 fn map_api_error(api: &ApiErrors, status: u16, provider: &str) -> ProviderError {
@@ -277,16 +306,35 @@ mod tests {
     }
 
     #[test]
-    fn connection_errors_and_timeouts_are_retryable() {
+    fn what_may_have_run_is_outcome_unknown_and_what_was_not_sent_is_unavailable() {
         let timeout = map_error(StripeError::Timeout, "stripe");
-        assert_eq!(timeout.kind(), ProviderErrorKind::Unavailable);
-        assert!(timeout.is_retryable());
+        assert_eq!(timeout.kind(), ProviderErrorKind::OutcomeUnknown);
+        assert!(timeout.outcome_unknown() && !timeout.is_retryable());
         assert!(std::error::Error::source(&timeout).is_some());
-        let refused = map_error(StripeError::ClientError("connection refused".into()), "stripe");
-        assert!(refused.is_retryable());
-        assert!(refused.to_string().contains("connection refused"));
-        let garbled = map_error(StripeError::JSONDeserialize("bad".into()), "stripe");
-        assert!(garbled.is_retryable());
+        let refused = map_error(
+            StripeError::ClientError("client error (Connect)".into()),
+            "stripe",
+        );
+        assert_eq!(refused.kind(), ProviderErrorKind::Unavailable);
+        assert!(refused.to_string().contains("nothing was sent"));
+        let reset = map_error(
+            StripeError::ClientError("client error (SendRequest)".into()),
+            "stripe",
+        );
+        assert_eq!(reset.kind(), ProviderErrorKind::OutcomeUnknown);
+        let garbled = map_error(
+            StripeError::JSONDeserialize("error deserializing request data".into()),
+            "stripe",
+        );
+        assert_eq!(garbled.kind(), ProviderErrorKind::OutcomeUnknown);
+        let proxy = map_error(
+            StripeError::JSONDeserialize("error deserializing Stripe error".into()),
+            "stripe",
+        );
+        assert!(
+            matches!(proxy, ProviderError::Unavailable { status: None, .. }),
+            "{proxy:?}"
+        );
         let config = map_error(StripeError::ConfigError("bad url".into()), "stripe");
         assert_eq!(config.kind(), ProviderErrorKind::Other);
         assert!(!config.is_retryable());

@@ -3,10 +3,13 @@
 //! [`StripeProvider`] implements [`gateway_core::PaymentProvider`] on
 //! [async-stripe](https://docs.rs/async-stripe) (pinned to `1.0.0-rc.10`):
 //! payment intents, refunds, customers and saved cards, with the caller's
-//! idempotency key sent as Stripe's `Idempotency-Key`, retries with backoff
-//! for retryable failures only, and Stripe's errors mapped to
-//! [`gateway_core::ProviderError`] in one place. The crate registers itself as
-//! provider `stripe` in the core's registry.
+//! idempotency key sent as Stripe's `Idempotency-Key`, one deadline over each
+//! call and its retries, retries only where Stripe documents them as safe,
+//! amounts converted to and from Stripe's wire amounts (and refused where
+//! Stripe would refuse them) by [`gateway_core::WireAmountRules::STRIPE`],
+//! and Stripe's errors mapped to [`gateway_core::ProviderError`] in one
+//! place. The crate registers itself as provider `stripe` in the core's
+//! registry.
 //!
 //! [`verify_signature`] checks a `Stripe-Signature` header on the raw body
 //! bytes (several `v1` values, several secrets, a tolerance both ways);
@@ -26,6 +29,7 @@ mod config;
 mod convert;
 mod error;
 mod provider;
+mod transport;
 mod webhook;
 
 #[cfg(test)]

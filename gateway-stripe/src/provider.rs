@@ -3,14 +3,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use gateway_core::{
     CancelIntent, Capabilities, CaptureIntent, CaptureMethod, ConfirmIntent, CreateCustomer, CreateIntent,
-    CreateRefund, Customer, EventObject, IdempotencyKey, Metadata, PaymentIntent, PaymentProvider,
+    CreateRefund, Currency, Customer, EventObject, IdempotencyKey, Metadata, PaymentIntent, PaymentProvider,
     ProviderConfig, ProviderError, ProviderEvent, ProviderFactory, Refund, SavedPaymentMethod, UpdateIntent,
-    VerifiedWebhook, WebhookError, WebhookRequest,
+    VerifiedWebhook, WebhookError, WebhookRequest, WireAmountRules,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -28,13 +27,14 @@ use stripe_core::refund::{
 };
 use stripe_core::PaymentIntentCaptureMethod;
 use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod};
+use tokio::time::Instant;
 
 use crate::config::StripeConfig;
 use crate::convert::{
     customer_from_stripe, intent_from_stripe, method_from_stripe, refund_from_stripe, refund_names_intent,
     stripe_currency,
 };
-use crate::error::map_error;
+use crate::transport::{deadline, send, Call};
 use crate::webhook::{
     event_kind, intent_from_event_object, refund_from_event_object, verify_request, EventKind,
 };
@@ -42,19 +42,25 @@ use crate::webhook::{
 /// The name the Stripe provider is registered under.
 pub const STRIPE_PROVIDER_NAME: &str = "stripe";
 
-/// The longest pause between two retries, whatever the backoff says.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
 /// Pages of saved payment methods read at most (100 each).
 const MAX_LIST_PAGES: usize = 10;
 
 /// One Stripe account behind the [`PaymentProvider`] trait.
 ///
 /// Every mutating call sends the caller's [`IdempotencyKey`] as Stripe's
-/// `Idempotency-Key`; retryable failures (rate limits, 5xx, connection
-/// errors, timeouts) are retried up to [`StripeConfig::max_retries`] times
-/// with exponential backoff, always with the same key, so a retry never
-/// charges twice. Calls the trait does not cover go through [`StripeProvider::client`].
+/// `Idempotency-Key`. A call ends within [`StripeConfig::timeout`], retries
+/// and pauses included; only what Stripe documents as safe is retried (rate
+/// limits, a key still in use, a connection never opened; a 5xx on a read),
+/// with the same key, so a retry never charges twice. A timeout or an
+/// unreadable success is [`ProviderError::OutcomeUnknown`], a 5xx
+/// [`ProviderError::Unavailable`] with its status.
+///
+/// Amounts go out and come back through [`WireAmountRules::STRIPE`]:
+/// [`gateway_core::Money`]'s ISO 4217 minor units become Stripe's wire amounts
+/// (MGA in whole ariary, ISK and UGX with two decimals), and what Stripe
+/// would refuse (under the minimum, over the maximum, a three-decimal amount
+/// not ending in 0) is refused before anything is sent. Calls the trait
+/// does not cover go through [`StripeProvider::client`].
 #[derive(Clone)]
 pub struct StripeProvider {
     client: Client,
@@ -83,13 +89,6 @@ fn normalize_api_base(api_base: &str) -> Result<String, ProviderError> {
     Ok(format!("{trimmed}/"))
 }
 
-fn idempotent(key: &IdempotencyKey) -> Result<RequestStrategy, ProviderError> {
-    // Core keys are 1..=255 visible ASCII characters, which Stripe's key type accepts.
-    stripe::IdempotencyKey::new(key.as_str())
-        .map(RequestStrategy::Idempotent)
-        .map_err(|_| ProviderError::invalid(Some("invalid_idempotency_key"), None, "invalid idempotency key"))
-}
-
 fn stripe_metadata(metadata: &Metadata) -> HashMap<String, String> {
     metadata
         .iter()
@@ -104,8 +103,8 @@ fn invalid_event(message: impl Into<String>) -> ProviderError {
 impl StripeProvider {
     /// A provider for the account `config` describes.
     pub fn new(config: StripeConfig) -> Result<Self, ProviderError> {
+        // No client timeout: one deadline covers the whole call (see `transport`).
         let mut builder = ClientBuilder::new(config.expose_secret_key())
-            .timeout(config.timeout)
             // Retries are ours (with the caller's idempotency key), never the client's.
             .request_strategy(RequestStrategy::Once)
             .app_info("gateway", Some(env!("CARGO_PKG_VERSION").to_owned()), None);
@@ -137,74 +136,37 @@ impl StripeProvider {
         &self.config
     }
 
-    fn backoff(&self, retry: u32, error: &ProviderError) -> Duration {
-        let exponential = self
-            .config
-            .retry_backoff
-            .saturating_mul(2u32.saturating_pow(retry));
-        let asked = match error {
-            ProviderError::RateLimited {
-                retry_after: Some(after),
-                ..
-            } => *after,
-            _ => Duration::ZERO,
-        };
-        exponential.max(asked).min(MAX_BACKOFF)
-    }
-
-    /// Sends `request`, with `key` as the `Idempotency-Key` when given, retrying
-    /// retryable failures with backoff and the same key.
-    async fn execute<R>(&self, request: &R, key: Option<&IdempotencyKey>) -> Result<R::Output, ProviderError>
+    /// Sends `request` as `call`, within one deadline from now.
+    async fn execute<R>(&self, request: &R, call: Call<'_>) -> Result<R::Output, ProviderError>
     where
         R: StripeRequest + Sync,
         R::Output: miniserde::Deserialize + Send,
     {
-        let strategy = match key {
-            Some(key) => idempotent(key)?,
-            None => RequestStrategy::Once,
-        };
-        let mut retry = 0;
-        loop {
-            let result = request
-                .customize()
-                .request_strategy(strategy.clone())
-                .send(&self.client)
-                .await;
-            match result {
-                Ok(output) => return Ok(output),
-                Err(error) => {
-                    let error = map_error(error, STRIPE_PROVIDER_NAME);
-                    if !error.is_retryable() || retry >= self.config.max_retries {
-                        return Err(error);
-                    }
-                    let pause = self.backoff(retry, &error);
-                    // Kind and status only: messages and keys stay out of logs.
-                    tracing::warn!(
-                        kind = %error.kind(),
-                        status = ?match &error {
-                            ProviderError::Unavailable { status, .. } => *status,
-                            _ => None,
-                        },
-                        retry = retry + 1,
-                        max_retries = self.config.max_retries,
-                        pause_ms = pause.as_millis() as u64,
-                        "retrying a Stripe call with the same idempotency key"
-                    );
-                    tokio::time::sleep(pause).await;
-                    retry += 1;
-                }
-            }
-        }
+        send(&self.client, &self.config, request, call, deadline(&self.config)).await
+    }
+
+    /// The currency of an intent, for amounts the trait gives without one
+    /// (captures and refunds): read from Stripe within `by`.
+    async fn intent_currency(&self, intent_id: &str, by: Instant) -> Result<Currency, ProviderError> {
+        let intent = send(
+            &self.client,
+            &self.config,
+            &RetrievePaymentIntent::new(intent_id),
+            Call::Read,
+            by,
+        )
+        .await?;
+        Ok(intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)?.currency)
     }
 
     /// The refund, with its intent resolved through the charge when Stripe did not name it.
     async fn fetch_refund(&self, refund_id: &str) -> Result<Refund, ProviderError> {
-        let refund = self.execute(&RetrieveRefund::new(refund_id), None).await?;
+        let refund = self.execute(&RetrieveRefund::new(refund_id), Call::Read).await?;
         if refund_names_intent(&refund) {
             return refund_from_stripe(&refund, STRIPE_PROVIDER_NAME, None);
         }
         let expanded = RetrieveRefund::new(refund_id).expand(vec!["charge".to_owned()]);
-        let refund = self.execute(&expanded, None).await?;
+        let refund = self.execute(&expanded, Call::Read).await?;
         refund_from_stripe(&refund, STRIPE_PROVIDER_NAME, None)
     }
 
@@ -252,7 +214,7 @@ impl StripeProvider {
             .and_then(Value::as_str)
             .ok_or_else(|| invalid_event("charge.refunded event without a charge id"))?;
         let listed = self
-            .execute(&ListRefund::new().charge(charge_id).limit(1), None)
+            .execute(&ListRefund::new().charge(charge_id).limit(1), Call::Read)
             .await?;
         let refund = listed
             .data
@@ -285,7 +247,7 @@ impl PaymentProvider for StripeProvider {
             CaptureMethod::Manual => PaymentIntentCaptureMethod::Manual,
         };
         let mut create = CreatePaymentIntent::new(
-            request.amount.minor_units(),
+            WireAmountRules::STRIPE.charge_to_wire(request.amount)?,
             stripe_currency(request.amount.currency()),
         )
         .capture_method(capture_method)
@@ -314,12 +276,14 @@ impl PaymentProvider for StripeProvider {
         if let Some(email) = request.receipt_email {
             create = create.receipt_email(email);
         }
-        let intent = self.execute(&create, Some(key)).await?;
+        let intent = self.execute(&create, Call::Write(key)).await?;
         intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent, ProviderError> {
-        let intent = self.execute(&RetrievePaymentIntent::new(intent_id), None).await?;
+        let intent = self
+            .execute(&RetrievePaymentIntent::new(intent_id), Call::Read)
+            .await?;
         intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
     }
 
@@ -333,7 +297,7 @@ impl PaymentProvider for StripeProvider {
         if let Some(amount) = request.amount {
             // The currency goes along, so an amount is never read in another currency.
             update = update
-                .amount(amount.minor_units())
+                .amount(WireAmountRules::STRIPE.charge_to_wire(amount)?)
                 .currency(stripe_currency(amount.currency()));
         }
         if let Some(metadata) = request.metadata {
@@ -343,7 +307,7 @@ impl PaymentProvider for StripeProvider {
         if let Some(description) = request.description {
             update = update.description(description);
         }
-        let intent = self.execute(&update, Some(key)).await?;
+        let intent = self.execute(&update, Call::Write(key)).await?;
         intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
     }
 
@@ -363,7 +327,7 @@ impl PaymentProvider for StripeProvider {
         if request.off_session {
             confirm = confirm.off_session(ConfirmPaymentIntentOffSession::Bool(true));
         }
-        let intent = self.execute(&confirm, Some(key)).await?;
+        let intent = self.execute(&confirm, Call::Write(key)).await?;
         intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
     }
 
@@ -373,11 +337,17 @@ impl PaymentProvider for StripeProvider {
         request: CaptureIntent,
         key: &IdempotencyKey,
     ) -> Result<PaymentIntent, ProviderError> {
+        let by = deadline(&self.config);
         let mut capture = CapturePaymentIntent::new(intent_id);
         if let Some(amount) = request.amount_to_capture {
-            capture = capture.amount_to_capture(amount);
+            let currency = self.intent_currency(intent_id, by).await?;
+            capture = capture.amount_to_capture(WireAmountRules::STRIPE.to_wire(
+                amount,
+                currency,
+                "amount_to_capture",
+            )?);
         }
-        let intent = self.execute(&capture, Some(key)).await?;
+        let intent = send(&self.client, &self.config, &capture, Call::Write(key), by).await?;
         intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
     }
 
@@ -404,7 +374,7 @@ impl PaymentProvider for StripeProvider {
             };
             cancel = cancel.cancellation_reason(reason);
         }
-        let intent = self.execute(&cancel, Some(key)).await?;
+        let intent = self.execute(&cancel, Call::Write(key)).await?;
         intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
     }
 
@@ -413,9 +383,11 @@ impl PaymentProvider for StripeProvider {
         request: CreateRefund,
         key: &IdempotencyKey,
     ) -> Result<Refund, ProviderError> {
+        let by = deadline(&self.config);
         let mut create = StripeCreateRefund::new().payment_intent(request.payment_intent.clone());
         if let Some(amount) = request.amount {
-            create = create.amount(amount);
+            let currency = self.intent_currency(&request.payment_intent, by).await?;
+            create = create.amount(WireAmountRules::STRIPE.to_wire(amount, currency, "amount")?);
         }
         if let Some(reason) = request.reason {
             let reason = match reason.as_str() {
@@ -435,7 +407,7 @@ impl PaymentProvider for StripeProvider {
         if !request.metadata.is_empty() {
             create = create.metadata(stripe_metadata(&request.metadata));
         }
-        let refund = self.execute(&create, Some(key)).await?;
+        let refund = send(&self.client, &self.config, &create, Call::Write(key), by).await?;
         refund_from_stripe(&refund, STRIPE_PROVIDER_NAME, Some(request.payment_intent))
     }
 
@@ -458,7 +430,7 @@ impl PaymentProvider for StripeProvider {
         if !request.metadata.is_empty() {
             create = create.metadata(stripe_metadata(&request.metadata));
         }
-        let customer = self.execute(&create, Some(key)).await?;
+        let customer = self.execute(&create, Call::Write(key)).await?;
         Ok(customer_from_stripe(&customer, STRIPE_PROVIDER_NAME))
     }
 
@@ -469,7 +441,7 @@ impl PaymentProvider for StripeProvider {
         key: &IdempotencyKey,
     ) -> Result<SavedPaymentMethod, ProviderError> {
         let attach = AttachPaymentMethod::new(payment_method_id).customer(customer_id);
-        let method = self.execute(&attach, Some(key)).await?;
+        let method = self.execute(&attach, Call::Write(key)).await?;
         Ok(method_from_stripe(&method, STRIPE_PROVIDER_NAME))
     }
 
@@ -486,7 +458,7 @@ impl PaymentProvider for StripeProvider {
             if let Some(after) = &after {
                 list = list.starting_after(after.clone());
             }
-            let page = self.execute(&list, None).await?;
+            let page = self.execute(&list, Call::Read).await?;
             methods.extend(
                 page.data
                     .iter()
@@ -506,7 +478,7 @@ impl PaymentProvider for StripeProvider {
         key: &IdempotencyKey,
     ) -> Result<SavedPaymentMethod, ProviderError> {
         let method = self
-            .execute(&DetachPaymentMethod::new(payment_method_id), Some(key))
+            .execute(&DetachPaymentMethod::new(payment_method_id), Call::Write(key))
             .await?;
         Ok(method_from_stripe(&method, STRIPE_PROVIDER_NAME))
     }
@@ -601,22 +573,6 @@ mod tests {
             "http://127.0.0.1:1/"
         );
         assert!(normalize_api_base("127.0.0.1:1").is_err());
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let mut config = StripeConfig::new("sk_test_x");
-        config.retry_backoff = Duration::from_millis(100);
-        let provider = StripeProvider::new(config).unwrap();
-        let outage = ProviderError::unavailable("down");
-        assert_eq!(provider.backoff(0, &outage), Duration::from_millis(100));
-        assert_eq!(provider.backoff(2, &outage), Duration::from_millis(400));
-        assert_eq!(provider.backoff(40, &outage), MAX_BACKOFF);
-        let limited = ProviderError::RateLimited {
-            retry_after: Some(Duration::from_secs(2)),
-            message: "slow down".into(),
-        };
-        assert_eq!(provider.backoff(0, &limited), Duration::from_secs(2));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use gateway_core::signature::{verify_header as verify_signature, SignatureError};
 use gateway_core::{
     CaptureMethod, Currency, IntentStatus, Metadata, NextAction, PaymentErrorDetails, PaymentIntent, Refund,
-    RefundStatus, UnixTimestamp, VerifiedWebhook, WebhookError, WebhookRequest,
+    RefundStatus, UnixTimestamp, VerifiedWebhook, WebhookError, WebhookRequest, WireAmountRules,
 };
 use serde_json::Value;
 
@@ -95,6 +95,15 @@ fn metadata_field(object: &Value) -> Metadata {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// An amount field in ISO 4217 minor units of `currency`, from Stripe's wire units.
+fn amount_field(object: &Value, key: &'static str, currency: Currency) -> Result<i64, Incomplete> {
+    object
+        .get(key)
+        .and_then(Value::as_i64)
+        .and_then(|wire| WireAmountRules::STRIPE.from_wire(wire, currency))
+        .ok_or(Incomplete(key))
 }
 
 fn currency_field(object: &Value) -> Result<Currency, Incomplete> {
@@ -183,13 +192,14 @@ pub(crate) fn intent_from_event_object(
         _ => return Err(Incomplete("capture_method")),
     };
     let created = int("created")?;
+    let currency = currency_field(object)?;
     Ok(PaymentIntent {
         id,
         provider: provider.to_owned(),
-        amount: int("amount")?,
-        amount_received: int("amount_received")?,
-        amount_capturable: int("amount_capturable")?,
-        currency: currency_field(object)?,
+        amount: amount_field(object, "amount", currency)?,
+        amount_received: amount_field(object, "amount_received", currency)?,
+        amount_capturable: amount_field(object, "amount_capturable", currency)?,
+        currency,
         status,
         capture_method,
         customer: id_field(object, "customer"),
@@ -220,17 +230,15 @@ pub(crate) fn refund_from_event_object(
         Some(status) => refund_status(status).ok_or(Incomplete("status"))?,
         None => return Err(Incomplete("status")),
     };
+    let currency = currency_field(object)?;
     Ok(Refund {
         id: str_field(object, "id").ok_or(Incomplete("id"))?,
         provider: provider.to_owned(),
         payment_intent: id_field(object, "payment_intent")
             .or_else(|| payment_intent.map(str::to_owned))
             .ok_or(Incomplete("payment_intent"))?,
-        amount: object
-            .get("amount")
-            .and_then(Value::as_i64)
-            .ok_or(Incomplete("amount"))?,
-        currency: currency_field(object)?,
+        amount: amount_field(object, "amount", currency)?,
+        currency,
         status,
         reason: str_field(object, "reason"),
         failure_reason: str_field(object, "failure_reason"),

@@ -174,6 +174,27 @@ async fn refund_events() {
 }
 
 #[tokio::test]
+async fn event_amounts_are_read_in_iso_minor_units() {
+    let server = MockServer::start().await;
+    let stripe = stripe(&server);
+    // Stripe writes ISK 500 as 50000 and MGA 500.00 as 500.
+    let isk = intent(json!({
+        "id": "pi_isk", "currency": "isk", "amount": 50_000, "amount_received": 50_000,
+        "amount_capturable": 0, "status": "succeeded",
+    }));
+    let succeeded = deliver(&stripe, &event("payment_intent.succeeded", isk)).await;
+    let paid = intent_of(&succeeded);
+    assert_eq!((paid.amount, paid.amount_received), (500, 500));
+    let refund = with(
+        resource("refund"),
+        json!({"id": "re_mga", "amount": 500, "currency": "mga", "payment_intent": "pi_mga", "status": "succeeded"}),
+    );
+    let refunded = deliver(&stripe, &event("refund.created", refund)).await;
+    assert_eq!(refunded.refund().unwrap().amount, 50_000);
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn charge_refunded_in_an_older_shape_reads_the_charges_refund_list() {
     let server = MockServer::start().await;
     let stripe = stripe(&server);

@@ -1,12 +1,13 @@
 //! StripeProvider against a local HTTP stub whose bodies are Stripe's own
-//! fixtures: the exact requests each operation sends, how responses map,
-//! each error class, retries and timeouts. No test leaves 127.0.0.1.
+//! fixtures: the exact requests each operation sends, how responses map, and
+//! each error class (retries and deadlines: `transport.rs`; wire amounts:
+//! `amounts.rs`). No test leaves 127.0.0.1.
 
 mod common;
 
-use std::time::Duration;
-
-use common::{form, intent, key, provider, resource, with};
+use common::{
+    header, intent, key, pairs, provider, requests, resource, sorted_form, stripe_error, stub, with, QUICK,
+};
 use gateway_core::{
     CancelIntent, CaptureIntent, CaptureMethod, ConfirmIntent, CreateCustomer, CreateIntent, CreateRefund,
     Currency, IntentStatus, Money, NextAction, PaymentProvider, ProviderError, ProviderErrorKind,
@@ -14,45 +15,7 @@ use gateway_core::{
 };
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const QUICK: Duration = Duration::from_secs(5);
-
-async fn stub(server: &MockServer, verb: &str, route: &str, status: u16, body: Value) {
-    Mock::given(method(verb))
-        .and(path(route))
-        .respond_with(ResponseTemplate::new(status).set_body_json(body))
-        .mount(server)
-        .await;
-}
-
-async fn requests(server: &MockServer) -> Vec<Request> {
-    server.received_requests().await.expect("recording is on")
-}
-
-fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-fn sorted_form(request: &Request) -> Vec<(String, String)> {
-    let mut pairs = form(&request.body);
-    pairs.sort();
-    pairs
-}
-
-fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut pairs: Vec<_> = expected
-        .iter()
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect();
-    pairs.sort();
-    pairs
-}
-
-/// Stripe's error envelope (fixtures3.json has no error objects): `{"error": {...}}`.
-fn stripe_error(fields: Value) -> Value {
-    json!({ "error": fields })
-}
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 #[tokio::test]
 async fn create_intent_sends_every_parameter_and_the_idempotency_key() {
@@ -268,7 +231,7 @@ async fn retrieve_update_confirm_capture_cancel() {
     assert_eq!(canceled.cancellation_reason.as_deref(), Some("duplicate"));
 
     let sent = requests(&server).await;
-    assert_eq!(sent.len(), 5);
+    assert_eq!(sent.len(), 6);
     assert_eq!(sent[0].method.as_str(), "GET");
     assert_eq!(header(&sent[0], "idempotency-key"), None, "reads carry no key");
     assert!(sent[0].body.is_empty());
@@ -290,11 +253,16 @@ async fn retrieve_update_confirm_capture_cancel() {
             ("return_url", "https://shop.example/back")
         ])
     );
-    assert_eq!(header(&sent[3], "idempotency-key"), Some("k-capture"));
-    assert_eq!(sorted_form(&sent[3]), pairs(&[("amount_to_capture", "4000")]));
-    assert_eq!(header(&sent[4], "idempotency-key"), Some("k-cancel"));
+    // A partial capture reads the intent's currency first, to send Stripe's wire units.
     assert_eq!(
-        sorted_form(&sent[4]),
+        (sent[3].method.as_str(), sent[3].url.path()),
+        ("GET", "/v1/payment_intents/pi_life")
+    );
+    assert_eq!(header(&sent[4], "idempotency-key"), Some("k-capture"));
+    assert_eq!(sorted_form(&sent[4]), pairs(&[("amount_to_capture", "4000")]));
+    assert_eq!(header(&sent[5], "idempotency-key"), Some("k-cancel"));
+    assert_eq!(
+        sorted_form(&sent[5]),
         pairs(&[("cancellation_reason", "duplicate")])
     );
 }
@@ -347,6 +315,8 @@ async fn refunds_full_and_partial() {
         json!({"id": "re_1", "amount": 400, "payment_intent": "pi_paid", "reason": "requested_by_customer", "metadata": {"ticket": "T-9"}}),
     );
     stub(&server, "POST", "/v1/refunds", 200, refund).await;
+    let paid = intent(json!({"id": "pi_paid", "status": "succeeded", "amount_received": 1099}));
+    stub(&server, "GET", "/v1/payment_intents/pi_paid", 200, paid).await;
     let stripe = provider(&server, 0, QUICK);
     let mut request = CreateRefund::partial("pi_paid", 400);
     request.reason = Some("requested_by_customer".into());
@@ -365,6 +335,13 @@ async fn refunds_full_and_partial() {
         .await
         .unwrap();
     let sent = requests(&server).await;
+    assert_eq!(
+        sent.len(),
+        3,
+        "the partial refund read the intent's currency first"
+    );
+    assert_eq!(sent[0].method.as_str(), "GET");
+    let sent = &sent[1..];
     assert_eq!(header(&sent[0], "idempotency-key"), Some("k-refund"));
     assert_eq!(
         sorted_form(&sent[0]),
@@ -665,163 +642,4 @@ async fn each_error_class_over_http() {
     let bad_key = confirm("pi_key").await;
     assert_eq!(bad_key.kind(), ProviderErrorKind::Other);
     assert!(!bad_key.to_string().contains("sk_test_stub_key"));
-}
-
-#[tokio::test]
-async fn a_503_then_200_is_retried_with_the_same_key() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payment_intents"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(stripe_error(
-            json!({"type": "api_error", "message": "Service unavailable"}),
-        )))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    stub(
-        &server,
-        "POST",
-        "/v1/payment_intents",
-        200,
-        intent(json!({"id": "pi_retry", "status": "succeeded"})),
-    )
-    .await;
-    let stripe = provider(&server, 2, QUICK);
-    let mut request = CreateIntent::new(Money::parse("10.99", Currency::USD).unwrap());
-    request.payment_method = Some("pm_card_visa".into());
-    request.confirm = true;
-    let created = stripe.create_intent(request, &key("order-7")).await.unwrap();
-    assert_eq!(created.id, "pi_retry");
-    let sent = requests(&server).await;
-    assert_eq!(sent.len(), 2);
-    assert_eq!(header(&sent[0], "idempotency-key"), Some("order-7"));
-    assert_eq!(header(&sent[1], "idempotency-key"), Some("order-7"));
-    assert_eq!(sent[0].body, sent[1].body, "the retry sends the same parameters");
-}
-
-#[tokio::test]
-async fn retries_stop_after_max_retries() {
-    let server = MockServer::start().await;
-    stub(
-        &server,
-        "GET",
-        "/v1/payment_intents/pi_flaky",
-        502,
-        stripe_error(json!({"type": "api_error", "message": "Bad gateway"})),
-    )
-    .await;
-    let stripe = provider(&server, 2, QUICK);
-    let error = stripe.retrieve_intent("pi_flaky").await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ProviderError::Unavailable {
-                status: Some(502),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_eq!(requests(&server).await.len(), 3, "one try and two retries");
-}
-
-#[tokio::test]
-async fn a_slow_stripe_times_out_as_retryable() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payment_intents/pi_slow/capture"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(intent(json!({"id": "pi_slow"})))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .mount(&server)
-        .await;
-    let stripe = provider(&server, 1, Duration::from_millis(200));
-    let started = std::time::Instant::now();
-    let error = stripe
-        .capture_intent("pi_slow", CaptureIntent::default(), &key("k-slow"))
-        .await
-        .unwrap_err();
-    assert_eq!(error.kind(), ProviderErrorKind::Unavailable);
-    assert!(error.is_retryable());
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
-    let sent = requests(&server).await;
-    assert_eq!(sent.len(), 2, "the timed-out attempt was retried once");
-    assert!(sent
-        .iter()
-        .all(|request| header(request, "idempotency-key") == Some("k-slow")));
-}
-
-#[tokio::test]
-async fn an_unreachable_stripe_is_unavailable() {
-    // Bind then drop a listener: nothing answers on that port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config =
-        gateway_stripe::StripeConfig::new("sk_test_x").with_api_base(format!("http://127.0.0.1:{port}"));
-    config.max_retries = 0;
-    config.timeout = QUICK;
-    let stripe = gateway_stripe::StripeProvider::new(config).unwrap();
-    let error = stripe.retrieve_intent("pi_x").await.unwrap_err();
-    assert_eq!(error.kind(), ProviderErrorKind::Unavailable, "{error:?}");
-}
-
-#[tokio::test]
-async fn a_rate_limit_is_retried_and_an_invalid_request_is_not() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/refunds"))
-        .respond_with(ResponseTemplate::new(429).set_body_json(stripe_error(
-            json!({"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests."}),
-        )))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    let refund = with(
-        resource("refund"),
-        json!({"id": "re_after_429", "payment_intent": "pi_paid"}),
-    );
-    stub(&server, "POST", "/v1/refunds", 200, refund).await;
-    stub(
-        &server,
-        "POST",
-        "/v1/payment_intents/pi_bad",
-        400,
-        stripe_error(json!({"type": "invalid_request_error", "code": "amount_too_small", "param": "amount", "message": "Amount must be at least 50 cents."})),
-    )
-    .await;
-    let stripe = provider(&server, 3, QUICK);
-    let refund = stripe
-        .create_refund(CreateRefund::full("pi_paid"), &key("k-429"))
-        .await
-        .unwrap();
-    assert_eq!(refund.id, "re_after_429");
-    let sent = requests(&server).await;
-    assert_eq!(sent.len(), 2);
-    assert!(sent
-        .iter()
-        .all(|request| header(request, "idempotency-key") == Some("k-429")));
-
-    let update = UpdateIntent {
-        amount: Some(Money::from_minor(10, Currency::USD).unwrap()),
-        ..UpdateIntent::default()
-    };
-    let error = stripe
-        .update_intent("pi_bad", update, &key("k-400"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, ProviderError::InvalidRequest { param: Some(ref p), .. } if p == "amount"));
-    assert_eq!(
-        requests(&server).await.len(),
-        3,
-        "an invalid request is sent once"
-    );
 }

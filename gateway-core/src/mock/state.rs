@@ -19,6 +19,7 @@ use crate::provider::{
 };
 use crate::refund::{Refund, RefundStatus};
 use crate::webhook::{EventObject, ProviderEvent};
+use crate::wire_amount::WireAmountRules;
 
 /// Where the mock's 3-D Secure pages pretend to live.
 pub(super) const THREE_DS_URL_BASE: &str = "https://mock-3ds.gateway.invalid/authenticate/";
@@ -173,6 +174,7 @@ impl Account {
     }
 
     pub(super) fn create_intent(&mut self, request: CreateIntent) -> Result<PaymentIntent, ProviderError> {
+        WireAmountRules::STRIPE.charge_to_wire(request.amount)?;
         if let Some(customer) = &request.customer {
             if !self.customers.contains_key(customer) {
                 return Err(missing("customer", "customer", customer));
@@ -258,6 +260,7 @@ impl Account {
                     ),
                 ));
             }
+            WireAmountRules::STRIPE.charge_to_wire(amount)?;
             intent.amount = amount.minor_units();
         }
         if let Some(metadata) = request.metadata {
@@ -427,6 +430,7 @@ impl Account {
                 ),
             ));
         }
+        WireAmountRules::STRIPE.to_wire(amount, intent.currency, "amount_to_capture")?;
         self.tick();
         intent.amount_received = amount;
         intent.amount_capturable = 0;
@@ -498,6 +502,7 @@ impl Account {
                 format!("Refund amount must be between 1 and the {remaining} not yet refunded."),
             ));
         }
+        WireAmountRules::STRIPE.to_wire(amount, intent.currency, "amount")?;
         let created = self.tick();
         let status = match self.refund_outcome(&intent) {
             RefundOutcome::PendingThenSucceed => RefundStatus::Pending,

@@ -37,11 +37,26 @@ async fn create_and_read_a_payment() {
         .await;
     assert_eq!(jpy["amount"], "1500");
     let kwd = server
-        .pay(r#"{"amount": 1.234, "currency": "KWD", "payment_method": "pm_card_visa"}"#)
+        .pay(r#"{"amount": 1.230, "currency": "KWD", "payment_method": "pm_card_visa"}"#)
         .await;
-    assert_eq!(kwd["amount"], "1.234");
-    let cents = server.pay(&payment_body("0.10", "pm_card_visa", "")).await;
-    assert_eq!(cents["amount"], "0.10");
+    assert_eq!(kwd["amount"], "1.230");
+    let cents = server.pay(&payment_body("0.50", "pm_card_visa", "")).await;
+    assert_eq!(cents["amount"], "0.50");
+    // What Stripe would refuse (a last digit other than 0, under the minimum) is a 400.
+    for (body, code) in [
+        (
+            r#"{"amount": 1.234, "currency": "KWD", "payment_method": "pm_card_visa"}"#,
+            "invalid_charge_amount",
+        ),
+        (
+            r#"{"amount": 0.10, "currency": "USD", "payment_method": "pm_card_visa"}"#,
+            "amount_too_small",
+        ),
+    ] {
+        let refused = server.post("/v1/payments", body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+        assert_eq!(refused.code(), code);
+    }
     server.stop().await;
 }
 

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use gateway_core::IdempotencyKey;
 use gateway_stripe::{StripeConfig, StripeProvider};
-use serde_json::Value;
-use wiremock::MockServer;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// A timeout no test should reach.
+pub const QUICK: Duration = Duration::from_secs(5);
 
 /// `../shared/fixtures/<name>` from the workspace root.
 pub fn fixture_path(name: &str) -> PathBuf {
@@ -95,4 +99,45 @@ fn decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8(out).unwrap()
+}
+
+/// Answers `verb route` with `status` and `body`, every time.
+pub async fn stub(server: &MockServer, verb: &str, route: &str, status: u16, body: Value) {
+    Mock::given(method(verb))
+        .and(path(route))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(server)
+        .await;
+}
+
+/// What the stub received, in order.
+pub async fn requests(server: &MockServer) -> Vec<Request> {
+    server.received_requests().await.expect("recording is on")
+}
+
+/// A request header as text.
+pub fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// A request's form parameters, sorted.
+pub fn sorted_form(request: &Request) -> Vec<(String, String)> {
+    let mut pairs = form(&request.body);
+    pairs.sort();
+    pairs
+}
+
+/// Expected form parameters, sorted.
+pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = expected
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Stripe's error envelope (fixtures3.json has no error objects): `{"error": {...}}`.
+pub fn stripe_error(fields: Value) -> Value {
+    json!({ "error": fields })
 }
