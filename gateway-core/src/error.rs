@@ -299,7 +299,10 @@ mod tests {
         assert!(ProviderError::unavailable("down").outcome_unknown());
         let unread = ProviderError::outcome_unknown_with("timed out after sending");
         assert!(unread.outcome_unknown());
-        assert!(!unread.is_retryable(), "a call that may have run is resolved, not blindly retried");
+        assert!(
+            !unread.is_retryable(),
+            "a call that may have run is resolved, not blindly retried"
+        );
         assert_eq!(unread.kind().to_string(), "provider_outcome_unknown");
         assert!(!ProviderError::invalid(None, None, "bad").outcome_unknown());
     }

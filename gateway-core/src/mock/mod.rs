@@ -102,10 +102,7 @@ impl Fault {
     pub fn hides_a_carried_out_call(&self) -> bool {
         matches!(
             self,
-            Fault::LostResponse
-                | Fault::ServerErrorAfter
-                | Fault::TimeoutAfterSend
-                | Fault::UnreadableReply
+            Fault::LostResponse | Fault::ServerErrorAfter | Fault::TimeoutAfterSend | Fault::UnreadableReply
         )
     }
 
@@ -452,7 +449,9 @@ impl MockProvider {
                 .faults
                 .iter()
                 .position(|(only, _)| only.is_none_or(|only| only == operation));
-            position.and_then(|index| inner.faults.remove(index)).map(|(_, fault)| fault)
+            position
+                .and_then(|index| inner.faults.remove(index))
+                .map(|(_, fault)| fault)
         };
         if let Some(refusal) = fault.as_ref().and_then(Fault::refusal) {
             return Err(refusal);

@@ -520,8 +520,13 @@ impl Account {
             created,
         };
         self.refunds.insert(refund.id.clone(), refund.clone());
-        self.log
-            .record(MovementKind::Refund, &refund.payment_intent, Some(&refund.id), amount, created);
+        self.log.record(
+            MovementKind::Refund,
+            &refund.payment_intent,
+            Some(&refund.id),
+            amount,
+            created,
+        );
         self.emit(
             "charge.refunded",
             EventObject::Refund {

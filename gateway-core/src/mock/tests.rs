@@ -465,7 +465,13 @@ async fn a_500_before_changes_nothing_and_a_retry_runs_the_call() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ProviderError::Unavailable { status: Some(500), .. }),
+        matches!(
+            error,
+            ProviderError::Unavailable {
+                status: Some(500),
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.outcome_unknown(), "the caller cannot know nothing happened");
@@ -490,7 +496,13 @@ async fn a_500_after_charges_and_the_same_key_replays_the_500() {
         .await
         .unwrap_err();
     assert!(
-        matches!(first, ProviderError::Unavailable { status: Some(500), .. }),
+        matches!(
+            first,
+            ProviderError::Unavailable {
+                status: Some(500),
+                ..
+            }
+        ),
         "{first:?}"
     );
     assert_eq!(mock.stats().charges_made, 1, "carried out before the 500");
@@ -503,7 +515,13 @@ async fn a_500_after_charges_and_the_same_key_replays_the_500() {
         first.to_string(),
         "Stripe replays the stored 500 for the same key"
     );
-    assert!(matches!(again, ProviderError::Unavailable { status: Some(500), .. }));
+    assert!(matches!(
+        again,
+        ProviderError::Unavailable {
+            status: Some(500),
+            ..
+        }
+    ));
     assert_eq!(mock.stats().charges_made, 1);
     let ledger = mock.ledger();
     assert_eq!(ledger.intents.len(), 1);
@@ -538,7 +556,11 @@ async fn a_timeout_after_sending_and_an_unreadable_reply_leave_the_outcome_unkno
             .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
             .await
             .unwrap();
-        assert_eq!(replayed, mock.ledger().intents[0], "{fault:?}: the key replays the result");
+        assert_eq!(
+            replayed,
+            mock.ledger().intents[0],
+            "{fault:?}: the key replays the result"
+        );
         assert_eq!(mock.stats().charges_made, 1, "{fault:?}");
     }
     assert!(!Fault::ServerErrorBefore.hides_a_carried_out_call());
@@ -826,7 +848,10 @@ async fn default_accounts_have_ids_and_webhook_secrets_of_their_own() {
     assert_ne!(first.webhook_secret, second.webhook_secret);
     assert_ne!(first.webhook_secret, "whsec_mock", "no public default secret");
     let ids: Vec<String> = futures_free_ids(&[first, second]).await;
-    assert_ne!(ids[0], ids[1], "ids do not repeat from one account (process) to the next");
+    assert_ne!(
+        ids[0], ids[1],
+        "ids do not repeat from one account (process) to the next"
+    );
     let fixed = MockConfig::deterministic(7);
     assert_eq!(fixed.webhook_secret, MockConfig::deterministic(7).webhook_secret);
     assert_eq!(fixed.seed, 7);

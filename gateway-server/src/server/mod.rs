@@ -276,6 +276,13 @@ impl RunningServer {
         &self.state.bus
     }
 
+    /// Runs one reconciliation pass now over every pending payment, whatever
+    /// `reconcile.after` says; returns how many payments it checked. For
+    /// tests that heal a scenario before checking it against the provider.
+    pub async fn reconcile_now(&self) -> usize {
+        crate::app::reconcile::reconcile_pending_now(&self.state, 8).await
+    }
+
     /// Stops accepting, finishes in-flight requests, stops the background
     /// tasks and the delivery worker, and waits.
     pub async fn stop(mut self) {

@@ -8,6 +8,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod faults;
 pub mod merchant_endpoint;
 pub mod postgres;
 

@@ -218,7 +218,10 @@ async fn bad_webhooks_are_refused_and_nothing_is_stored() {
         (vec![("Mock-Signature", secret.as_str())], Some(&garbage)),
         (vec![("Mock-Signature", secret.as_str())], Some("{not json")),
         (
-            vec![("Mock-Signature", secret.as_str()), ("Content-Type", "text/plain")],
+            vec![
+                ("Mock-Signature", secret.as_str()),
+                ("Content-Type", "text/plain"),
+            ],
             Some(&body),
         ),
     ];
