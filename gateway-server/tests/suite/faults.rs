@@ -510,3 +510,54 @@ async fn faults_ambiguous_then_retried_re_serialized() {
 async fn faults_mixed() {
     run_class(FaultClass::Mixed).await;
 }
+
+/// The checker can fail: a charge made at the provider behind the gateway's
+/// back (no payment row, a second charge under a key the gateway used) and a
+/// refund it never heard of are reported, whatever the gateway does right.
+#[actix_web::test]
+async fn the_checker_reports_charges_and_refunds_the_gateway_never_stored() {
+    use gateway_core::{CreateIntent, CreateRefund, Currency, IdempotencyKey, Money, PaymentProvider};
+
+    let receiver = Receiver::start(&[]).await;
+    let mut world = World::start(1, FaultClass::Baseline.chaos(), receiver).await;
+    let reply = world
+        .request(payment_step(
+            "pay-1",
+            2_500,
+            &[("payment_method", json!("pm_card_visa"))],
+        ))
+        .await;
+    let paid = accepted(&reply).expect("the payment goes through");
+    let mut behind_its_back = CreateIntent::new(Money::from_minor(2_500, Currency::USD).unwrap());
+    behind_its_back.payment_method = Some("pm_card_visa".into());
+    behind_its_back.confirm = true;
+    behind_its_back
+        .metadata
+        .insert(crate::common::faults::CLIENT_KEY.into(), "pay-1".into());
+    let key = IdempotencyKey::new("not-the-gateway").unwrap();
+    world.mock.create_intent(behind_its_back, &key).await.unwrap();
+    let refund = CreateRefund {
+        payment_intent: paid["provider_ref"].as_str().unwrap().to_owned(),
+        amount: Some(700),
+        reason: None,
+        metadata: Default::default(),
+    };
+    let refund_key = IdempotencyKey::new("a-dashboard-refund").unwrap();
+    world.mock.create_refund(refund, &refund_key).await.unwrap();
+    world.heal().await;
+    let report = world.check(1, "planted".to_owned()).await;
+    let broken: Vec<&str> = report.violations.iter().map(|v| v.invariant).collect();
+    for invariant in [
+        "one_charge_per_key",
+        "one_row_per_charge",
+        "refunds_match_provider",
+        "one_row_per_refund",
+        "one_event_per_final_state",
+    ] {
+        assert!(
+            broken.contains(&invariant),
+            "{invariant} not reported:\n{}",
+            report.render()
+        );
+    }
+}
