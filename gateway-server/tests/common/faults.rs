@@ -204,6 +204,9 @@ fn retryable(reply: &Reply) -> bool {
 fn summary(reply: &Reply) -> String {
     let code = reply.body["error"]["code"].as_str();
     let status = reply.body["data"]["status"].as_str();
+    if reply.body.is_null() {
+        return format!("{} {}", reply.status.as_u16(), reply.text);
+    }
     format!(
         "{}{}{}{}",
         reply.status.as_u16(),
@@ -291,16 +294,29 @@ impl World {
         self.violations.push(Violation { invariant, detail });
     }
 
+    /// Posts `text` for `step`. No answer at all (the connection broke, or
+    /// the client's 30 s timeout ran out) is shown as a 504 with the reason,
+    /// which the client retries like any answer that leaves the outcome open.
     async fn send(&self, step: &Step, text: &str) -> Reply {
-        self.server()
-            .send(
+        let server = self.server();
+        let sent = server
+            .try_send(
                 "POST",
                 &step.path,
-                Some(&self.server().key),
+                Some(&server.key),
                 &[("Idempotency-Key", &step.key)],
                 Some(text),
             )
-            .await
+            .await;
+        sent.unwrap_or_else(|error| Reply {
+            status: awc::http::StatusCode::GATEWAY_TIMEOUT,
+            body: Value::Null,
+            replayed: false,
+            retry_after: None,
+            request_id: None,
+            content_type: None,
+            text: format!("no answer: {error}"),
+        })
     }
 
     /// The client sends `step`, perhaps under an injected provider fault,
@@ -475,8 +491,9 @@ impl World {
             .expect("signed")
             .to_owned();
         let body = String::from_utf8(request.body.clone()).expect("JSON");
+        // 0 in the trace: no answer (the provider would retry it later).
         self.server()
-            .send(
+            .try_send(
                 "POST",
                 "/v1/webhooks/mock",
                 None,
@@ -484,8 +501,7 @@ impl World {
                 Some(&body),
             )
             .await
-            .status
-            .as_u16()
+            .map_or(0, |reply| reply.status.as_u16())
     }
 
     /// Heals the scenario as production would: every webhook delivered (still
