@@ -27,19 +27,23 @@ use crate::common::{backend, Backend};
 /// scenario); never weaken the checker instead.
 const KNOWN_FAILING: &[FaultClass] = &[
     // A declined payment's stale `payment_intent.created` moves it back to
-    // pending, and its `payment_failed` sends a second `payment.failed` (issue 11: ordering).
+    // pending (the row then disagrees with the provider, and reconciliation
+    // does not look at it), and its `payment_failed` sends a second
+    // `payment.failed` (issue 11, ordering): seeds 2000011, 3000002, 4000003, 6000002.
     FaultClass::WebhooksInOrder,
     FaultClass::WebhookChaos,
     FaultClass::Restarts,
     FaultClass::RefusedBefore,
-    // The fingerprint covers the body's bytes: an equivalent body is refused 422,
-    // and after an ambiguous first try it charges, refunds, saves again.
+    // The fingerprint and the provider keys cover the body's bytes: an
+    // equivalent body is refused 422 (5000001); after an ambiguous first
+    // try it charges, refunds, makes a customer and attaches a card again (11000000).
     FaultClass::Reserialized,
     FaultClass::AmbiguousReserialized,
-    // Carried out, answer hidden: no in-progress record (another body runs),
-    // a retry after the webhook is refused 409/422, a refund learned from its
-    // webhook is stored and counted again by the retry, a replayed 500 leaves
-    // a charge with no payment row.
+    // Carried out, answer hidden: no in-progress record, so another body
+    // under the key runs (8000000, 9000000); a retry after the webhook told
+    // the gateway is refused 409/422 though the call ran (9000000, 10000000);
+    // a refund learned from its webhook is stored and counted again by the
+    // retry (7000010); a replayed 500 leaves a charge with no payment row (8000000).
     FaultClass::LostResponse,
     FaultClass::ServerErrorAfter,
     FaultClass::TimeoutAfterSend,
