@@ -34,6 +34,11 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.map.get(key)
     }
 
+    /// Every value, in no particular order.
+    pub(super) fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values()
+    }
+
     /// Inserts or replaces; a new key past the limit evicts the oldest.
     pub(super) fn insert(&mut self, key: K, value: V) {
         let Some(limit) = self.limit else {

@@ -1,4 +1,5 @@
-//! [`MockProvider`]: Stripe's test mode in memory, deterministic, for tests and the sandbox.
+//! [`MockProvider`]: Stripe's test mode in memory, for tests and the sandbox
+//! (deterministic for a given seed: [`MockConfig::deterministic`]).
 //!
 //! ```
 //! use gateway_core::{CreateIntent, Currency, IdempotencyKey, IntentStatus, Money, MockProvider, PaymentProvider};
@@ -33,7 +34,11 @@
 mod bounded;
 mod cards;
 mod ids;
+mod ledger;
+mod random;
 mod state;
+
+pub use self::ledger::{Ledger, LedgerMethod, MoneyMovement, MovementKind};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -58,7 +63,12 @@ use crate::webhook::{ProviderEvent, VerifiedWebhook, WebhookError, WebhookReques
 /// The header carrying the mock's webhook secret.
 pub const MOCK_SIGNATURE_HEADER: &str = "Mock-Signature";
 
-/// A fault the mock injects into the next call it receives.
+/// A fault the mock injects into the next call it receives (or the next
+/// call of one operation, with [`MockProvider::inject_fault_on`]).
+///
+/// Faults "before" leave the account untouched; faults "after" carry the
+/// call out (money may move) and then keep its answer from the caller, the
+/// ways a real provider's answer goes missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
@@ -72,6 +82,80 @@ pub enum Fault {
     /// and then the response is lost: the caller sees `Unavailable`.
     /// A retry with the same key gets the saved result, not a second charge.
     LostResponse,
+    /// The provider answers 500 before doing anything (nothing is saved
+    /// under the key: a retry runs the call).
+    ServerErrorBefore,
+    /// The call is carried out, then the provider answers 500 and, as
+    /// Stripe does, saves that 500 under the idempotency key: a retry with
+    /// the same key replays the 500, never the result.
+    ServerErrorAfter,
+    /// The call is carried out and its result saved under the key, but the
+    /// answer never arrives (the caller's timeout after sending):
+    /// [`ProviderError::OutcomeUnknown`] without a status.
+    TimeoutAfterSend,
+    /// The call is carried out and its result saved under the key, but the
+    /// reply cannot be parsed: [`ProviderError::OutcomeUnknown`] with status 200.
+    UnreadableReply,
+}
+
+impl Fault {
+    /// Whether the call is carried out although its answer never reaches
+    /// the caller (money may have moved: the outcome is unknown to it).
+    pub fn hides_a_carried_out_call(&self) -> bool {
+        matches!(
+            self,
+            Fault::LostResponse | Fault::ServerErrorAfter | Fault::TimeoutAfterSend | Fault::UnreadableReply
+        )
+    }
+
+    /// The error the caller sees in place of the answer, if the fault hides it.
+    fn hiding_error(&self) -> Option<ProviderError> {
+        match self {
+            Fault::LostResponse => Some(ProviderError::Unavailable {
+                status: None,
+                message: "connection reset after the request was sent (injected)".to_owned(),
+                source: None,
+            }),
+            Fault::ServerErrorAfter => Some(server_error()),
+            Fault::TimeoutAfterSend => Some(ProviderError::OutcomeUnknown {
+                status: None,
+                message: "timed out waiting for the answer after sending the request (injected)".to_owned(),
+                source: None,
+            }),
+            Fault::UnreadableReply => Some(ProviderError::OutcomeUnknown {
+                status: Some(200),
+                message: "the reply could not be parsed (injected)".to_owned(),
+                source: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The error the call fails with before anything happens, for faults "before".
+    fn refusal(&self) -> Option<ProviderError> {
+        match self {
+            Fault::Unavailable => Some(ProviderError::Unavailable {
+                status: Some(503),
+                message: "mock provider unavailable (injected)".to_owned(),
+                source: None,
+            }),
+            Fault::RateLimited => Some(ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(1)),
+                message: "mock provider rate limit (injected)".to_owned(),
+            }),
+            Fault::ServerErrorBefore => Some(server_error()),
+            _ => None,
+        }
+    }
+}
+
+/// Stripe's answer to a request that hit an error on its side.
+fn server_error() -> ProviderError {
+    ProviderError::Unavailable {
+        status: Some(500),
+        message: "An unknown error occurred (injected 500)".to_owned(),
+        source: None,
+    }
 }
 
 /// How the mock account starts.
@@ -79,11 +163,13 @@ pub enum Fault {
 pub struct MockConfig {
     /// The provider name it reports (default `mock`).
     pub name: String,
-    /// Seed for ids: the same seed gives the same ids.
+    /// Seed for ids: the same seed gives the same ids (random by default,
+    /// so ids never repeat across processes; [`MockConfig::deterministic`] fixes it).
     pub seed: u64,
     /// The clock's start; every change moves it one second.
     pub start_time: UnixTimestamp,
-    /// The value webhooks must carry in [`MOCK_SIGNATURE_HEADER`].
+    /// The value webhooks must carry in [`MOCK_SIGNATURE_HEADER`] (random
+    /// by default, so no public value opens a gateway's mock endpoint).
     pub webhook_secret: String,
     /// How much the account remembers (everything, by default).
     pub retention: Retention,
@@ -117,14 +203,31 @@ impl Retention {
 }
 
 impl Default for MockConfig {
+    /// A random id seed and webhook secret, the clock at 2023-11-14, everything kept.
     fn default() -> Self {
         MockConfig {
             name: "mock".to_owned(),
-            seed: 42,
+            seed: random::random_u64(),
             start_time: 1_700_000_000,
-            webhook_secret: "whsec_mock".to_owned(),
+            webhook_secret: format!(
+                "whsec_mock_{:016x}{:016x}",
+                random::random_u64(),
+                random::random_u64()
+            ),
             retention: Retention::default(),
             capabilities: Capabilities::FULL,
+        }
+    }
+}
+
+impl MockConfig {
+    /// A configuration a test can replay: ids from `seed`, and a webhook
+    /// secret derived from it (`whsec_mock_seed_{seed}`).
+    pub fn deterministic(seed: u64) -> Self {
+        MockConfig {
+            seed,
+            webhook_secret: format!("whsec_mock_seed_{seed}"),
+            ..MockConfig::default()
         }
     }
 }
@@ -203,7 +306,8 @@ outcome_as!(as_payment_methods, PaymentMethods, Vec<SavedPaymentMethod>);
 struct Inner {
     account: Account,
     idempotency: BoundedMap<IdempotencyKey, (Call, Result<Outcome, ProviderError>)>,
-    faults: VecDeque<Fault>,
+    /// Injected faults in order, each for any operation or one named operation.
+    faults: VecDeque<(Option<&'static str>, Fault)>,
     stats: MockStats,
     webhook_secret: String,
 }
@@ -226,7 +330,8 @@ impl Default for MockProvider {
 }
 
 impl MockProvider {
-    /// A mock account with the default configuration (seed 42, clock at 2023-11-14).
+    /// A mock account with the default configuration (random ids and
+    /// webhook secret, clock at 2023-11-14).
     pub fn new() -> Self {
         MockProvider::with_config(MockConfig::default())
     }
@@ -259,7 +364,28 @@ impl MockProvider {
 
     /// Queues a fault for the next call the mock receives (faults apply in order, one per call).
     pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push_back(fault);
+        self.lock().faults.push_back((None, fault));
+    }
+
+    /// Queues a fault for the next call of `operation` (`create_intent`,
+    /// `confirm_intent`, `create_refund`, …); calls of other operations pass it by.
+    pub fn inject_fault_on(&self, operation: &'static str, fault: Fault) {
+        self.lock().faults.push_back((Some(operation), fault));
+    }
+
+    /// Removes the faults not applied yet; returns how many there were.
+    pub fn clear_faults(&self) -> usize {
+        let mut inner = self.lock();
+        let pending = inner.faults.len();
+        inner.faults.clear();
+        pending
+    }
+
+    /// The provider's truth: every intent, refund, customer and payment
+    /// method, and every movement of money with the idempotency key of the
+    /// call that made it.
+    pub fn ledger(&self) -> Ledger {
+        self.lock().account.ledger()
     }
 
     /// The counters so far.
@@ -329,25 +455,21 @@ impl MockProvider {
         let fault = {
             let mut inner = self.lock();
             *inner.stats.calls.entry(operation).or_default() += 1;
-            inner.faults.pop_front()
+            let position = inner
+                .faults
+                .iter()
+                .position(|(only, _)| only.is_none_or(|only| only == operation));
+            position
+                .and_then(|index| inner.faults.remove(index))
+                .map(|(_, fault)| fault)
         };
-        match &fault {
-            Some(Fault::Unavailable) => {
-                return Err(ProviderError::Unavailable {
-                    status: Some(503),
-                    message: "mock provider unavailable (injected)".to_owned(),
-                    source: None,
-                })
-            }
-            Some(Fault::RateLimited) => {
-                return Err(ProviderError::RateLimited {
-                    retry_after: Some(Duration::from_secs(1)),
-                    message: "mock provider rate limit (injected)".to_owned(),
-                })
-            }
-            Some(Fault::Slow(delay)) => tokio::time::sleep(*delay).await,
-            Some(Fault::LostResponse) | None => {}
+        if let Some(refusal) = fault.as_ref().and_then(Fault::refusal) {
+            return Err(refusal);
         }
+        if let Some(Fault::Slow(delay)) = &fault {
+            tokio::time::sleep(*delay).await;
+        }
+        let hidden = fault.as_ref().and_then(Fault::hiding_error);
         let result = {
             let mut inner = self.lock();
             let inner = &mut *inner;
@@ -363,9 +485,16 @@ impl MockProvider {
                         ),
                     }),
                     None => {
+                        inner.account.log.begin_call(Some(key));
                         let result = execute(&mut inner.account);
+                        inner.account.log.end_call();
                         *inner.stats.executed.entry(operation).or_default() += 1;
-                        inner.idempotency.insert(key.clone(), (call, result.clone()));
+                        // Stripe saves a 500 it answered under the key, and replays it.
+                        let saved = match &fault {
+                            Some(Fault::ServerErrorAfter) => Err(server_error()),
+                            _ => result.clone(),
+                        };
+                        inner.idempotency.insert(key.clone(), (call, saved));
                         result
                     }
                 },
@@ -375,14 +504,10 @@ impl MockProvider {
                 }
             }
         };
-        if fault == Some(Fault::LostResponse) {
-            return Err(ProviderError::Unavailable {
-                status: None,
-                message: "connection reset after the request was sent (injected)".to_owned(),
-                source: None,
-            });
+        match hidden {
+            Some(error) => Err(error),
+            None => result,
         }
-        result
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::bounded::BoundedMap;
 use super::cards::{CardOutcome, RefundOutcome, TestCard};
 use super::ids::IdGenerator;
+use super::ledger::{Ledger, LedgerMethod, MovementKind, MovementLog};
 use super::Retention;
 use crate::customer::{Customer, SavedPaymentMethod};
 use crate::error::ProviderError;
@@ -52,6 +53,8 @@ pub(super) struct Account {
     pub(super) subscribers: Vec<UnboundedSender<ProviderEvent>>,
     /// Authorizations that went through.
     pub(super) charges_made: u64,
+    /// Every movement of money, with the key of the call that made it.
+    pub(super) log: MovementLog,
 }
 
 fn unexpected_state(intent: &PaymentIntent, action: &str) -> ProviderError {
@@ -88,6 +91,7 @@ impl Account {
             event_limit: retention.events,
             subscribers: Vec::new(),
             charges_made: 0,
+            log: MovementLog::default(),
         }
     }
 
@@ -328,6 +332,8 @@ impl Account {
     /// The issuer approved: capture at once, or hold the funds for a manual capture.
     fn authorize(&mut self, mut intent: PaymentIntent) -> PaymentIntent {
         self.charges_made += 1;
+        self.log
+            .record(MovementKind::Charge, &intent.id, None, intent.amount, self.now);
         intent.next_action = None;
         intent.last_payment_error = None;
         let event = match intent.capture_method {
@@ -432,6 +438,8 @@ impl Account {
         }
         WireAmountRules::STRIPE.to_wire(amount, intent.currency, "amount_to_capture")?;
         self.tick();
+        self.log
+            .record(MovementKind::Capture, &intent.id, None, amount, self.now);
         intent.amount_received = amount;
         intent.amount_capturable = 0;
         intent.status = IntentStatus::Succeeded;
@@ -521,6 +529,13 @@ impl Account {
             created,
         };
         self.refunds.insert(refund.id.clone(), refund.clone());
+        self.log.record(
+            MovementKind::Refund,
+            &refund.payment_intent,
+            Some(&refund.id),
+            amount,
+            created,
+        );
         self.emit(
             "charge.refunded",
             EventObject::Refund {
@@ -669,5 +684,30 @@ impl Account {
         record.saved.customer = None;
         record.detached = true;
         Ok(record.saved.clone())
+    }
+
+    /// Everything the account holds, oldest first, and every movement of money.
+    pub(super) fn ledger(&self) -> Ledger {
+        let mut intents: Vec<PaymentIntent> = self.intents.values().cloned().collect();
+        intents.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let mut refunds: Vec<Refund> = self.refunds.values().cloned().collect();
+        refunds.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let mut customers: Vec<Customer> = self.customers.values().cloned().collect();
+        customers.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        let mut methods: Vec<&MethodRecord> = self.methods.values().collect();
+        methods.sort_by_key(|record| record.sequence);
+        Ledger {
+            intents,
+            refunds,
+            customers,
+            payment_methods: methods
+                .into_iter()
+                .map(|record| LedgerMethod {
+                    method: record.saved.clone(),
+                    detached: record.detached,
+                })
+                .collect(),
+            movements: self.log.movements(),
+        }
     }
 }

@@ -504,6 +504,190 @@ async fn a_lost_response_is_healed_by_retrying_the_same_key() {
     );
 }
 
+#[tokio::test]
+async fn a_500_before_changes_nothing_and_a_retry_runs_the_call() {
+    let mock = MockProvider::new();
+    mock.inject_fault(Fault::ServerErrorBefore);
+    let error = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ProviderError::Unavailable {
+                status: Some(500),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.outcome_unknown(), "the caller cannot know nothing happened");
+    let ledger = mock.ledger();
+    assert!(ledger.intents.is_empty() && ledger.movements.is_empty());
+    assert!(mock.events().is_empty());
+    let retried = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(retried.status, IntentStatus::Succeeded);
+    assert_eq!(mock.stats().charges_made, 1);
+    assert_eq!(mock.stats().replays, 0, "nothing was saved under the key");
+}
+
+#[tokio::test]
+async fn a_500_after_charges_and_the_same_key_replays_the_500() {
+    let mock = MockProvider::new();
+    mock.inject_fault(Fault::ServerErrorAfter);
+    let first = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            first,
+            ProviderError::Unavailable {
+                status: Some(500),
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    assert_eq!(mock.stats().charges_made, 1, "carried out before the 500");
+    let again = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.to_string(),
+        first.to_string(),
+        "Stripe replays the stored 500 for the same key"
+    );
+    assert!(matches!(
+        again,
+        ProviderError::Unavailable {
+            status: Some(500),
+            ..
+        }
+    ));
+    assert_eq!(mock.stats().charges_made, 1);
+    let ledger = mock.ledger();
+    assert_eq!(ledger.intents.len(), 1);
+    assert_eq!(ledger.intents[0].status, IntentStatus::Succeeded);
+    assert_eq!(
+        event_types(&mock),
+        ["payment_intent.created", "payment_intent.succeeded"],
+        "the webhooks still tell what happened"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_after_sending_and_an_unreadable_reply_leave_the_outcome_unknown() {
+    for (fault, status) in [
+        (Fault::TimeoutAfterSend, None),
+        (Fault::UnreadableReply, Some(200)),
+    ] {
+        let mock = MockProvider::new();
+        assert!(fault.hides_a_carried_out_call());
+        mock.inject_fault(fault.clone());
+        let error = mock
+            .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+            .await
+            .unwrap_err();
+        let ProviderError::OutcomeUnknown { status: seen, .. } = &error else {
+            panic!("{fault:?}: expected OutcomeUnknown, got {error:?}");
+        };
+        assert_eq!(*seen, status, "{fault:?}");
+        assert!(error.outcome_unknown() && !error.is_retryable());
+        assert_eq!(mock.stats().charges_made, 1, "{fault:?}: carried out");
+        let replayed = mock
+            .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            replayed,
+            mock.ledger().intents[0],
+            "{fault:?}: the key replays the result"
+        );
+        assert_eq!(mock.stats().charges_made, 1, "{fault:?}");
+    }
+    assert!(!Fault::ServerErrorBefore.hides_a_carried_out_call());
+    assert!(Fault::ServerErrorAfter.hides_a_carried_out_call());
+}
+
+#[tokio::test]
+async fn a_fault_on_one_operation_lets_other_calls_pass() {
+    let mock = MockProvider::new();
+    let intent = mock
+        .create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
+        .await
+        .unwrap();
+    mock.inject_fault_on("create_refund", Fault::UnreadableReply);
+    assert_eq!(mock.retrieve_intent(&intent.id).await.unwrap(), intent);
+    let refund = CreateRefund {
+        payment_intent: intent.id.clone(),
+        amount: Some(400),
+        reason: None,
+        metadata: Default::default(),
+    };
+    let error = mock.create_refund(refund.clone(), &key("r1")).await.unwrap_err();
+    assert!(matches!(error, ProviderError::OutcomeUnknown { .. }));
+    assert_eq!(mock.ledger().refunds.len(), 1, "the refund was made");
+    mock.inject_fault(Fault::Unavailable);
+    assert_eq!(mock.clear_faults(), 1);
+    assert_eq!(mock.create_refund(refund, &key("r1")).await.unwrap().amount, 400);
+}
+
+#[tokio::test]
+async fn the_ledger_names_the_key_of_every_movement_of_money() {
+    let mock = MockProvider::new();
+    let mut held = charge("30.00", "pm_card_visa");
+    held.capture_method = CaptureMethod::Manual;
+    held.metadata.insert("gateway_payment_id".into(), "pay_1".into());
+    let intent = mock.create_intent(held, &key("create")).await.unwrap();
+    let capture = CaptureIntent {
+        amount_to_capture: Some(2500),
+    };
+    mock.capture_intent(&intent.id, capture, &key("capture"))
+        .await
+        .unwrap();
+    let refund = CreateRefund {
+        payment_intent: intent.id.clone(),
+        amount: Some(1000),
+        reason: None,
+        metadata: Default::default(),
+    };
+    let refund = mock.create_refund(refund, &key("refund")).await.unwrap();
+    let three_ds = mock
+        .create_intent(charge("5.00", "pm_card_threeDSecure2Required"), &key("3ds"))
+        .await
+        .unwrap();
+    mock.complete_authentication(&three_ds.id, true).unwrap();
+    let ledger = mock.ledger();
+    let moved: Vec<(MovementKind, i64, Option<&str>)> = ledger
+        .movements
+        .iter()
+        .map(|m| (m.kind, m.amount, m.key.as_ref().map(|k| k.as_str())))
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            (MovementKind::Charge, 3000, Some("create")),
+            (MovementKind::Capture, 2500, Some("capture")),
+            (MovementKind::Refund, 1000, Some("refund")),
+            (MovementKind::Charge, 500, None),
+        ]
+    );
+    assert_eq!(ledger.movements[2].refund.as_deref(), Some(refund.id.as_str()));
+    assert_eq!(ledger.intents.len(), 2);
+    let first = &ledger.intents[0];
+    assert_eq!((first.amount, first.amount_received), (3000, 2500));
+    assert_eq!(first.metadata["gateway_payment_id"], "pay_1");
+    assert_eq!(ledger.refunds_of(&intent.id).map(|r| r.amount).sum::<i64>(), 1000);
+    assert_eq!(ledger.movements_of(&intent.id, MovementKind::Charge).count(), 1);
+    assert_eq!(ledger.intents[1].status, IntentStatus::Succeeded);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_slow_fault_delays_on_tokios_clock() {
     let mock = MockProvider::new();
@@ -689,13 +873,50 @@ async fn events_reach_subscribers_and_round_trip_as_webhooks() {
 
 #[tokio::test]
 async fn the_same_seed_gives_the_same_ids() {
-    let run = || async {
-        let mock = MockProvider::new();
+    let run = |config: MockConfig| async move {
+        let mock = MockProvider::with_config(config);
         mock.create_intent(charge("10.00", "pm_card_visa"), &key("k1"))
             .await
             .unwrap()
     };
-    assert_eq!(run().await, run().await);
+    assert_eq!(
+        run(MockConfig::deterministic(42)).await,
+        run(MockConfig::deterministic(42)).await
+    );
+    assert_ne!(
+        run(MockConfig::deterministic(42)).await.id,
+        run(MockConfig::deterministic(43)).await.id
+    );
+}
+
+#[tokio::test]
+async fn default_accounts_have_ids_and_webhook_secrets_of_their_own() {
+    let (first, second) = (MockConfig::default(), MockConfig::default());
+    assert_ne!(first.seed, second.seed);
+    assert_ne!(first.webhook_secret, second.webhook_secret);
+    assert_ne!(first.webhook_secret, "whsec_mock", "no public default secret");
+    let ids: Vec<String> = futures_free_ids(&[first, second]).await;
+    assert_ne!(
+        ids[0], ids[1],
+        "ids do not repeat from one account (process) to the next"
+    );
+    let fixed = MockConfig::deterministic(7);
+    assert_eq!(fixed.webhook_secret, MockConfig::deterministic(7).webhook_secret);
+    assert_eq!(fixed.seed, 7);
+}
+
+/// The first intent id of an account made from each configuration.
+async fn futures_free_ids(configs: &[MockConfig]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for config in configs {
+        let mock = MockProvider::with_config(config.clone());
+        let intent = mock
+            .create_intent(charge("1.00", "pm_card_visa"), &key("k"))
+            .await
+            .unwrap();
+        ids.push(intent.id);
+    }
+    ids
 }
 
 #[tokio::test]

@@ -314,6 +314,15 @@ impl RunningServer {
         &self.state.bus
     }
 
+    /// Runs one healing pass now, whatever the configured ages say: resolves
+    /// every unknown outcome, then reconciles every pending payment; returns
+    /// how many payments it resolved or checked. For tests that heal a
+    /// scenario before checking it against the provider.
+    pub async fn reconcile_now(&self) -> usize {
+        let resolved = crate::app::resolve::resolve_unresolved(&self.state, std::time::Duration::ZERO).await;
+        resolved + crate::app::reconcile::reconcile_pending_now(&self.state, 8).await
+    }
+
     /// Resolves now every payment whose provider call has no stored answer
     /// (as reconciliation does once such a call can no longer be in flight),
     /// whatever its age; returns how many were resolved. For operators'

@@ -8,6 +8,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod faults;
 pub mod merchant_endpoint;
 pub mod postgres;
 
@@ -275,6 +276,21 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
+        self.try_send(method, path, key, headers, body)
+            .await
+            .expect("request sent")
+    }
+
+    /// Like [`TestServer::send`]; `Err` when no answer came (the connection
+    /// broke or the client timed out), as a client sees a crash or a stall.
+    pub async fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<Reply, String> {
         let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.client.request(method, self.url(path));
         if let Some(key) = key {
@@ -293,7 +309,7 @@ impl TestServer {
             Some(body) => request.send_body(body.to_owned()).await,
             None => request.send().await,
         }
-        .expect("request sent");
+        .map_err(|error| error.to_string())?;
         let header = |name: &str| {
             response
                 .headers()
@@ -305,9 +321,13 @@ impl TestServer {
         let retry_after = header("retry-after");
         let request_id = header("request-id");
         let content_type = header("content-type");
-        let bytes = response.body().limit(8 << 20).await.expect("body read");
+        let bytes = response
+            .body()
+            .limit(8 << 20)
+            .await
+            .map_err(|error| error.to_string())?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        Reply {
+        Ok(Reply {
             status: response.status(),
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             replayed,
@@ -315,7 +335,7 @@ impl TestServer {
             request_id,
             content_type,
             text,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -8,6 +8,7 @@
 //! `postgres/cluster.rs` instead: only PostgreSQL shares a database.
 
 mod cards;
+mod faults;
 mod idempotency;
 mod inbound_sweep;
 mod merchants;
