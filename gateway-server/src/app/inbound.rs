@@ -5,6 +5,13 @@
 //! refund record, the outbox rows) commit in one transaction with the
 //! [`Change::FinishWebhookEvent`] that marks it processed, and that change
 //! fails the transaction when another run got there first.
+//!
+//! Events come in any order: a non-terminal intent state is retrieved from
+//! the provider before it is applied ([`current_intent`] says why), and a
+//! refund only moves forward ([`apply_refund`]). An event that cannot be
+//! applied yet is retried by the sweep at its next attempt time, with
+//! backoff; one about an intent whose metadata names no gateway payment is
+//! not this gateway's and is finished at once ([`without_payment`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,5 +18,6 @@ mod ordering;
 mod payments;
 mod refund_lifecycle;
 mod robustness;
+mod stripe_refunds;
 mod stripe_webhooks;
 mod webhooks;

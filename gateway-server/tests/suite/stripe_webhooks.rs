@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::common::TestServer;
 
-fn fixture_intent(changes: Value) -> Value {
+pub(super) fn fixture_intent(changes: Value) -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/fixtures/stripe-openapi/fixtures3.json"
