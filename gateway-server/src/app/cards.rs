@@ -1,7 +1,7 @@
 //! Saved cards: a card attached to the provider customer of an email (one
 //! customer per merchant, provider and email), listed, and deleted.
 
-use gateway_core::{CreateCustomer, IdempotencyKey, ProviderError};
+use gateway_core::{CreateCustomer, IdempotencyKey, PaymentProvider, ProviderError, SavedPaymentMethod};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -57,6 +57,32 @@ impl CardView {
     }
 }
 
+/// The method an attach whose answer was lost (or replayed as a 500) left on
+/// the customer: the one card method the customer has that no saved card of
+/// the merchant names. Anything else (none, or several) leaves the outcome
+/// unknown and the error stands, for a retry with the same key.
+async fn attached_unseen(
+    core: &Core,
+    provider: &dyn PaymentProvider,
+    merchant_id: &str,
+    customer_id: &str,
+    error: ProviderError,
+) -> Result<SavedPaymentMethod, ApiError> {
+    let Ok(methods) = provider.list_payment_methods(customer_id).await else {
+        return Err(error.into());
+    };
+    let saved = core.store.cards(merchant_id, None).await?;
+    let mut unsaved = methods.into_iter().filter(|method| {
+        !saved
+            .iter()
+            .any(|card| card.provider_customer_id == customer_id && card.provider_payment_method == method.id)
+    });
+    match (unsaved.next(), unsaved.next()) {
+        (Some(method), None) => Ok(method),
+        _ => Err(error.into()),
+    }
+}
+
 /// Saves a card once per `Idempotency-Key`, creating the provider customer
 /// of the email first if the merchant has none there yet.
 pub(crate) async fn create(
@@ -106,9 +132,16 @@ pub(crate) async fn create(
                 customer.id
             }
         };
-        let method = provider
+        let attached = provider
             .attach_payment_method(&customer_id, &input.payment_method_id, &attempt.step("attach")?)
-            .await?;
+            .await;
+        let method = match attached {
+            Ok(method) => method,
+            Err(error) if error.outcome_unknown() => {
+                attached_unseen(core, &*provider, &merchant_id, &customer_id, error).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
         let card = method.card.ok_or_else(|| {
             ApiError::invalid_param("payment_method_id", "the payment method is not a card")
         })?;

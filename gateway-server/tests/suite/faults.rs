@@ -20,36 +20,12 @@ use crate::common::faults::{client_metadata, minor, object, Chaos, Report, Step,
 use crate::common::merchant_endpoint::Receiver;
 use crate::common::{backend, Backend};
 
-/// The fault classes today's code fails (issue 11, "Prove it"): each still
-/// runs and prints what it broke (the first failing scenario in full), but
-/// does not fail its test; `FAULT_STRICT=1` fails them like the others.
-/// Remove a class when its fix lands (the run says when a class passes every
-/// scenario); never weaken the checker instead.
-const KNOWN_FAILING: &[FaultClass] = &[
-    // A declined payment's stale `payment_intent.created` moves it back to
-    // pending (the row then disagrees with the provider, and reconciliation
-    // does not look at it), and its `payment_failed` sends a second
-    // `payment.failed` (issue 11, ordering): seeds 2000011, 3000002, 4000003, 6000002.
-    FaultClass::WebhooksInOrder,
-    FaultClass::WebhookChaos,
-    FaultClass::Restarts,
-    FaultClass::RefusedBefore,
-    // The fingerprint and the provider keys cover the body's bytes: an
-    // equivalent body is refused 422 (5000001); after an ambiguous first
-    // try it charges, refunds, makes a customer and attaches a card again (11000000).
-    FaultClass::Reserialized,
-    FaultClass::AmbiguousReserialized,
-    // Carried out, answer hidden: no in-progress record, so another body
-    // under the key runs (8000000, 9000000); a retry after the webhook told
-    // the gateway is refused 409/422 though the call ran (9000000, 10000000);
-    // a refund learned from its webhook is stored and counted again by the
-    // retry (7000010); a replayed 500 leaves a charge with no payment row (8000000).
-    FaultClass::LostResponse,
-    FaultClass::ServerErrorAfter,
-    FaultClass::TimeoutAfterSend,
-    FaultClass::UnreadableReply,
-    FaultClass::Mixed,
-];
+/// Fault classes known to fail (none since issue 11's fixes landed): each
+/// would still run and print what it broke, without failing its test;
+/// `FAULT_STRICT=1` fails them like the others. A class goes here only with
+/// the bug behind it and its seeds; remove it when its fix lands (the run
+/// says when a class passes every scenario); never weaken the checker instead.
+const KNOWN_FAILING: &[FaultClass] = &[];
 
 /// Scenarios per class in CI, per backend (PostgreSQL servers start slower).
 const CI_SCENARIOS_SQLITE: u64 = 20;
