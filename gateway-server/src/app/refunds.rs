@@ -110,7 +110,7 @@ pub(crate) async fn create(
             )
             .with_param("amount"));
         }
-        let provider = core.provider_for(&caller.merchant_id, &payment.provider).await?;
+        let provider = core.provider_for_payment(&payment).await?;
         let request = CreateRefund {
             payment_intent: payment.intent.id.clone(),
             amount: Some(amount),
