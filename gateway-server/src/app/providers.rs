@@ -490,6 +490,8 @@ mod tests {
     use gateway_core::MockProvider;
 
     use super::*;
+    use crate::store::SqliteStore;
+    use crate::support::crypto::MasterKey;
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|name| (*name).to_owned()).collect()
@@ -580,6 +582,53 @@ mod tests {
         randomize_mock(&mut configured);
         assert_eq!(configured.get("seed"), Some("7"));
         assert_eq!(configured.get("webhook_secret"), Some("whsec_test"));
+    }
+
+    /// Which account merchant `m1` gets for the mock, `pinned` or not.
+    async fn account_of(
+        providers: &Providers,
+        store: &dyn Store,
+        sealer: &Sealer,
+        pinned: Option<ProviderAccount>,
+    ) -> Result<ProviderAccount, ProviderLookupError> {
+        let (_, account) = providers.account(store, sealer, "m1", MOCK, pinned).await?;
+        Ok(account)
+    }
+
+    #[tokio::test]
+    async fn a_pinned_account_is_that_account_or_a_typed_error() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("providers.db").display());
+        let store = SqliteStore::open(&url).await.expect("open SQLite");
+        let sealer = Sealer::new(&MasterKey::generate());
+        let mock: Arc<dyn PaymentProvider> = Arc::new(MockProvider::new());
+        let with_gateway = &providers(vec![mock], None, true).unwrap();
+        let without_gateway = &providers(Vec::new(), None, true).unwrap();
+        let lookup = |providers, pinned| account_of(providers, &store, &sealer, pinned);
+        // A merchant with no credentials of its own: new objects go to the gateway-wide account.
+        assert_eq!(lookup(with_gateway, None).await.unwrap(), ProviderAccount::Gateway);
+        assert_eq!(
+            lookup(with_gateway, Some(ProviderAccount::Gateway)).await.unwrap(),
+            ProviderAccount::Gateway
+        );
+        // A pinned account that is gone is refused, never replaced by the other.
+        for (providers, pinned) in [
+            (with_gateway, ProviderAccount::Merchant),
+            (without_gateway, ProviderAccount::Gateway),
+        ] {
+            let error = lookup(providers, Some(pinned)).await.unwrap_err();
+            assert!(
+                matches!(error, ProviderLookupError::AccountUnavailable { account, .. } if account == pinned),
+                "{error}"
+            );
+            let api = ApiError::from(error);
+            assert_eq!(api.code(), "provider_account_unavailable");
+            assert_eq!(api.status(), crate::domain::error::Status::CONFLICT);
+        }
+        assert!(matches!(
+            lookup(without_gateway, None).await,
+            Err(ProviderLookupError::NotConfigured { .. })
+        ));
     }
 
     #[test]
