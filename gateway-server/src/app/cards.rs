@@ -73,7 +73,9 @@ pub(crate) async fn create(
             .ok_or_else(|| ApiError::missing_param("provider"))?
             .to_owned(),
     };
-    let (provider, account) = core.provider_account(&caller.merchant_id, &provider_name, None).await?;
+    let (provider, account) = core
+        .provider_account(&caller.merchant_id, &provider_name, None)
+        .await?;
     idempotency::run(core, caller, post, |attempt: Attempt| async move {
         let email = input.customer_email;
         let _guard = core

@@ -66,7 +66,10 @@ impl Core {
 
     /// The account a payment was made on (resolved as for a new one when
     /// the payment predates recorded accounts).
-    pub(crate) async fn provider_for_payment(&self, row: &PaymentRow) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+    pub(crate) async fn provider_for_payment(
+        &self,
+        row: &PaymentRow,
+    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
         let (provider, _) = self
             .provider_account(&row.merchant_id, &row.provider, row.provider_account)
             .await?;
@@ -75,7 +78,10 @@ impl Core {
 
     /// The account a saved card was saved on (resolved as for a new one when
     /// the card predates recorded accounts).
-    pub(crate) async fn provider_for_card(&self, card: &CardRow) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+    pub(crate) async fn provider_for_card(
+        &self,
+        card: &CardRow,
+    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
         let (provider, _) = self
             .provider_account(&card.merchant_id, &card.provider, card.provider_account)
             .await?;

@@ -606,9 +606,14 @@ mod tests {
         let without_gateway = &providers(Vec::new(), None, true).unwrap();
         let lookup = |providers, pinned| account_of(providers, &store, &sealer, pinned);
         // A merchant with no credentials of its own: new objects go to the gateway-wide account.
-        assert_eq!(lookup(with_gateway, None).await.unwrap(), ProviderAccount::Gateway);
         assert_eq!(
-            lookup(with_gateway, Some(ProviderAccount::Gateway)).await.unwrap(),
+            lookup(with_gateway, None).await.unwrap(),
+            ProviderAccount::Gateway
+        );
+        assert_eq!(
+            lookup(with_gateway, Some(ProviderAccount::Gateway))
+                .await
+                .unwrap(),
             ProviderAccount::Gateway
         );
         // A pinned account that is gone is refused, never replaced by the other.

@@ -14,18 +14,29 @@ use crate::common::{payment_body, TestServer};
 /// the gateway-wide mock (`server.mock`), which knows nothing of its objects.
 async fn store_own_mock(server: &TestServer) {
     let reply = server
-        .put("/v1/merchant/providers", r#"{"provider": "mock", "mock": {"seed": "7"}}"#)
+        .put(
+            "/v1/merchant/providers",
+            r#"{"provider": "mock", "mock": {"seed": "7"}}"#,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }
 
 fn text(value: &Value, field: &str) -> String {
-    value[field].as_str().unwrap_or_else(|| panic!("{field} in {value}")).to_owned()
+    value[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in {value}"))
+        .to_owned()
 }
 
 /// Whether the gateway-wide mock knows the intent `provider_ref`.
 fn on_gateway_account(server: &TestServer, provider_ref: &str) -> bool {
-    server.mock.ledger().intents.iter().any(|intent| intent.id == provider_ref)
+    server
+        .mock
+        .ledger()
+        .intents
+        .iter()
+        .any(|intent| intent.id == provider_ref)
 }
 
 #[actix_web::test]
@@ -71,9 +82,7 @@ async fn older_payments_stay_on_the_account_that_made_them() {
     let calls = server.stats();
     let fresh = server.pay(&payment_body("30.00", "pm_card_visa", manual)).await;
     let fresh_id = text(&fresh, "id");
-    let captured = server
-        .post(&format!("/v1/payments/{fresh_id}/capture"), "")
-        .await;
+    let captured = server.post(&format!("/v1/payments/{fresh_id}/capture"), "").await;
     assert_eq!(captured.status, StatusCode::OK, "{}", captured.text);
     let refund = server
         .post(
@@ -84,7 +93,12 @@ async fn older_payments_stay_on_the_account_that_made_them() {
     assert_eq!(refund.status, StatusCode::OK, "{}", refund.text);
     assert!(!on_gateway_account(&server, &text(&fresh, "provider_ref")));
     let after = server.stats();
-    for operation in ["create_intent", "confirm_intent", "capture_intent", "create_refund"] {
+    for operation in [
+        "create_intent",
+        "confirm_intent",
+        "capture_intent",
+        "create_refund",
+    ] {
         assert_eq!(
             after.calls(operation),
             calls.calls(operation),
@@ -107,15 +121,17 @@ async fn a_saved_card_keeps_the_account_it_was_saved_on() {
     store_own_mock(&server).await;
 
     // The old card is charged where it was saved.
-    let charge = |card: &str| {
-        format!(r#"{{"amount": 12.00, "currency": "USD", "saved_card_id": "{card}"}}"#)
-    };
+    let charge = |card: &str| format!(r#"{{"amount": 12.00, "currency": "USD", "saved_card_id": "{card}"}}"#);
     let paid = server.pay(&charge(&old_card)).await;
     assert_eq!(paid["status"], "completed");
     let paid_ref = text(&paid, "provider_ref");
     assert!(on_gateway_account(&server, &paid_ref));
     assert_eq!(
-        server.mock.ledger().movements_of(&paid_ref, MovementKind::Charge).count(),
+        server
+            .mock
+            .ledger()
+            .movements_of(&paid_ref, MovementKind::Charge)
+            .count(),
         1
     );
     // Its refund too.

@@ -145,7 +145,15 @@ pub(crate) async fn create(
             Some(row) => (core.provider_for_payment(&row).await?, row),
             None => {
                 let key = post.key.ok().flatten();
-                let row = draft_row(caller, &attempt, &input, &provider_name, account, card.as_ref(), key);
+                let row = draft_row(
+                    caller,
+                    &attempt,
+                    &input,
+                    &provider_name,
+                    account,
+                    card.as_ref(),
+                    key,
+                );
                 attempt
                     .write_ahead(core, vec![Change::InsertPayment(Box::new(row.clone()))], &[])
                     .await?;

@@ -639,9 +639,19 @@ pub(super) async fn a_failing_change_rolls_back_its_whole_commit(backend: Backen
 /// the same email (made on another account) replaces the one before.
 pub(super) async fn provider_accounts_round_trip(backend: Backend) {
     let store = open(backend).await;
-    let mut pinned = payment("m1", "p1", intent("pi_1", IntentStatus::Succeeded, 1000, "USD"), NOW);
+    let mut pinned = payment(
+        "m1",
+        "p1",
+        intent("pi_1", IntentStatus::Succeeded, 1000, "USD"),
+        NOW,
+    );
     pinned.provider_account = Some(ProviderAccount::Merchant);
-    let legacy = payment("m1", "p2", intent("pi_2", IntentStatus::Succeeded, 1000, "USD"), NOW);
+    let legacy = payment(
+        "m1",
+        "p2",
+        intent("pi_2", IntentStatus::Succeeded, 1000, "USD"),
+        NOW,
+    );
     let customer = |id: &str, account| CustomerRow {
         merchant_id: "m1".to_owned(),
         provider: "mock".to_owned(),
@@ -686,10 +696,17 @@ pub(super) async fn provider_accounts_round_trip(backend: Backend) {
     assert_eq!(card.provider_account, Some(ProviderAccount::Gateway));
 
     store
-        .commit(vec![Change::InsertCustomer(customer("cus_merchant", ProviderAccount::Merchant))])
+        .commit(vec![Change::InsertCustomer(customer(
+            "cus_merchant",
+            ProviderAccount::Merchant,
+        ))])
         .await
         .unwrap();
-    let stored = store.customer("m1", "mock", "a@example.com").await.unwrap().unwrap();
+    let stored = store
+        .customer("m1", "mock", "a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (stored.provider_customer_id.as_str(), stored.provider_account),
         ("cus_merchant", Some(ProviderAccount::Merchant))
