@@ -24,6 +24,11 @@ pub const GATEWAY_PAYMENT_METADATA_KEY: &str = "gateway_payment_id";
 /// The metadata key naming the gateway merchant an intent belongs to.
 pub const GATEWAY_MERCHANT_METADATA_KEY: &str = "gateway_merchant_id";
 
+/// The metadata key naming the gateway refund a provider refund belongs to,
+/// set on every refund the gateway asks for, so a refund whose reply was lost
+/// is matched to its written-ahead row.
+pub const GATEWAY_REFUND_METADATA_KEY: &str = "gateway_refund_id";
+
 /// Where a payment intent is in its life, mirroring Stripe's statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

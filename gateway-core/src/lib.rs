@@ -42,7 +42,8 @@ pub use handler::{
 };
 pub use intent::{
     CaptureMethod, IntentStatus, Metadata, NextAction, PaymentErrorDetails, PaymentIntent, PaymentStatus,
-    UnixTimestamp, GATEWAY_MERCHANT_METADATA_KEY, GATEWAY_PAYMENT_METADATA_KEY, ORDER_ID_METADATA_KEY,
+    UnixTimestamp, GATEWAY_MERCHANT_METADATA_KEY, GATEWAY_PAYMENT_METADATA_KEY, GATEWAY_REFUND_METADATA_KEY,
+    ORDER_ID_METADATA_KEY,
 };
 #[cfg(feature = "mock")]
 pub use mock::MockProvider;

@@ -76,7 +76,10 @@ pub(crate) async fn create(
     let (provider, account) = core
         .provider_account(&caller.merchant_id, &provider_name, None)
         .await?;
-    idempotency::run(core, caller, post, |attempt: Attempt| async move {
+    idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
+        // The in-progress record first: a retry after an ambiguous provider
+        // call resumes with the same provider keys (one customer, one attach).
+        attempt.write_ahead(core, Vec::new(), &[]).await?;
         let email = input.customer_email;
         let _guard = core
             .customer_locks

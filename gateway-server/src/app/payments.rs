@@ -103,7 +103,10 @@ pub(crate) fn apply_refund(
 ) -> RefundApplied {
     let mut changes = Vec::new();
     let now = now_ms();
-    let row = match stored.iter().find(|row| row.refund.id == refund.id) {
+    let known = stored
+        .iter()
+        .find(|row| row.refund.id == refund.id || row.is_draft_of(&refund));
+    let row = match known {
         None => {
             let row = RefundRow {
                 id: new_id(),
@@ -139,7 +142,7 @@ pub(crate) fn apply_refund(
     };
     let mut refunds: Vec<RefundRow> = stored
         .iter()
-        .filter(|other| other.refund.id != row.refund.id)
+        .filter(|other| other.id != row.id)
         .cloned()
         .collect();
     refunds.push(row.clone());

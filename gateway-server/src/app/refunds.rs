@@ -1,6 +1,9 @@
 //! Refunds: a captured payment refunded in full or in part, and reading a refund.
 
-use gateway_core::{format_minor_units, CreateRefund, IntentStatus, Metadata};
+use gateway_core::{
+    format_minor_units, CreateRefund, IntentStatus, Metadata, Refund, RefundStatus,
+    GATEWAY_PAYMENT_METADATA_KEY, GATEWAY_REFUND_METADATA_KEY,
+};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -11,8 +14,8 @@ use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
 use crate::app::payments::{apply_refund, refunded_amount, ChangeSource};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
-use crate::store::RefundRow;
-use crate::support::clock::rfc3339;
+use crate::store::{Change, PaymentRow, RefundRow};
+use crate::support::clock::{now_ms, rfc3339};
 
 /// A validated refund request.
 #[derive(Debug)]
@@ -33,8 +36,12 @@ pub(crate) struct RefundView {
     payment_id: String,
     /// `completed`, `pending`, `failed` or `canceled`.
     status: &'static str,
-    /// The provider's reference (`re_…`).
+    /// The provider's reference (`re_…`); empty until the provider's answer is known.
     provider_ref: String,
+    /// True while the refund is written ahead and the provider's answer to
+    /// it is not known (the outcome is resolved by a retry of the same
+    /// request, or by reconciliation). Never retry it with a new key.
+    awaiting_provider: bool,
     amount: String,
     currency: &'static str,
     reason: Option<String>,
@@ -52,6 +59,7 @@ impl RefundView {
             payment_id: row.payment_id.clone(),
             status: refund.status.merchant_name(),
             provider_ref: refund.id.clone(),
+            awaiting_provider: row.provider_refund_id().is_none(),
             amount: format_minor_units(refund.amount, refund.currency),
             currency: refund.currency.code(),
             reason: refund.reason.clone(),
@@ -66,16 +74,21 @@ impl RefundView {
 /// it has captured funds, 422 for more than remains refundable.
 ///
 /// What remains is derived from the payment's refund rows, read under the
-/// lock (a failed or canceled refund no longer counts), and the provider's
-/// answer goes through [`apply_refund`] like a webhook's: if the refund's
-/// webhook was applied first, the refund is not stored or counted twice.
+/// lock (a failed or canceled refund no longer counts). Before the provider
+/// is asked, the refund is written ahead as a pending row holding its
+/// amount (no provider id yet), and its id goes into the provider refund's
+/// metadata; the provider's answer, or its webhook if that comes first, then
+/// completes that row through [`apply_refund`], so the refund is stored and
+/// counted once. An unknown outcome is answered `202` with the pending
+/// refund; a retry of the same request, or reconciliation, asks the provider
+/// again with the same key.
 pub(crate) async fn create(
     core: &Core,
     caller: &Caller,
     input: NewRefund,
     post: IdempotentRequest<'_>,
 ) -> Result<Reply, ApiError> {
-    idempotency::run(core, caller, post, |keys| async move {
+    idempotency::run(core, caller, post, |mut attempt| async move {
         let payment_id = &input.payment_id;
         let _guard = core.payment_locks.lock(payment_id.clone()).await;
         let mut payment = core
@@ -83,50 +96,150 @@ pub(crate) async fn create(
             .payment(&caller.merchant_id, payment_id)
             .await?
             .ok_or_else(|| ApiError::not_found("payment", payment_id).with_param("payment_id"))?;
-        if payment.intent.status != IntentStatus::Succeeded {
-            return Err(ApiError::conflict(
-                "payment_not_captured",
-                format!(
-                    "payment {payment_id} has no captured funds to refund (it is {})",
-                    payment.status()
-                ),
-            ));
-        }
-        let currency = payment.intent.currency;
-        let stored = core.store.refunds_of_payment(&payment.id).await?;
-        let remaining = payment.intent.amount_received - refunded_amount(&stored);
-        let amount = match &input.amount {
-            Some(raw) => amount_in(raw, currency, "amount")?.minor_units(),
-            None => remaining,
+        let mut stored = core.store.refunds_of_payment(&payment.id).await?;
+        let draft = match stored.iter().find(|row| row.id == attempt.resource_id()) {
+            // A retry of a refund its webhook or reconciliation has since completed.
+            Some(done) if done.provider_refund_id().is_some() => {
+                return Ok(Outcome {
+                    status: Status::OK,
+                    body: success_bytes(&RefundView::new(done)),
+                    changes: Vec::new(),
+                    updates: Vec::new(),
+                });
+            }
+            // A retry of this request: ask again with the same key.
+            Some(draft) => draft.clone(),
+            None => {
+                let draft = draft_refund(&payment, &stored, &input, attempt.resource_id())?;
+                attempt
+                    .write_ahead(core, vec![Change::InsertRefund(Box::new(draft.clone()))], &[])
+                    .await?;
+                stored.push(draft.clone());
+                draft
+            }
         };
-        if remaining <= 0 || amount > remaining {
-            return Err(ApiError::unprocessable(
-                "amount_too_large",
-                format!(
-                    "cannot refund {} {currency}: {} remains refundable",
-                    format_minor_units(amount, currency),
-                    format_minor_units(remaining.max(0), currency)
-                ),
-            )
-            .with_param("amount"));
-        }
         let provider = core.provider_for_payment(&payment).await?;
-        let request = CreateRefund {
-            payment_intent: payment.intent.id.clone(),
-            amount: Some(amount),
-            reason: input.reason,
-            metadata: input.metadata,
-        };
-        let refund = provider.create_refund(request, &keys.step("refund")?).await?;
-        let applied = apply_refund(&mut payment, &stored, refund, ChangeSource::Api);
-        Ok(Outcome {
-            status: Status::OK,
-            body: success_bytes(&RefundView::new(&applied.row)),
-            changes: applied.changes,
-            updates: applied.updates,
+        let result = provider
+            .create_refund(refund_request(&draft), &attempt.step("refund")?)
+            .await;
+        Ok(match result {
+            Ok(refund) => {
+                let applied = apply_refund(
+                    &mut payment,
+                    &stored,
+                    answer_to(&draft, refund),
+                    ChangeSource::Api,
+                );
+                Outcome {
+                    status: Status::OK,
+                    body: success_bytes(&RefundView::new(&applied.row)),
+                    changes: applied.changes,
+                    updates: applied.updates,
+                }
+            }
+            Err(error) if error.outcome_unknown() => Outcome {
+                status: Status::ACCEPTED,
+                body: success_bytes(&RefundView::new(&draft)),
+                changes: Vec::new(),
+                updates: Vec::new(),
+            },
+            Err(error) => {
+                // Refused: nothing exists at the provider; the held amount is released.
+                let api = ApiError::from(error);
+                Outcome {
+                    status: api.status(),
+                    body: api.body_bytes(),
+                    changes: vec![Change::DeleteDraftRefund {
+                        merchant_id: draft.merchant_id.clone(),
+                        id: draft.id.clone(),
+                    }],
+                    updates: Vec::new(),
+                }
+            }
         })
     })
     .await
+}
+
+/// The pending refund written ahead of the provider call, holding its
+/// amount; 409 unless the payment has captured funds, 422 for more than remains.
+fn draft_refund(
+    payment: &PaymentRow,
+    stored: &[RefundRow],
+    input: &NewRefund,
+    id: &str,
+) -> Result<RefundRow, ApiError> {
+    let payment_id = &payment.id;
+    if payment.intent.status != IntentStatus::Succeeded || payment.pending_step.is_some() {
+        return Err(ApiError::conflict(
+            "payment_not_captured",
+            format!(
+                "payment {payment_id} has no captured funds to refund (it is {})",
+                payment.status()
+            ),
+        ));
+    }
+    let currency = payment.intent.currency;
+    let remaining = payment.intent.amount_received - refunded_amount(stored);
+    let amount = match &input.amount {
+        Some(raw) => amount_in(raw, currency, "amount")?.minor_units(),
+        None => remaining,
+    };
+    if remaining <= 0 || amount > remaining {
+        return Err(ApiError::unprocessable(
+            "amount_too_large",
+            format!(
+                "cannot refund {} {currency}: {} remains refundable",
+                format_minor_units(amount, currency),
+                format_minor_units(remaining.max(0), currency)
+            ),
+        )
+        .with_param("amount"));
+    }
+    let mut metadata = input.metadata.clone();
+    metadata.insert(GATEWAY_REFUND_METADATA_KEY.to_owned(), id.to_owned());
+    metadata.insert(GATEWAY_PAYMENT_METADATA_KEY.to_owned(), payment_id.clone());
+    let now = now_ms();
+    Ok(RefundRow {
+        id: id.to_owned(),
+        merchant_id: payment.merchant_id.clone(),
+        payment_id: payment_id.clone(),
+        refund: Refund {
+            id: String::new(),
+            provider: payment.provider.clone(),
+            payment_intent: payment.intent.id.clone(),
+            amount,
+            currency,
+            status: RefundStatus::Pending,
+            reason: input.reason.clone(),
+            failure_reason: None,
+            metadata,
+            created: now / 1000,
+        },
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// The provider's answer to the request for `draft`, marked as that draft's
+/// refund (a provider that does not echo metadata still answers this request
+/// under its key), so it completes the draft instead of counting beside it.
+pub(crate) fn answer_to(draft: &RefundRow, mut refund: Refund) -> Refund {
+    refund
+        .metadata
+        .entry(GATEWAY_REFUND_METADATA_KEY.to_owned())
+        .or_insert_with(|| draft.id.clone());
+    refund
+}
+
+/// What the provider is asked for a written-ahead refund.
+pub(crate) fn refund_request(draft: &RefundRow) -> CreateRefund {
+    CreateRefund {
+        payment_intent: draft.refund.payment_intent.clone(),
+        amount: Some(draft.refund.amount),
+        reason: draft.refund.reason.clone(),
+        metadata: draft.refund.metadata.clone(),
+    }
 }
 
 /// A refund of the caller's merchant; 404 if there is none.

@@ -11,6 +11,11 @@
 //!   storing what it says. Resolution never starts a new money movement: a
 //!   payment created for `confirm: true` whose confirm never ran stays
 //!   `requires_confirmation` until the client retries its request.
+//! * A refund written ahead whose provider refund is not known is asked for
+//!   again with the same key: the provider replays the refund it made, or
+//!   makes it now (the merchant asked for it); a refusal releases the held
+//!   amount. Past the provider's key retention (24 h) the key may be
+//!   forgotten, so a draft that old is left for an operator and logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +25,13 @@ use gateway_core::PaymentProvider;
 use crate::app::core::Core;
 use crate::app::idempotency::ProviderKeys;
 use crate::app::payments::{
-    apply_intent_change, commit_and_publish, intent_created, ChangeSource, IntentUpdate,
+    apply_intent_change, apply_refund, commit_and_publish, intent_created, ChangeSource, IntentUpdate,
 };
 use crate::app::payments_api::intent_request;
+use crate::app::refunds::{answer_to, refund_request};
 use crate::domain::error::ApiError;
 use crate::domain::records::PendingStep;
-use crate::store::{Change, PaymentRow};
+use crate::store::{Change, PaymentRow, RefundRow};
 use crate::support::clock::now_ms;
 
 /// How long after its last change a row's pending call is taken as ended:
@@ -35,18 +41,32 @@ pub(crate) const UNRESOLVED_AFTER: Duration = Duration::from_secs(60);
 /// How many rows one pass resolves.
 const BATCH: u32 = 200;
 
-/// Resolves every payment whose pending call last changed more than `after` ago.
-/// Returns how many were resolved.
+/// How old a written-ahead refund may be for its key to be asked again: under
+/// the 24 hours providers keep idempotency keys.
+const REFUND_REPLAY_WINDOW_MS: i64 = 23 * 60 * 60 * 1000;
+
+/// Resolves every payment whose pending call last changed more than `after`
+/// ago, and every refund written ahead that long ago. Returns how many were resolved.
 pub(crate) async fn resolve_unresolved(state: &Arc<Core>, after: Duration) -> usize {
     let before = now_ms() - after.as_millis() as i64;
+    let mut resolved = 0;
+    match state.store.draft_refunds(before, BATCH).await {
+        Ok(drafts) => {
+            for draft in drafts {
+                if resolve_refund(state, draft).await {
+                    resolved += 1;
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "listing refunds with unknown outcomes failed"),
+    }
     let rows = match state.store.unresolved_payments(before, BATCH).await {
         Ok(rows) => rows,
         Err(error) => {
             tracing::warn!(%error, "listing payments with unknown outcomes failed");
-            return 0;
+            return resolved;
         }
     };
-    let mut resolved = 0;
     for row in rows {
         if resolve_one(state, row).await {
             resolved += 1;
@@ -85,6 +105,69 @@ async fn resolve_one(state: &Core, seen: PaymentRow) -> bool {
         }
         Err(error) => {
             tracing::warn!(payment = %payment, %error, "storing a resolved payment failed");
+            false
+        }
+    }
+}
+
+/// Asks the provider again for one written-ahead refund, under its payment's lock.
+async fn resolve_refund(state: &Core, draft: RefundRow) -> bool {
+    if draft.created_at < now_ms() - REFUND_REPLAY_WINDOW_MS {
+        tracing::error!(
+            refund = %draft.id,
+            payment = %draft.payment_id,
+            "a refund's outcome stayed unknown past the provider's key retention; check it at the provider"
+        );
+        return false;
+    }
+    let _guard = state.payment_locks.lock(draft.payment_id.clone()).await;
+    let (Ok(Some(mut payment)), Ok(stored)) = (
+        state.store.payment(&draft.merchant_id, &draft.payment_id).await,
+        state.store.refunds_of_payment(&draft.payment_id).await,
+    ) else {
+        return false;
+    };
+    if !stored
+        .iter()
+        .any(|row| row.id == draft.id && row.provider_refund_id().is_none())
+    {
+        return false;
+    }
+    let Ok(provider) = state.provider_for_payment(&payment).await else {
+        return false;
+    };
+    let Ok(key) =
+        ProviderKeys::for_resource(&draft.merchant_id, &draft.id).and_then(|keys| keys.step("refund"))
+    else {
+        return false;
+    };
+    let (changes, updates) = match provider.create_refund(refund_request(&draft), &key).await {
+        Ok(refund) => {
+            let applied = apply_refund(
+                &mut payment,
+                &stored,
+                answer_to(&draft, refund),
+                ChangeSource::Reconcile,
+            );
+            (applied.changes, applied.updates)
+        }
+        Err(error) if error.outcome_unknown() => {
+            tracing::warn!(refund = %draft.id, %error, "the provider could not resolve a refund yet");
+            return false;
+        }
+        Err(error) => {
+            tracing::info!(refund = %draft.id, %error, "the provider refused a drafted refund; releasing it");
+            let release = Change::DeleteDraftRefund {
+                merchant_id: draft.merchant_id.clone(),
+                id: draft.id.clone(),
+            };
+            (vec![release], Vec::new())
+        }
+    };
+    match commit_and_publish(state, changes, &updates).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(refund = %draft.id, %error, "storing a resolved refund failed");
             false
         }
     }

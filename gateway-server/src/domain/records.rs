@@ -131,6 +131,21 @@ pub(crate) struct RefundRow {
     pub(crate) updated_at: i64,
 }
 
+impl RefundRow {
+    /// The provider's refund id, `None` while the refund is written ahead
+    /// and its provider refund not known yet.
+    pub(crate) fn provider_refund_id(&self) -> Option<&str> {
+        (!self.refund.id.is_empty()).then_some(self.refund.id.as_str())
+    }
+
+    /// Whether `refund` is the provider's refund of this written-ahead row
+    /// (its metadata names the row).
+    pub(crate) fn is_draft_of(&self, refund: &Refund) -> bool {
+        self.refund.id.is_empty()
+            && refund.metadata.get(gateway_core::GATEWAY_REFUND_METADATA_KEY) == Some(&self.id)
+    }
+}
+
 /// A provider customer the gateway created for a merchant's customer email.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct CustomerRow {

@@ -138,6 +138,12 @@ pub(crate) enum Change {
     /// with [`Change::update_payment`]): it applies only if the stored row
     /// is still at the version before, else the commit fails with [`StoreError::Conflict`].
     UpdatePayment(Box<PaymentRow>),
+    /// Removes a written-ahead refund the provider refused (one with no
+    /// provider refund id; a row with one is never removed).
+    DeleteDraftRefund {
+        merchant_id: String,
+        id: String,
+    },
     /// Removes a written-ahead payment the provider refused to create (one
     /// that has no provider intent; a row with one is never removed).
     DeleteDraftPayment {
@@ -267,6 +273,9 @@ pub(crate) trait PaymentStore: Send + Sync {
     /// Payments still pending whose row last changed before `updated_before`,
     /// oldest first (not those waiting on a provider answer: see `unresolved_payments`).
     async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError>;
+    /// Refunds written ahead whose provider refund is not known (no provider
+    /// refund id), created before `created_before`, oldest first.
+    async fn draft_refunds(&self, created_before: i64, limit: u32) -> Result<Vec<RefundRow>, StoreError>;
     /// Payments with a provider call whose answer is not stored (a
     /// [`PendingStep`](crate::domain::records::PendingStep)), last changed
     /// before `updated_before`, oldest first.

@@ -146,6 +146,18 @@ macro_rules! shared_reads {
                 convert(rows)
             }
 
+            async fn draft_refunds(&self, created_before: i64, limit: u32) -> Result<Vec<RefundRow>, StoreError> {
+                let rows = sqlx::query_as::<_, RefundRecord>(
+                    "SELECT * FROM refunds WHERE provider_refund_id IS NULL AND created_at < $1 \
+                     ORDER BY created_at LIMIT $2",
+                )
+                .bind(created_before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$pool)
+                .await?;
+                convert(rows)
+            }
+
             async fn unresolved_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError> {
                 let rows = sqlx::query_as::<_, PaymentRecord>(
                     "SELECT * FROM payments WHERE pending_step IS NOT NULL AND updated_at < $1 \

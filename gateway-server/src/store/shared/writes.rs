@@ -194,6 +194,13 @@ macro_rules! shared_writes {
                         return Err(StoreError::Conflict("the payment changed since it was read"));
                     }
                 }
+                Change::DeleteDraftRefund { merchant_id, id } => {
+                    sqlx::query("DELETE FROM refunds WHERE id = $1 AND merchant_id = $2 AND provider_refund_id IS NULL")
+                        .bind(id)
+                        .bind(merchant_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Change::DeleteDraftPayment { merchant_id, id } => {
                     sqlx::query("DELETE FROM payments WHERE id = $1 AND merchant_id = $2 AND provider_ref = ''")
                         .bind(id)
@@ -210,7 +217,7 @@ macro_rules! shared_writes {
                     .bind(&r.id)
                     .bind(&r.merchant_id)
                     .bind(&r.payment_id)
-                    .bind(&r.refund.id)
+                    .bind(r.provider_refund_id())
                     .bind(to_json(&r.refund)?)
                     .bind(r.refund.status.as_str())
                     .bind(r.created_at)
@@ -223,12 +230,13 @@ macro_rules! shared_writes {
                 }
                 Change::UpdateRefund(r) => {
                     sqlx::query(
-                        "UPDATE refunds SET refund = $1, status = $2, updated_at = $3 \
-                         WHERE id = $4 AND merchant_id = $5",
+                        "UPDATE refunds SET refund = $1, status = $2, updated_at = $3, provider_refund_id = $4 \
+                         WHERE id = $5 AND merchant_id = $6",
                     )
                     .bind(to_json(&r.refund)?)
                     .bind(r.refund.status.as_str())
                     .bind(r.updated_at)
+                    .bind(r.provider_refund_id())
                     .bind(&r.id)
                     .bind(&r.merchant_id)
                     .execute(&mut *conn)
