@@ -61,6 +61,13 @@ pub(crate) fn apply_intent_change(
     let previous_status = row.status();
     row.intent = intent;
     row.updated_at = now_ms();
+    // The provider's state of a known intent answers a call on it whose outcome was unknown.
+    if matches!(
+        row.pending_step,
+        Some(PendingStep::Confirm | PendingStep::Capture | PendingStep::Cancel)
+    ) {
+        row.pending_step = None;
+    }
     let update = IntentUpdate {
         kind: UpdateKind::IntentChanged,
         source,

@@ -197,7 +197,12 @@ impl TestServer {
 /// Whether a client retries this answer (the outcome is not known yet).
 fn retryable(reply: &Reply) -> bool {
     let status = reply.status.as_u16();
-    status >= 500 || status == 429 || (status == 409 && reply.text.contains("in_progress"))
+    let code = reply.body["error"]["code"].as_str();
+    // 202: the provider's answer is not known yet; the API says to retry with the same key.
+    status == 202
+        || status >= 500
+        || status == 429
+        || (status == 409 && matches!(code, Some("idempotency_key_in_use" | "payment_outcome_unknown")))
 }
 
 /// A short form of an answer for the trace.
