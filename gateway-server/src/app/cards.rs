@@ -99,7 +99,9 @@ pub(crate) async fn create(
             .ok_or_else(|| ApiError::missing_param("provider"))?
             .to_owned(),
     };
-    let provider = core.provider_for(&caller.merchant_id, &provider_name).await?;
+    let (provider, account) = core
+        .provider_account(&caller.merchant_id, &provider_name, None)
+        .await?;
     idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
         // The in-progress record first: a retry after an ambiguous provider
         // call resumes with the same provider keys (one customer, one attach).
@@ -111,7 +113,10 @@ pub(crate) async fn create(
             .await;
         let merchant_id = caller.merchant_id.to_string();
         let mut changes = Vec::new();
-        let customer_id = match core.store.customer(&merchant_id, &provider_name, &email).await? {
+        // A customer of another account (or of an unrecorded one) is unknown
+        // here: a new one replaces it, the cards saved on it keep theirs.
+        let stored = core.store.customer(&merchant_id, &provider_name, &email).await?;
+        let customer_id = match stored.filter(|customer| customer.provider_account == Some(account)) {
             Some(customer) => customer.provider_customer_id,
             None => {
                 let request = CreateCustomer {
@@ -127,6 +132,7 @@ pub(crate) async fn create(
                     provider: provider_name.clone(),
                     email: email.clone(),
                     provider_customer_id: customer.id.clone(),
+                    provider_account: Some(account),
                     created_at: now_ms(),
                 }));
                 customer.id
@@ -165,6 +171,7 @@ pub(crate) async fn create(
             exp_year: i64::from(card.exp_year),
             is_default,
             active: true,
+            provider_account: Some(account),
             created_at: now_ms(),
         };
         changes.push(Change::InsertCard(row.clone()));
@@ -204,7 +211,7 @@ pub(crate) async fn delete(core: &Core, caller: &Caller, id: &str) -> Result<Car
         .await?
         .filter(|card| card.active)
         .ok_or_else(|| ApiError::not_found("saved card", id))?;
-    let provider = core.provider_for(&caller.merchant_id, &card.provider).await?;
+    let provider = core.provider_for_card(&card).await?;
     let key = IdempotencyKey::new(format!("gw_detach_{}", card.id)).map_err(|_| ApiError::internal())?;
     match provider
         .detach_payment_method(&card.provider_payment_method, &key)

@@ -11,6 +11,7 @@ use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
 use crate::app::providers::Providers;
 use crate::domain::error::ApiError;
+use crate::domain::records::{CardRow, PaymentRow, ProviderAccount};
 use crate::store::{EventKey, Store};
 use crate::support::crypto::Sealer;
 use crate::support::locks::KeyedLocks;
@@ -48,16 +49,42 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// The provider account `merchant_id` uses for `name` (its own, else the
-    /// gateway-wide one), as the API answers a failed lookup.
-    pub(crate) async fn provider_for(
+    /// The provider account `merchant_id` uses for `name` and which one it
+    /// is: `pinned` when given, else its own, else the gateway-wide one (see
+    /// [`Providers::account`]), as the API answers a failed lookup.
+    pub(crate) async fn provider_account(
         &self,
         merchant_id: &str,
         name: &str,
-    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+        pinned: Option<ProviderAccount>,
+    ) -> Result<(Arc<dyn PaymentProvider>, ProviderAccount), ApiError> {
         Ok(self
             .providers
-            .for_merchant(&*self.store, &self.sealer, merchant_id, name)
+            .account(&*self.store, &self.sealer, merchant_id, name, pinned)
             .await?)
+    }
+
+    /// The account a payment was made on (resolved as for a new one when
+    /// the payment predates recorded accounts).
+    pub(crate) async fn provider_for_payment(
+        &self,
+        row: &PaymentRow,
+    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+        let (provider, _) = self
+            .provider_account(&row.merchant_id, &row.provider, row.provider_account)
+            .await?;
+        Ok(provider)
+    }
+
+    /// The account a saved card was saved on (resolved as for a new one when
+    /// the card predates recorded accounts).
+    pub(crate) async fn provider_for_card(
+        &self,
+        card: &CardRow,
+    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+        let (provider, _) = self
+            .provider_account(&card.merchant_id, &card.provider, card.provider_account)
+            .await?;
+        Ok(provider)
     }
 }

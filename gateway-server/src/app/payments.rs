@@ -299,6 +299,7 @@ mod tests {
             saved_card_id: None,
             customer_email: None,
             return_url: None,
+            provider_account: None,
             pending_step: None,
             version: 0,
             created_at: 0,

@@ -16,6 +16,7 @@ use gateway_core::{
 
 use crate::app::invalidation::CACHE_TTL;
 use crate::domain::error::ApiError;
+use crate::domain::records::ProviderAccount;
 use crate::store::{CredentialRow, Store, StoreError};
 use crate::support::crypto::Sealer;
 use crate::support::ids::{hex, random_bytes};
@@ -146,6 +147,10 @@ pub(crate) enum ProviderLookupError {
     /// Neither the merchant nor the gateway has an account of this provider.
     #[error("provider {name:?} is not configured")]
     NotConfigured { name: String, available: Vec<String> },
+    /// The account a payment, customer or card was made on is gone (the
+    /// merchant removed its credentials, or the gateway its account).
+    #[error("the {} account of provider {name:?} is not available", account.as_str())]
+    AccountUnavailable { name: String, account: ProviderAccount },
     /// The mock provider, outside sandbox mode.
     #[error("the mock provider is offered in sandbox mode only")]
     SandboxOnly,
@@ -171,6 +176,21 @@ impl From<ProviderLookupError> for ApiError {
                      or use one of: {}",
                     available.join(", ")
                 ),
+            ),
+            ProviderLookupError::AccountUnavailable { name, account } => ApiError::conflict(
+                "provider_account_unavailable",
+                match account {
+                    ProviderAccount::Merchant => format!(
+                        "this was made on the merchant's own {name:?} account, whose credentials are no longer \
+                         stored; store them again with PUT /v1/merchant/providers (another account does not \
+                         know it)"
+                    ),
+                    ProviderAccount::Gateway => format!(
+                        "this was made on the gateway-wide {name:?} account, which this gateway no longer \
+                         has; the gateway's operator must configure it again (the merchant's own account \
+                         does not know it)"
+                    ),
+                },
             ),
             ProviderLookupError::SandboxOnly => ApiError::invalid_param(
                 "provider",
@@ -338,8 +358,44 @@ impl Providers {
         ))
     }
 
-    /// The account `merchant_id` uses for `name`: its own if it stored
-    /// credentials, else the gateway-wide one; 400 naming `provider` if neither.
+    /// The account `merchant_id` uses for `name` and which one it is: the
+    /// `pinned` account when given (what a payment, customer or card was
+    /// made on), else its own if it stored credentials, else the gateway-wide
+    /// one. A pinned account that is gone is an error, never the other
+    /// account: what one account made, the other does not know.
+    pub(crate) async fn account(
+        &self,
+        store: &dyn Store,
+        sealer: &Sealer,
+        merchant_id: &str,
+        name: &str,
+        pinned: Option<ProviderAccount>,
+    ) -> Result<(Arc<dyn PaymentProvider>, ProviderAccount), ProviderLookupError> {
+        let global = || self.global.get(name).cloned();
+        let found = match pinned {
+            Some(ProviderAccount::Gateway) => global().map(|provider| (provider, ProviderAccount::Gateway)),
+            Some(ProviderAccount::Merchant) => self
+                .own(store, sealer, merchant_id, name)
+                .await?
+                .map(|provider| (provider, ProviderAccount::Merchant)),
+            None => match self.own(store, sealer, merchant_id, name).await? {
+                Some(own) => Some((own, ProviderAccount::Merchant)),
+                None => global().map(|provider| (provider, ProviderAccount::Gateway)),
+            },
+        };
+        found.ok_or_else(|| match pinned {
+            Some(account) => ProviderLookupError::AccountUnavailable {
+                name: name.to_owned(),
+                account,
+            },
+            None => ProviderLookupError::NotConfigured {
+                name: name.to_owned(),
+                available: self.global_names(),
+            },
+        })
+    }
+
+    /// The account `merchant_id` uses for `name` (see [`Providers::account`], unpinned).
     pub(crate) async fn for_merchant(
         &self,
         store: &dyn Store,
@@ -347,10 +403,22 @@ impl Providers {
         merchant_id: &str,
         name: &str,
     ) -> Result<Arc<dyn PaymentProvider>, ProviderLookupError> {
+        Ok(self.account(store, sealer, merchant_id, name, None).await?.0)
+    }
+
+    /// The merchant's own account of `name`, built from its stored
+    /// credentials (cached); `None` when it stored none.
+    async fn own(
+        &self,
+        store: &dyn Store,
+        sealer: &Sealer,
+        merchant_id: &str,
+        name: &str,
+    ) -> Result<Option<Arc<dyn PaymentProvider>>, ProviderLookupError> {
         let key = (merchant_id.to_owned(), name.to_owned());
         let cached = lock(&self.merchant).get(&key).cloned();
-        let own = match cached {
-            Some(own) if own.is_fresh() => own.provider(),
+        match cached {
+            Some(own) if own.is_fresh() => Ok(own.provider()),
             cached => {
                 let row = store
                     .credentials(merchant_id)
@@ -371,14 +439,9 @@ impl Providers {
                 };
                 let provider = own.provider();
                 lock(&self.merchant).insert(key, own);
-                provider
+                Ok(provider)
             }
-        };
-        own.or_else(|| self.global.get(name).cloned())
-            .ok_or_else(|| ProviderLookupError::NotConfigured {
-                name: name.to_owned(),
-                available: self.global_names(),
-            })
+        }
     }
 
     fn build_for(
@@ -427,6 +490,8 @@ mod tests {
     use gateway_core::MockProvider;
 
     use super::*;
+    use crate::store::SqliteStore;
+    use crate::support::crypto::MasterKey;
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|name| (*name).to_owned()).collect()
@@ -517,6 +582,58 @@ mod tests {
         randomize_mock(&mut configured);
         assert_eq!(configured.get("seed"), Some("7"));
         assert_eq!(configured.get("webhook_secret"), Some("whsec_test"));
+    }
+
+    /// Which account merchant `m1` gets for the mock, `pinned` or not.
+    async fn account_of(
+        providers: &Providers,
+        store: &dyn Store,
+        sealer: &Sealer,
+        pinned: Option<ProviderAccount>,
+    ) -> Result<ProviderAccount, ProviderLookupError> {
+        let (_, account) = providers.account(store, sealer, "m1", MOCK, pinned).await?;
+        Ok(account)
+    }
+
+    #[tokio::test]
+    async fn a_pinned_account_is_that_account_or_a_typed_error() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("providers.db").display());
+        let store = SqliteStore::open(&url).await.expect("open SQLite");
+        let sealer = Sealer::new(&MasterKey::generate());
+        let mock: Arc<dyn PaymentProvider> = Arc::new(MockProvider::new());
+        let with_gateway = &providers(vec![mock], None, true).unwrap();
+        let without_gateway = &providers(Vec::new(), None, true).unwrap();
+        let lookup = |providers, pinned| account_of(providers, &store, &sealer, pinned);
+        // A merchant with no credentials of its own: new objects go to the gateway-wide account.
+        assert_eq!(
+            lookup(with_gateway, None).await.unwrap(),
+            ProviderAccount::Gateway
+        );
+        assert_eq!(
+            lookup(with_gateway, Some(ProviderAccount::Gateway))
+                .await
+                .unwrap(),
+            ProviderAccount::Gateway
+        );
+        // A pinned account that is gone is refused, never replaced by the other.
+        for (providers, pinned) in [
+            (with_gateway, ProviderAccount::Merchant),
+            (without_gateway, ProviderAccount::Gateway),
+        ] {
+            let error = lookup(providers, Some(pinned)).await.unwrap_err();
+            assert!(
+                matches!(error, ProviderLookupError::AccountUnavailable { account, .. } if account == pinned),
+                "{error}"
+            );
+            let api = ApiError::from(error);
+            assert_eq!(api.code(), "provider_account_unavailable");
+            assert_eq!(api.status(), crate::domain::error::Status::CONFLICT);
+        }
+        assert!(matches!(
+            lookup(without_gateway, None).await,
+            Err(ProviderLookupError::NotConfigured { .. })
+        ));
     }
 
     #[test]

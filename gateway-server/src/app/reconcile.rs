@@ -101,11 +101,7 @@ pub(crate) async fn reconcile_one(state: &Core, row: PaymentRow) {
     let Ok(Some(mut row)) = state.store.payment(&row.merchant_id, &row.id).await else {
         return;
     };
-    let provider = match state
-        .providers
-        .for_merchant(&*state.store, &state.sealer, &row.merchant_id, &row.provider)
-        .await
-    {
+    let provider = match state.provider_for_payment(&row).await {
         Ok(provider) => provider,
         Err(_) => return,
     };

@@ -43,16 +43,7 @@ pub(crate) async fn reconcile_refund(state: &Core, row: RefundRow) {
     let Ok(Some(mut payment)) = state.store.payment(&row.merchant_id, &row.payment_id).await else {
         return;
     };
-    let provider = match state
-        .providers
-        .for_merchant(
-            &*state.store,
-            &state.sealer,
-            &payment.merchant_id,
-            &payment.provider,
-        )
-        .await
-    {
+    let provider = match state.provider_for_payment(&payment).await {
         Ok(provider) => provider,
         Err(_) => return,
     };

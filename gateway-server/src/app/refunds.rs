@@ -118,7 +118,7 @@ pub(crate) async fn create(
                 draft
             }
         };
-        let provider = core.provider_for(&caller.merchant_id, &payment.provider).await?;
+        let provider = core.provider_for_payment(&payment).await?;
         let result = provider
             .create_refund(refund_request(&draft), &attempt.step("refund")?)
             .await;

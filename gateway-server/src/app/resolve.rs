@@ -82,11 +82,7 @@ async fn resolve_one(state: &Core, seen: PaymentRow) -> bool {
         Ok(Some(row)) if row.version == seen.version && row.pending_step.is_some() => row,
         _ => return false,
     };
-    let provider = match state
-        .providers
-        .for_merchant(&*state.store, &state.sealer, &row.merchant_id, &row.provider)
-        .await
-    {
+    let provider = match state.provider_for_payment(&row).await {
         Ok(provider) => provider,
         Err(error) => {
             tracing::warn!(payment = %row.id, %error, "no provider to resolve a payment with");
@@ -137,16 +133,7 @@ async fn resolve_refund(state: &Core, draft: RefundRow) -> bool {
     {
         return false;
     }
-    let Ok(provider) = state
-        .providers
-        .for_merchant(
-            &*state.store,
-            &state.sealer,
-            &payment.merchant_id,
-            &payment.provider,
-        )
-        .await
-    else {
+    let Ok(provider) = state.provider_for_payment(&payment).await else {
         return false;
     };
     let Ok(key) =

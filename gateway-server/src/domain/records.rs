@@ -53,6 +53,9 @@ pub(crate) struct PaymentRow {
     pub(crate) saved_card_id: Option<String>,
     pub(crate) customer_email: Option<String>,
     pub(crate) return_url: Option<String>,
+    /// The account the payment was made on; later calls go to it. `None`
+    /// for payments stored before accounts were recorded.
+    pub(crate) provider_account: Option<ProviderAccount>,
     /// The provider call asked for whose answer is not stored yet: `None`
     /// once `intent` is the provider's answer (see [`PendingStep`]).
     pub(crate) pending_step: Option<PendingStep>,
@@ -150,6 +153,8 @@ pub(crate) struct CustomerRow {
     pub(crate) provider: String,
     pub(crate) email: String,
     pub(crate) provider_customer_id: String,
+    /// The account the customer was made on (`None`: stored before accounts were recorded).
+    pub(crate) provider_account: Option<ProviderAccount>,
     pub(crate) created_at: i64,
 }
 
@@ -168,7 +173,40 @@ pub(crate) struct CardRow {
     pub(crate) exp_year: i64,
     pub(crate) is_default: bool,
     pub(crate) active: bool,
+    /// The account the card was saved on; payments charging it and its
+    /// deletion go to it (`None`: stored before accounts were recorded).
+    pub(crate) provider_account: Option<ProviderAccount>,
     pub(crate) created_at: i64,
+}
+
+/// Which of a provider's accounts made a payment, customer or card: a
+/// merchant can use the gateway-wide account of a provider or its own
+/// (stored credentials), and an object of one account is unknown to the
+/// other. `as_str` is the one table of the stored names; `store` decodes the column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProviderAccount {
+    /// The gateway-wide account, configured for the whole server.
+    Gateway,
+    /// The merchant's own account, from the credentials it stored.
+    Merchant,
+}
+
+impl ProviderAccount {
+    /// Both accounts.
+    pub(crate) const ALL: [ProviderAccount; 2] = [Self::Gateway, Self::Merchant];
+
+    /// The stored name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Merchant => "merchant",
+        }
+    }
+
+    /// The account named `name`, if any.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|account| account.as_str() == name)
+    }
 }
 
 /// How long an idempotency record holds its key: 24 hours, as at Stripe.

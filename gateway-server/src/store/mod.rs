@@ -156,6 +156,8 @@ pub(crate) enum Change {
     InsertRefund(Box<RefundRow>),
     /// Stores a refund's new state (status, failure reason, `updated_at`).
     UpdateRefund(Box<RefundRow>),
+    /// Stores the provider customer of a merchant, provider and email,
+    /// replacing the one stored before (made on another account).
     InsertCustomer(CustomerRow),
     InsertCard(CardRow),
     /// Makes `card_id` the only default card of its customer email.

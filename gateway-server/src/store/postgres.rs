@@ -83,6 +83,11 @@ pub(super) fn migrator() -> Migrator {
             "write ahead",
             include_str!("../../migrations/postgres/0006_write_ahead.sql"),
         ),
+        migration(
+            7,
+            "account pinning",
+            include_str!("../../migrations/postgres/0007_account_pinning.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -8,7 +8,7 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Type};
 
 use super::{ApiKeyRow, DeliveryStatus, IdempotencyRow, PaymentRow, RefundRow, StoreError};
-use crate::domain::records::{PendingStep, StoredResponse};
+use crate::domain::records::{PendingStep, ProviderAccount, StoredResponse};
 use crate::domain::scopes::Scopes;
 
 /// The stored `state` of an idempotency record whose request is still running
@@ -31,6 +31,7 @@ pub(super) struct PaymentRecord {
     saved_card_id: Option<String>,
     customer_email: Option<String>,
     return_url: Option<String>,
+    provider_account: Option<ProviderAccount>,
     pending_step: Option<String>,
     version: i64,
     created_at: i64,
@@ -51,6 +52,7 @@ impl TryFrom<PaymentRecord> for PaymentRow {
             saved_card_id: row.saved_card_id,
             customer_email: row.customer_email,
             return_url: row.return_url,
+            provider_account: row.provider_account,
             pending_step: match row.pending_step {
                 None => None,
                 Some(name) => Some(
@@ -160,29 +162,37 @@ impl TryFrom<IdempotencyRecord> for IdempotencyRow {
     }
 }
 
-/// A delivery status is stored as its name (text).
-impl<DB: Database> Type<DB> for DeliveryStatus
-where
-    str: Type<DB>,
-{
-    fn type_info() -> DB::TypeInfo {
-        <str as Type<DB>>::type_info()
-    }
+/// A status or name stored as text: `Type` and `Decode` for each backend,
+/// the name table being the type's own `parse`.
+macro_rules! stored_as_name {
+    ($type:ty, $what:literal) => {
+        impl<DB: Database> Type<DB> for $type
+        where
+            str: Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as Type<DB>>::type_info()
+            }
 
-    fn compatible(ty: &DB::TypeInfo) -> bool {
-        <str as Type<DB>>::compatible(ty)
-    }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: Database> Decode<'r, DB> for $type
+        where
+            &'r str: Decode<'r, DB>,
+        {
+            fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
+                let name = <&str as Decode<DB>>::decode(value)?;
+                <$type>::parse(name).ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), name).into())
+            }
+        }
+    };
 }
 
-impl<'r, DB: Database> Decode<'r, DB> for DeliveryStatus
-where
-    &'r str: Decode<'r, DB>,
-{
-    fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        let name = <&str as Decode<DB>>::decode(value)?;
-        DeliveryStatus::parse(name).ok_or_else(|| format!("unknown delivery status {name:?}").into())
-    }
-}
+stored_as_name!(DeliveryStatus, "delivery status");
+stored_as_name!(ProviderAccount, "provider account");
 
 /// Converts every stored row read into its record.
 pub(super) fn convert<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>

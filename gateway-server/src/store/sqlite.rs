@@ -74,6 +74,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0005_write_ahead.sql")),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("account pinning"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0006_account_pinning.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -7,6 +7,7 @@
 //! `--test postgres`). Tests of several instances on one database go in
 //! `postgres/cluster.rs` instead: only PostgreSQL shares a database.
 
+mod account_pinning;
 mod cards;
 mod faults;
 mod idempotency;

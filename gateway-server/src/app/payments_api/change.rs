@@ -114,7 +114,7 @@ async fn change_payment(
                     .await?;
             }
         }
-        let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
+        let provider = core.provider_for_payment(&row).await?;
         let key = attempt.step(step.as_str())?;
         let result = call.send(&*provider, &row.intent.id, &key).await;
         let steps = Steps {

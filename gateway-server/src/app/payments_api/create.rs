@@ -8,7 +8,7 @@ use crate::app::core::Core;
 use crate::app::idempotency::{self, Attempt, IdempotentRequest, Reply};
 use crate::app::payments::ChangeSource;
 use crate::domain::error::ApiError;
-use crate::domain::records::PendingStep;
+use crate::domain::records::{PendingStep, ProviderAccount};
 use crate::domain::scopes::Caller;
 use crate::store::{CardRow, Change, PaymentRow};
 use crate::support::clock::now_ms;
@@ -66,12 +66,13 @@ fn provider_name(core: &Core, input: &NewPayment, card: Option<&CardRow>) -> Res
 
 /// The payment row written ahead of the provider call: its gateway id (the
 /// id reserved for the request), the draft of the intent asked for (no
-/// provider id yet) and the step to run.
+/// provider id yet), the step to run and the account it is made on.
 fn draft_row(
     caller: &Caller,
     attempt: &Attempt,
     input: &NewPayment,
     provider_name: &str,
+    account: ProviderAccount,
     card: Option<&CardRow>,
     idempotency_key: Option<&str>,
 ) -> PaymentRow {
@@ -102,6 +103,7 @@ fn draft_row(
         saved_card_id: card.map(|card| card.id.clone()),
         customer_email: input.customer_email.clone(),
         return_url: input.return_url.clone(),
+        provider_account: Some(account),
         pending_step: Some(if input.confirm {
             PendingStep::CreateConfirm
         } else {
@@ -127,22 +129,35 @@ pub(crate) async fn create(
 ) -> Result<Reply, ApiError> {
     let card = saved_card(core, caller, &input).await?;
     let provider_name = provider_name(core, &input, card.as_ref())?;
-    let provider = core.provider_for(&caller.merchant_id, &provider_name).await?;
+    // A saved card is charged on the account it was saved on.
+    let pinned = card.as_ref().and_then(|card| card.provider_account);
+    let (provider, account) = core
+        .provider_account(&caller.merchant_id, &provider_name, pinned)
+        .await?;
     idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
         let _guard = core.payment_locks.lock(attempt.resource_id().to_owned()).await;
         let stored = core
             .store
             .payment(&caller.merchant_id, attempt.resource_id())
             .await?;
-        let mut row = match stored {
-            Some(row) => row,
+        let (provider, mut row) = match stored {
+            // A resumed request goes on with the account its row was written on.
+            Some(row) => (core.provider_for_payment(&row).await?, row),
             None => {
                 let key = post.key.ok().flatten();
-                let row = draft_row(caller, &attempt, &input, &provider_name, card.as_ref(), key);
+                let row = draft_row(
+                    caller,
+                    &attempt,
+                    &input,
+                    &provider_name,
+                    account,
+                    card.as_ref(),
+                    key,
+                );
                 attempt
                     .write_ahead(core, vec![Change::InsertPayment(Box::new(row.clone()))], &[])
                     .await?;
-                row
+                (provider.clone(), row)
             }
         };
         let mut early = Vec::new();

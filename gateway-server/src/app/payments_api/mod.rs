@@ -57,7 +57,7 @@ pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<Paymen
     if row.pending_step.is_some() {
         return Ok(row);
     }
-    let provider = core.provider_for(&caller.merchant_id, &row.provider).await?;
+    let provider = core.provider_for_payment(&row).await?;
     match provider.retrieve_intent(&row.intent.id).await {
         Ok(intent) => {
             if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {

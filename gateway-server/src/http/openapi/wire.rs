@@ -32,7 +32,9 @@ pub(super) enum Cause {
     /// It reads or writes the database: 500, and 503 while the database is busy.
     Store,
     /// It calls a payment provider, whose errors map to 400 (invalid request),
-    /// 402 (declined), 404, 409 (unexpected state), 422 (amount), 429, 502
+    /// 402 (declined), 404, 409 (unexpected state, or
+    /// `provider_account_unavailable`: the account the payment or card was
+    /// made on is gone), 422 (amount), 429, 502
     /// (unexpected answer) and 503 (unavailable); see `ApiError: From<ProviderError>`.
     Provider,
     /// A status of the route's own, with what it means there.
@@ -62,7 +64,11 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
     (
         "get",
         "/v1/payments/{id}",
-        &[Store, Own(400, "The payment's provider is no longer available")],
+        &[
+            Store,
+            Own(400, "The payment's provider is no longer available"),
+            Own(409, "The provider account the payment was made on is gone (`provider_account_unavailable`)"),
+        ],
     ),
     (
         "post",

@@ -4,6 +4,7 @@
 use gateway_core::{IntentStatus, PaymentStatus};
 
 use super::*;
+use crate::domain::records::ProviderAccount;
 use crate::domain::scopes::Scopes;
 
 pub(super) async fn merchants_keys_and_credentials_round_trip(backend: Backend) {
@@ -343,6 +344,7 @@ pub(super) async fn customers_and_cards_round_trip(backend: Backend) {
         exp_year: 2030,
         is_default: false,
         active: true,
+        provider_account: None,
         created_at: at,
     };
     store
@@ -353,6 +355,7 @@ pub(super) async fn customers_and_cards_round_trip(backend: Backend) {
                 provider: "mock".to_owned(),
                 email: "a@example.com".to_owned(),
                 provider_customer_id: "cus_1".to_owned(),
+                provider_account: None,
                 created_at: NOW,
             }),
             Change::InsertCard(card("c1", "a@example.com", NOW)),
@@ -629,4 +632,89 @@ pub(super) async fn a_failing_change_rolls_back_its_whole_commit(backend: Backen
         .await
         .unwrap();
     assert!(store.idempotency("m1", "good").await.unwrap().is_some());
+}
+
+/// The account a payment, customer or card was made on is stored and read
+/// back (NULL for rows that predate it), and a customer stored again for
+/// the same email (made on another account) replaces the one before.
+pub(super) async fn provider_accounts_round_trip(backend: Backend) {
+    let store = open(backend).await;
+    let mut pinned = payment(
+        "m1",
+        "p1",
+        intent("pi_1", IntentStatus::Succeeded, 1000, "USD"),
+        NOW,
+    );
+    pinned.provider_account = Some(ProviderAccount::Merchant);
+    let legacy = payment(
+        "m1",
+        "p2",
+        intent("pi_2", IntentStatus::Succeeded, 1000, "USD"),
+        NOW,
+    );
+    let customer = |id: &str, account| CustomerRow {
+        merchant_id: "m1".to_owned(),
+        provider: "mock".to_owned(),
+        email: "a@example.com".to_owned(),
+        provider_customer_id: id.to_owned(),
+        provider_account: Some(account),
+        created_at: NOW,
+    };
+    let card = CardRow {
+        id: "c1".to_owned(),
+        merchant_id: "m1".to_owned(),
+        provider: "mock".to_owned(),
+        provider_customer_id: "cus_gateway".to_owned(),
+        provider_payment_method: "pm_1".to_owned(),
+        customer_email: "a@example.com".to_owned(),
+        brand: "visa".to_owned(),
+        last4: "4242".to_owned(),
+        exp_month: 12,
+        exp_year: 2030,
+        is_default: true,
+        active: true,
+        provider_account: Some(ProviderAccount::Gateway),
+        created_at: NOW,
+    };
+    store
+        .commit(vec![
+            Change::InsertMerchant(merchant("m1")),
+            Change::InsertPayment(Box::new(pinned)),
+            Change::InsertPayment(Box::new(legacy)),
+            Change::InsertCustomer(customer("cus_gateway", ProviderAccount::Gateway)),
+            Change::InsertCard(card),
+        ])
+        .await
+        .unwrap();
+    let account = |id: &'static str| {
+        let store = &store;
+        async move { store.payment("m1", id).await.unwrap().unwrap().provider_account }
+    };
+    assert_eq!(account("p1").await, Some(ProviderAccount::Merchant));
+    assert_eq!(account("p2").await, None);
+    let card = store.card("m1", "c1").await.unwrap().unwrap();
+    assert_eq!(card.provider_account, Some(ProviderAccount::Gateway));
+
+    store
+        .commit(vec![Change::InsertCustomer(customer(
+            "cus_merchant",
+            ProviderAccount::Merchant,
+        ))])
+        .await
+        .unwrap();
+    let stored = store
+        .customer("m1", "mock", "a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.provider_customer_id.as_str(), stored.provider_account),
+        ("cus_merchant", Some(ProviderAccount::Merchant))
+    );
+    // The card saved on the customer before keeps its own customer and account.
+    let card = store.card("m1", "c1").await.unwrap().unwrap();
+    assert_eq!(
+        (card.provider_customer_id.as_str(), card.provider_account),
+        ("cus_gateway", Some(ProviderAccount::Gateway))
+    );
 }

@@ -25,7 +25,7 @@ mod writes;
 macro_rules! shared_statements {
     (store: $store:ty, database: $db:ty, pool: $pool:ident, claim_lock: $lock:literal $(,)?) => {
         // The store's names the shared statements use.
-        use $crate::domain::records::PendingStep;
+        use $crate::domain::records::{PendingStep, ProviderAccount};
         use $crate::store::rows::{
             convert, convert_one, to_json, ApiKeyRecord, IdempotencyRecord, PaymentRecord, RefundRecord,
             IDEMPOTENCY_DONE, IDEMPOTENCY_IN_PROGRESS, IDEMPOTENCY_RETENTION_MS,

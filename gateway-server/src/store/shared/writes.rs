@@ -14,8 +14,8 @@ macro_rules! shared_writes {
                 .collect::<Result<Vec<String>, StoreError>>()?;
             let mut query = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO payments (id, merchant_id, provider, provider_ref, status, currency, amount_e4, \
-                 amount_refunded, idempotency_key, saved_card_id, customer_email, return_url, intent, \
-                 pending_step, version, created_at, updated_at) ",
+                 amount_refunded, idempotency_key, saved_card_id, customer_email, return_url, provider_account, \
+                 intent, pending_step, version, created_at, updated_at) ",
             );
             query.push_values(rows.iter().zip(intents), |mut values, (p, intent)| {
                 values
@@ -31,6 +31,7 @@ macro_rules! shared_writes {
                     .push_bind(&p.saved_card_id)
                     .push_bind(&p.customer_email)
                     .push_bind(&p.return_url)
+                    .push_bind(p.provider_account.map(ProviderAccount::as_str))
                     .push_bind(intent)
                     .push_bind(p.pending_step.map(PendingStep::as_str))
                     .push_bind(p.version)
@@ -243,13 +244,17 @@ macro_rules! shared_writes {
                 }
                 Change::InsertCustomer(c) => {
                     sqlx::query(
-                        "INSERT INTO customers (merchant_id, provider, email, provider_customer_id, created_at) \
-                         VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO customers (merchant_id, provider, email, provider_customer_id, \
+                         provider_account, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (merchant_id, provider, email) DO UPDATE SET \
+                         provider_customer_id = excluded.provider_customer_id, \
+                         provider_account = excluded.provider_account, created_at = excluded.created_at",
                     )
                     .bind(&c.merchant_id)
                     .bind(&c.provider)
                     .bind(&c.email)
                     .bind(&c.provider_customer_id)
+                    .bind(c.provider_account.map(ProviderAccount::as_str))
                     .bind(c.created_at)
                     .execute(&mut *conn)
                     .await?;
@@ -258,7 +263,8 @@ macro_rules! shared_writes {
                     sqlx::query(
                         "INSERT INTO saved_cards (id, merchant_id, provider, provider_customer_id, \
                          provider_payment_method, customer_email, brand, last4, exp_month, exp_year, is_default, \
-                         active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                         active, provider_account, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     )
                     .bind(&c.id)
                     .bind(&c.merchant_id)
@@ -272,6 +278,7 @@ macro_rules! shared_writes {
                     .bind(c.exp_year)
                     .bind(c.is_default)
                     .bind(c.active)
+                    .bind(c.provider_account.map(ProviderAccount::as_str))
                     .bind(c.created_at)
                     .execute(&mut *conn)
                     .await?;
