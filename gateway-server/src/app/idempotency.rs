@@ -244,7 +244,7 @@ where
             // The holder before may have stored its response and let go between our two reads.
             let found = lookup(state, auth, &key, &fingerprint).await?;
             if let Found::Done(response) = found {
-                held.release();
+                held.release_now().await;
                 return Ok(response);
             }
             lease = Some(held);
@@ -279,7 +279,7 @@ where
     })
     .await;
     if let Some(lease) = lease {
-        lease.release();
+        lease.release_now().await;
     }
     response
 }

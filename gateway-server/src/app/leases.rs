@@ -37,7 +37,20 @@ tokio::task_local! {
 /// and returns them; they are committed after the handler returned, so the
 /// lock must outlive the handler until that commit.
 pub(crate) async fn hold_until_done<T>(work: impl Future<Output = T>) -> T {
-    DEFERRED.scope(RefCell::new(Vec::new()), work).await
+    DEFERRED
+        .scope(RefCell::new(Vec::new()), async {
+            let output = work.await;
+            // Give the leases back before answering, so the next holder need not wait.
+            let held = DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()));
+            for Held { lease, rest } in held {
+                if let Some(lease) = lease {
+                    lease.release_now().await;
+                }
+                drop(rest);
+            }
+            output
+        })
+        .await
 }
 
 type LocalMap<K> = Arc<Mutex<HashMap<K, Arc<AsyncMutex<()>>>>>;
@@ -63,9 +76,8 @@ struct Parts<K: Eq + Hash + Clone + Send + 'static> {
 
 impl<K: Eq + Hash + Clone + Send + 'static> Drop for Parts<K> {
     fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.release();
-        }
+        // Outside `hold_until_done`: the lease goes back in the background (see `Renewal`'s drop).
+        drop(self.lease.take());
         drop(self.local.take());
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map
@@ -117,9 +129,16 @@ impl Renewal {
         }
     }
 
-    /// Stops renewing and gives the lease back (as dropping it does).
-    pub(crate) fn release(self) {
-        drop(self);
+    /// Stops renewing and gives the lease back, waiting until it is.
+    pub(crate) async fn release_now(mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        task.abort();
+        let _ = task.await;
+        if let Err(error) = self.store.release_lease(&self.name, &self.owner).await {
+            tracing::warn!(%error, "releasing a lease failed; it runs out by itself");
+        }
     }
 }
 
@@ -148,7 +167,12 @@ impl Drop for Renewal {
 }
 
 /// Type-erased [`Parts`], kept until the end of [`hold_until_done`].
-struct Held(#[allow(dead_code)] Box<dyn Send>);
+struct Held {
+    /// The lease, given back (awaited) when `hold_until_done` ends.
+    lease: Option<Renewal>,
+    /// The rest (the local lock), released after it.
+    rest: Box<dyn Send>,
+}
 
 /// Holds a key. Dropping it releases the lock, or, inside
 /// [`hold_until_done`], when that ends.
@@ -208,8 +232,12 @@ impl<K: Eq + Hash + Clone + Send + 'static> Drop for SharedGuard<K> {
         if let Some(parts) = self.parts.take() {
             let mut parts = Some(parts);
             let _ = DEFERRED.try_with(|deferred| {
-                if let Some(parts) = parts.take() {
-                    deferred.borrow_mut().push(Held(Box::new(parts)));
+                if let Some(mut parts) = parts.take() {
+                    let lease = parts.lease.take();
+                    deferred.borrow_mut().push(Held {
+                        lease,
+                        rest: Box::new(parts),
+                    });
                 }
             });
             // Outside `hold_until_done`: released now.
