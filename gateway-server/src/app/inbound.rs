@@ -336,17 +336,25 @@ pub(crate) async fn sweep_loop(state: Arc<Core>, interval: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let rows = match state.store.unprocessed_webhook_events(now_ms(), 200).await {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::warn!(%error, "listing unprocessed webhook events failed");
-                continue;
-            }
-        };
-        for row in rows {
-            process(&state, &row.key).await;
-        }
+        sweep_once(&state, now_ms()).await;
     }
+}
+
+/// Processes the stored events not yet processed whose next attempt is due
+/// before `due_before` (200 at most); returns how many it took up.
+pub(crate) async fn sweep_once(state: &Core, due_before: i64) -> usize {
+    let rows = match state.store.unprocessed_webhook_events(due_before, 200).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "listing unprocessed webhook events failed");
+            return 0;
+        }
+    };
+    let count = rows.len();
+    for row in rows {
+        process(state, &row.key).await;
+    }
+    count
 }
 
 #[cfg(test)]

@@ -314,13 +314,16 @@ impl RunningServer {
         &self.state.bus
     }
 
-    /// Runs one healing pass now, whatever the configured ages say: resolves
+    /// Runs one healing pass now, whatever the configured ages and backoffs
+    /// say: processes every stored inbound event not yet processed, resolves
     /// every unknown outcome, then reconciles every pending payment; returns
-    /// how many payments it resolved or checked. For tests that heal a
-    /// scenario before checking it against the provider.
+    /// how many events, payments and refunds it took up. For operators'
+    /// tooling and for tests that heal a scenario before checking it against
+    /// the provider.
     pub async fn reconcile_now(&self) -> usize {
+        let swept = crate::app::inbound::sweep_once(&self.state, i64::MAX).await;
         let resolved = crate::app::resolve::resolve_unresolved(&self.state, std::time::Duration::ZERO).await;
-        resolved + crate::app::reconcile::reconcile_pending_now(&self.state, 8).await
+        swept + resolved + crate::app::reconcile::reconcile_pending_now(&self.state, 8).await
     }
 
     /// Resolves now every payment whose provider call has no stored answer

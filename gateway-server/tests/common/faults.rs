@@ -527,7 +527,7 @@ impl World {
         self.wait_for_inbound().await;
         let checked = self.server().reconcile_now().await;
         self.note(format!(
-            "reconciliation pass checked {checked} pending payment(s)"
+            "healing pass (inbound sweep, resolution, reconciliation) took up {checked} item(s)"
         ));
         self.deliver_webhooks(true).await;
         self.wait_for_inbound().await;
