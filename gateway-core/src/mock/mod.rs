@@ -102,10 +102,7 @@ impl Fault {
     /// Whether the call is carried out although its answer never reaches
     /// the caller (money may have moved: the outcome is unknown to it).
     pub fn hides_a_carried_out_call(&self) -> bool {
-        matches!(
-            self,
-            Fault::LostResponse | Fault::ServerErrorAfter | Fault::TimeoutAfterSend | Fault::UnreadableReply
-        )
+        self.hiding_error().is_some()
     }
 
     /// The error the caller sees in place of the answer, if the fault hides it.

@@ -1,7 +1,7 @@
 //! Refunds: a captured payment refunded in full or in part, and reading a refund.
 
 use gateway_core::{
-    format_minor_units, CreateRefund, IntentStatus, Metadata, Refund, RefundStatus,
+    format_minor_units, CreateRefund, IntentStatus, Metadata, ProviderError, Refund, RefundStatus,
     GATEWAY_PAYMENT_METADATA_KEY, GATEWAY_REFUND_METADATA_KEY,
 };
 use serde::Serialize;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::app::amounts::amount_in;
 use crate::app::core::Core;
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
-use crate::app::payments::{apply_refund, refunded_amount, ChangeSource};
+use crate::app::payments::{apply_refund, refunded_amount, ChangeSource, RefundApplied};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
 use crate::store::{Change, PaymentRow, RefundRow};
@@ -122,41 +122,31 @@ pub(crate) async fn create(
         let result = provider
             .create_refund(refund_request(&draft), &attempt.step("refund")?)
             .await;
-        Ok(match result {
-            Ok(refund) => {
-                let applied = apply_refund(
-                    &mut payment,
-                    &stored,
-                    answer_to(&draft, refund),
-                    ChangeSource::Api,
-                );
-                Outcome {
+        Ok(
+            match answer_draft(&mut payment, &stored, &draft, result, ChangeSource::Api) {
+                DraftAnswer::Known(applied) => Outcome {
                     status: Status::OK,
                     body: success_bytes(&RefundView::new(&applied.row)),
                     changes: applied.changes,
                     updates: applied.updates,
-                }
-            }
-            Err(error) if error.outcome_unknown() => Outcome {
-                status: Status::ACCEPTED,
-                body: success_bytes(&RefundView::new(&draft)),
-                changes: Vec::new(),
-                updates: Vec::new(),
-            },
-            Err(error) => {
-                // Refused: nothing exists at the provider; the held amount is released.
-                let api = ApiError::from(error);
-                Outcome {
-                    status: api.status(),
-                    body: api.body_bytes(),
-                    changes: vec![Change::DeleteDraftRefund {
-                        merchant_id: draft.merchant_id.clone(),
-                        id: draft.id.clone(),
-                    }],
+                },
+                DraftAnswer::Unknown(_) => Outcome {
+                    status: Status::ACCEPTED,
+                    body: success_bytes(&RefundView::new(&draft)),
+                    changes: Vec::new(),
                     updates: Vec::new(),
+                },
+                DraftAnswer::Refused(error, release) => {
+                    let api = ApiError::from(error);
+                    Outcome {
+                        status: api.status(),
+                        body: api.body_bytes(),
+                        changes: vec![release],
+                        updates: Vec::new(),
+                    }
                 }
-            }
-        })
+            },
+        )
     })
     .await
 }
@@ -221,15 +211,45 @@ fn draft_refund(
     })
 }
 
-/// The provider's answer to the request for `draft`, marked as that draft's
-/// refund (a provider that does not echo metadata still answers this request
-/// under its key), so it completes the draft instead of counting beside it.
-pub(crate) fn answer_to(draft: &RefundRow, mut refund: Refund) -> Refund {
-    refund
-        .metadata
-        .entry(GATEWAY_REFUND_METADATA_KEY.to_owned())
-        .or_insert_with(|| draft.id.clone());
-    refund
+/// What the provider's answer to the request for a written-ahead refund does to it.
+pub(crate) enum DraftAnswer {
+    /// The refund is known: the changes that complete the draft (and the payment's amount).
+    Known(RefundApplied),
+    /// The outcome is unknown: the draft stays, to be asked again with the same key.
+    Unknown(ProviderError),
+    /// Refused: nothing exists at the provider; the change removes the draft,
+    /// releasing the amount it held.
+    Refused(ProviderError, Change),
+}
+
+/// Applies the provider's answer to the request for `draft` (a payment of
+/// `payment`, whose refunds are `stored`). The refund answered is marked as
+/// the draft's (a provider that does not echo metadata still answers this
+/// request under its key), so it completes the draft instead of counting beside it.
+pub(crate) fn answer_draft(
+    payment: &mut PaymentRow,
+    stored: &[RefundRow],
+    draft: &RefundRow,
+    result: Result<Refund, ProviderError>,
+    source: ChangeSource,
+) -> DraftAnswer {
+    match result {
+        Ok(mut refund) => {
+            refund
+                .metadata
+                .entry(GATEWAY_REFUND_METADATA_KEY.to_owned())
+                .or_insert_with(|| draft.id.clone());
+            DraftAnswer::Known(apply_refund(payment, stored, refund, source))
+        }
+        Err(error) if error.outcome_unknown() => DraftAnswer::Unknown(error),
+        Err(error) => DraftAnswer::Refused(
+            error,
+            Change::DeleteDraftRefund {
+                merchant_id: draft.merchant_id.clone(),
+                id: draft.id.clone(),
+            },
+        ),
+    }
 }
 
 /// What the provider is asked for a written-ahead refund.

@@ -20,18 +20,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::PaymentProvider;
-
 use crate::app::core::Core;
 use crate::app::idempotency::ProviderKeys;
-use crate::app::payments::{
-    apply_intent_change, apply_refund, commit_and_publish, intent_created, ChangeSource, IntentUpdate,
-};
-use crate::app::payments_api::intent_request;
-use crate::app::refunds::{answer_to, refund_request};
+use crate::app::payments::{commit_and_publish, intent_created, ChangeSource};
+use crate::app::payments_api::Steps;
+use crate::app::refunds::{answer_draft, refund_request, DraftAnswer};
 use crate::domain::error::ApiError;
 use crate::domain::records::PendingStep;
-use crate::store::{Change, PaymentRow, RefundRow};
+use crate::store::{PaymentRow, RefundRow};
 use crate::support::clock::now_ms;
 
 /// How long after its last change a row's pending call is taken as ended:
@@ -90,15 +86,45 @@ async fn resolve_one(state: &Core, seen: PaymentRow) -> bool {
         }
     };
     let payment = row.id.clone();
-    let (changes, updates) = match settle(&*provider, row).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return false,
-        Err(error) => {
-            tracing::warn!(payment = %payment, %error, "the provider could not resolve a payment yet");
-            return false;
-        }
+    let Ok(keys) = ProviderKeys::for_resource(&row.merchant_id, &row.id) else {
+        return false;
     };
-    match commit_and_publish(state, changes, &updates).await {
+    let steps = Steps {
+        core: state,
+        provider: &*provider,
+        // The creating request's keys: its operation is the payment itself.
+        keys: &keys,
+        source: ChangeSource::Reconcile,
+    };
+    let advanced = match row.pending_step {
+        // Resolution never starts a new charge: only the (unconfirmed) creation is asked again.
+        Some(PendingStep::Create | PendingStep::CreateConfirm) => {
+            let mut row = row;
+            row.pending_step = Some(PendingStep::Create);
+            match steps.advance(row, Vec::new()).await {
+                Ok(advanced) => advanced,
+                Err(error) => {
+                    tracing::warn!(payment = %payment, %error, "resolving a drafted payment failed");
+                    return false;
+                }
+            }
+        }
+        Some(PendingStep::Confirm | PendingStep::Capture | PendingStep::Cancel) => {
+            match provider.retrieve_intent(&row.intent.id).await {
+                Ok(intent) => steps.settle(row, Ok(intent), Vec::new(), Vec::new()),
+                Err(error) => {
+                    tracing::warn!(payment = %payment, %error, "the provider could not resolve a payment yet");
+                    return false;
+                }
+            }
+        }
+        None => return false,
+    };
+    if advanced.changes.is_empty() {
+        // The provider left it unknown again: the next pass asks once more.
+        return false;
+    }
+    match commit_and_publish(state, advanced.changes, &advanced.updates).await {
         Ok(()) => {
             tracing::info!(payment = %payment, "resolved a payment's unknown outcome");
             true
@@ -141,26 +167,21 @@ async fn resolve_refund(state: &Core, draft: RefundRow) -> bool {
     else {
         return false;
     };
-    let (changes, updates) = match provider.create_refund(refund_request(&draft), &key).await {
-        Ok(refund) => {
-            let applied = apply_refund(
-                &mut payment,
-                &stored,
-                answer_to(&draft, refund),
-                ChangeSource::Reconcile,
-            );
-            (applied.changes, applied.updates)
-        }
-        Err(error) if error.outcome_unknown() => {
+    let result = provider.create_refund(refund_request(&draft), &key).await;
+    let (changes, updates) = match answer_draft(
+        &mut payment,
+        &stored,
+        &draft,
+        result,
+        ChangeSource::Reconcile,
+    ) {
+        DraftAnswer::Known(applied) => (applied.changes, applied.updates),
+        DraftAnswer::Unknown(error) => {
             tracing::warn!(refund = %draft.id, %error, "the provider could not resolve a refund yet");
             return false;
         }
-        Err(error) => {
+        DraftAnswer::Refused(error, release) => {
             tracing::info!(refund = %draft.id, %error, "the provider refused a drafted refund; releasing it");
-            let release = Change::DeleteDraftRefund {
-                merchant_id: draft.merchant_id.clone(),
-                id: draft.id.clone(),
-            };
             (vec![release], Vec::new())
         }
     };
@@ -169,48 +190,6 @@ async fn resolve_refund(state: &Core, draft: RefundRow) -> bool {
         Err(error) => {
             tracing::warn!(refund = %draft.id, %error, "storing a resolved refund failed");
             false
-        }
-    }
-}
-
-/// The changes a resolution commits and the updates it publishes.
-type Resolution = (Vec<Change>, Vec<IntentUpdate>);
-
-/// What the provider says about the row's pending call, as changes to commit
-/// (`None`: nothing to store yet).
-async fn settle(provider: &dyn PaymentProvider, mut row: PaymentRow) -> Result<Option<Resolution>, ApiError> {
-    match row.pending_step {
-        None => Ok(None),
-        Some(PendingStep::Create | PendingStep::CreateConfirm) => {
-            // The creating request's keys: its operation is the payment itself.
-            let key = ProviderKeys::for_resource(&row.merchant_id, &row.id)?.step("create_intent")?;
-            match provider.create_intent(intent_request(&row)?, &key).await {
-                Ok(intent) => {
-                    let (change, update) = intent_created(&mut row, intent, None, ChangeSource::Reconcile);
-                    Ok(Some((vec![change], vec![update])))
-                }
-                Err(error) if error.outcome_unknown() => Err(error.into()),
-                Err(error) => {
-                    tracing::info!(payment = %row.id, %error, "the provider refused a drafted payment; removing the draft");
-                    Ok(Some((
-                        vec![Change::DeleteDraftPayment {
-                            merchant_id: row.merchant_id.clone(),
-                            id: row.id.clone(),
-                        }],
-                        Vec::new(),
-                    )))
-                }
-            }
-        }
-        Some(PendingStep::Confirm | PendingStep::Capture | PendingStep::Cancel) => {
-            let intent = provider.retrieve_intent(&row.intent.id).await?;
-            row.pending_step = None;
-            Ok(Some(
-                match apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
-                    Some((change, update)) => (vec![change], vec![update]),
-                    None => (vec![Change::update_payment(&mut row)], Vec::new()),
-                },
-            ))
         }
     }
 }

@@ -188,16 +188,25 @@ async fn a_late_processing_event_does_not_move_a_succeeded_payment_back() {
         .unwrap();
     event.id = "evt_late_processing".into();
     event.event_type = "payment_intent.processing".into();
-    if let gateway_core::EventObject::Intent { intent } = &mut event.object {
-        intent.status = IntentStatus::Processing;
-        intent.amount_received = 0;
-    }
+    let gateway_core::EventObject::Intent { intent } = &mut event.object else {
+        panic!("a payment_intent event carries its intent");
+    };
+    intent.status = IntentStatus::Processing;
+    intent.amount_received = 0;
     assert_eq!(deliver_mock(&server, &merchant, &event).await, StatusCode::OK);
     wait_until_processed(&server, 1).await;
     let id = payment["id"].as_str().unwrap();
-    let now = server.get(&format!("/v1/payments/{id}")).await;
-    assert_eq!(now.data()["status"], "completed");
-    assert_eq!(now.data()["intent_status"], "succeeded");
+    // The list shows the stored row (GET /v1/payments/{id} would refresh a processing one).
+    let list = server.get("/v1/payments?limit=100").await;
+    let now = list.data()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["id"] == id)
+        .cloned()
+        .expect("the payment is listed");
+    assert_eq!(now["status"], "completed");
+    assert_eq!(now["intent_status"], "succeeded");
     server.stop().await;
 }
 
@@ -616,18 +625,21 @@ async fn unknown_event_types_are_acknowledged_and_ignored() {
     );
     server.stop().await;
 }
-/// Waits (up to 1 s) until `count` stored inbound events are processed.
+/// Waits (up to 1 s) until `count` stored inbound events are processed; fails the test otherwise.
 pub(super) async fn wait_until_processed(server: &TestServer, count: i64) {
-    for _ in 0..50 {
-        if db_count(
+    let processed = || {
+        db_count(
             server,
             "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        ) == count
-        {
+        )
+    };
+    for _ in 0..50 {
+        if processed() == count {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(processed(), count, "stored inbound events processed within 1 s");
 }
 
 /// Polls a delivery until it has `status`.

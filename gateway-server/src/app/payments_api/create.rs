@@ -136,10 +136,15 @@ pub(crate) async fn create(
         .await?;
     idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
         let _guard = core.payment_locks.lock(attempt.resource_id().to_owned()).await;
-        let stored = core
-            .store
-            .payment(&caller.merchant_id, attempt.resource_id())
-            .await?;
+        // Only a resumed request can have written its row already: a fresh one skips the read.
+        let stored = match attempt.resumed() {
+            true => {
+                core.store
+                    .payment(&caller.merchant_id, attempt.resource_id())
+                    .await?
+            }
+            false => None,
+        };
         let (provider, mut row) = match stored {
             // A resumed request goes on with the account its row was written on.
             Some(row) => (core.provider_for_payment(&row).await?, row),

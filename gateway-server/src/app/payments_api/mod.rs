@@ -8,7 +8,7 @@ mod steps;
 
 pub(crate) use change::{cancel, capture, confirm, Cancel, Capture, Confirm};
 pub(crate) use create::{create, NewPayment};
-pub(crate) use steps::{intent_request, Steps};
+pub(crate) use steps::Steps;
 
 use gateway_core::{IntentStatus, ProviderError};
 

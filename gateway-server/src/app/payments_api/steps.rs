@@ -28,7 +28,7 @@ use crate::store::{Change, PaymentRow};
 /// What the provider is asked to create for a drafted row: always
 /// unconfirmed (no money moves), with the gateway's payment and merchant ids
 /// in its metadata, so an intent whose reply was lost can be matched to its row.
-pub(crate) fn intent_request(row: &PaymentRow) -> Result<CreateIntent, ApiError> {
+fn intent_request(row: &PaymentRow) -> Result<CreateIntent, ApiError> {
     // Validated as money when the row was drafted.
     let amount =
         Money::from_minor(row.intent.amount, row.intent.currency).map_err(|_| ApiError::internal())?;
@@ -84,6 +84,15 @@ enum End {
 }
 
 impl Advanced {
+    fn ended(row: PaymentRow, changes: Vec<Change>, updates: Vec<IntentUpdate>, end: End) -> Self {
+        Advanced {
+            row,
+            changes,
+            updates,
+            end,
+        }
+    }
+
     /// The answer: the payment (`200`, or `202` while its outcome is
     /// unknown), or the provider's refusal naming it.
     pub(crate) fn into_outcome(self) -> Outcome {
@@ -203,16 +212,5 @@ impl Steps<'_> {
             None => changes.push(Change::update_payment(&mut row)),
         }
         Advanced::ended(row, changes, updates, end)
-    }
-}
-
-impl Advanced {
-    fn ended(row: PaymentRow, changes: Vec<Change>, updates: Vec<IntentUpdate>, end: End) -> Self {
-        Advanced {
-            row,
-            changes,
-            updates,
-            end,
-        }
     }
 }
