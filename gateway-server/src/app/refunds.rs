@@ -97,7 +97,9 @@ pub(crate) async fn create(
             .await?
             .ok_or_else(|| ApiError::not_found("payment", payment_id).with_param("payment_id"))?;
         let mut stored = core.store.refunds_of_payment(&payment.id).await?;
-        let draft = match stored.iter().find(|row| row.id == attempt.resource_id()) {
+        let earlier = stored.iter().find(|row| row.id == attempt.resource_id()).cloned();
+        let after_earlier_call = earlier.is_some();
+        let draft = match earlier.as_ref() {
             // A retry of a refund its webhook or reconciliation has since completed.
             Some(done) if done.provider_refund_id().is_some() => {
                 return Ok(Outcome {
@@ -111,9 +113,13 @@ pub(crate) async fn create(
             Some(draft) => draft.clone(),
             None => {
                 let draft = draft_refund(&payment, &stored, &input, attempt.resource_id())?;
-                attempt
-                    .write_ahead(core, vec![Change::InsertRefund(Box::new(draft.clone()))], &[])
-                    .await?;
+                // The payment's version moves too: a drafter elsewhere that read the same
+                // remaining amount fails its version check instead of over-refunding.
+                let changes = vec![
+                    Change::InsertRefund(Box::new(draft.clone())),
+                    Change::update_payment(&mut payment),
+                ];
+                attempt.write_ahead(core, changes, &[]).await?;
                 stored.push(draft.clone());
                 draft
             }
@@ -123,7 +129,14 @@ pub(crate) async fn create(
             .create_refund(refund_request(&draft), &attempt.step("refund")?)
             .await;
         Ok(
-            match answer_draft(&mut payment, &stored, &draft, result, ChangeSource::Api) {
+            match answer_draft(
+                &mut payment,
+                &stored,
+                &draft,
+                result,
+                ChangeSource::Api,
+                after_earlier_call,
+            ) {
                 DraftAnswer::Known(applied) => Outcome {
                     status: Status::OK,
                     body: success_bytes(&RefundView::new(&applied.row)),
@@ -225,13 +238,17 @@ pub(crate) enum DraftAnswer {
 /// Applies the provider's answer to the request for `draft` (a payment of
 /// `payment`, whose refunds are `stored`). The refund answered is marked as
 /// the draft's (a provider that does not echo metadata still answers this
-/// request under its key), so it completes the draft instead of counting beside it.
+/// request under its key), so it completes the draft instead of counting
+/// beside it. `after_earlier_call`: an earlier call under the same key may
+/// have run (a resumed request, resolution), so only a refusal that is not a
+/// rate limit removes the draft.
 pub(crate) fn answer_draft(
     payment: &mut PaymentRow,
     stored: &[RefundRow],
     draft: &RefundRow,
     result: Result<Refund, ProviderError>,
     source: ChangeSource,
+    after_earlier_call: bool,
 ) -> DraftAnswer {
     match result {
         Ok(mut refund) => {
@@ -241,7 +258,10 @@ pub(crate) fn answer_draft(
                 .or_insert_with(|| draft.id.clone());
             DraftAnswer::Known(apply_refund(payment, stored, refund, source))
         }
-        Err(error) if error.outcome_unknown() => DraftAnswer::Unknown(error),
+        // A rate limit after an earlier call under this key says nothing about that call.
+        Err(error) if error.outcome_unknown() || (after_earlier_call && error.is_retryable()) => {
+            DraftAnswer::Unknown(error)
+        }
         Err(error) => DraftAnswer::Refused(
             error,
             Change::DeleteDraftRefund {

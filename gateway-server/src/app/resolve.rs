@@ -95,6 +95,7 @@ async fn resolve_one(state: &Core, seen: PaymentRow) -> bool {
         // The creating request's keys: its operation is the payment itself.
         keys: &keys,
         source: ChangeSource::Reconcile,
+        after_earlier_call: true,
     };
     let advanced = match row.pending_step {
         // Resolution never starts a new charge: only the (unconfirmed) creation is asked again.
@@ -174,6 +175,7 @@ async fn resolve_refund(state: &Core, draft: RefundRow) -> bool {
         &draft,
         result,
         ChangeSource::Reconcile,
+        true,
     ) {
         DraftAnswer::Known(applied) => (applied.changes, applied.updates),
         DraftAnswer::Unknown(error) => {

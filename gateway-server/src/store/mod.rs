@@ -274,7 +274,8 @@ pub(crate) trait PaymentStore: Send + Sync {
     /// oldest first (not those waiting on a provider answer: see `unresolved_payments`).
     async fn stale_payments(&self, updated_before: i64, limit: u32) -> Result<Vec<PaymentRow>, StoreError>;
     /// Refunds written ahead whose provider refund is not known (no provider
-    /// refund id), created before `created_before`, oldest first.
+    /// refund id), created before `created_before`, newest first (drafts too
+    /// old to ask again never crowd out the ones that can be).
     async fn draft_refunds(&self, created_before: i64, limit: u32) -> Result<Vec<RefundRow>, StoreError>;
     /// Payments with a provider call whose answer is not stored (a
     /// [`PendingStep`](crate::domain::records::PendingStep)), last changed

@@ -211,3 +211,57 @@ async fn many_concurrent_distinct_payments_are_all_stored() {
     }
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn a_rate_limit_on_the_retry_keeps_an_unknown_capture_and_refund_unresolved() {
+    let server = TestServer::start().await;
+    let held = server
+        .pay(&payment_body(
+            "20.00",
+            "pm_card_visa",
+            r#""capture_method": "manual""#,
+        ))
+        .await;
+    let id = held["id"].as_str().unwrap().to_owned();
+    let capture = format!("/v1/payments/{id}/capture");
+    // The capture runs, its answer is lost; the retry is rate-limited: that says nothing of the first.
+    server.mock.inject_fault_on("capture_intent", Fault::LostResponse);
+    let lost = server.post_idem(&capture, "cap-1", "{}").await;
+    assert_eq!(lost.status, StatusCode::ACCEPTED, "{}", lost.text);
+    server.mock.inject_fault_on("capture_intent", Fault::RateLimited);
+    let limited = server.post_idem(&capture, "cap-1", "{}").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{}", limited.text);
+    let other = server.post_idem(&capture, "cap-2", "{}").await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.text);
+    assert_eq!(
+        other.code(),
+        "payment_outcome_unknown",
+        "a new key waits for the unknown capture"
+    );
+    let done = server.post_idem(&capture, "cap-1", "{}").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.data()["status"], "completed");
+    assert_eq!(server.stats().executed("capture_intent"), 1);
+
+    // The same for a refund: the rate-limited retry does not release what the first may have refunded.
+    let body = format!(r#"{{"payment_id": "{id}", "amount": "5.00"}}"#);
+    server.mock.inject_fault_on("create_refund", Fault::LostResponse);
+    let lost = server.post_idem("/v1/refunds", "ref-1", &body).await;
+    assert_eq!(lost.status, StatusCode::ACCEPTED, "{}", lost.text);
+    server.mock.inject_fault_on("create_refund", Fault::RateLimited);
+    let limited = server.post_idem("/v1/refunds", "ref-1", &body).await;
+    assert_eq!(limited.status, StatusCode::ACCEPTED, "{}", limited.text);
+    assert_eq!(limited.data()["awaiting_provider"], true);
+    let all = format!(r#"{{"payment_id": "{id}"}}"#);
+    let rest = server.post_idem("/v1/refunds", "ref-2", &all).await;
+    assert_eq!(rest.status, StatusCode::OK, "{}", rest.text);
+    assert_eq!(
+        rest.data()["amount"],
+        "15.00",
+        "the unknown refund still holds its 5.00"
+    );
+    let done = server.post_idem("/v1/refunds", "ref-1", &body).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(server.stats().executed("create_refund"), 2);
+    server.stop().await;
+}

@@ -122,6 +122,7 @@ async fn change_payment(
             provider: &*provider,
             keys: attempt.keys(),
             source: ChangeSource::Api,
+            after_earlier_call: attempt.resumed(),
         };
         Ok(steps.settle(row, result, Vec::new(), Vec::new()).into_outcome())
     })

@@ -180,6 +180,7 @@ pub(crate) async fn create(
             provider: &*provider,
             keys: attempt.keys(),
             source: ChangeSource::Api,
+            after_earlier_call: attempt.resumed(),
         };
         let advanced = steps.advance(row, early).await?;
         Ok(advanced.into_outcome())

@@ -55,6 +55,11 @@ pub(crate) struct Steps<'a> {
     /// The keys of the operation that drafted the row (or asked for the call).
     pub(crate) keys: &'a ProviderKeys,
     pub(crate) source: ChangeSource,
+    /// Whether an earlier call under these keys may have run (a resumed
+    /// request, or resolution). A rate limit then says nothing about that
+    /// call, so the draft and its pending step are kept; only on a first
+    /// call does a rate limit mean nothing happened.
+    pub(crate) after_earlier_call: bool,
 }
 
 /// Where a payment's steps ended: the row, the changes to commit with the
@@ -141,7 +146,10 @@ impl Steps<'_> {
                         }
                         // No money moves on creation: the draft waits for a retry with
                         // the same key (or for reconciliation to learn what happened).
-                        Err(error) if error.outcome_unknown() => {
+                        Err(error)
+                            if error.outcome_unknown()
+                                || (self.after_earlier_call && error.is_retryable()) =>
+                        {
                             return Ok(Advanced::ended(row, changes, updates, End::Retry(error)))
                         }
                         Err(error) => {
@@ -199,6 +207,11 @@ impl Steps<'_> {
                 return Advanced::ended(row, changes, updates, End::Unknown)
             }
             // Refused before anything happened (rate-limited): the step is cleared, the answer not stored.
+            // Rate-limited: nothing was processed by this call. A first call's
+            // step is cleared; after an earlier call whose outcome is unknown it stays.
+            Err(error) if error.is_retryable() && self.after_earlier_call => {
+                return Advanced::ended(row, changes, updates, End::Retry(error))
+            }
             Err(error) if error.is_retryable() => (None, End::Retry(error)),
             Err(error) => (error.intent().cloned(), End::Refused(error)),
         };

@@ -149,7 +149,7 @@ macro_rules! shared_reads {
             async fn draft_refunds(&self, created_before: i64, limit: u32) -> Result<Vec<RefundRow>, StoreError> {
                 let rows = sqlx::query_as::<_, RefundRecord>(
                     "SELECT * FROM refunds WHERE provider_refund_id IS NULL AND created_at < $1 \
-                     ORDER BY created_at LIMIT $2",
+                     ORDER BY created_at DESC LIMIT $2",
                 )
                 .bind(created_before)
                 .bind(i64::from(limit))
