@@ -99,10 +99,11 @@ pub(crate) async fn create(
             .ok_or_else(|| ApiError::missing_param("provider"))?
             .to_owned(),
     };
-    let (provider, account) = core
-        .provider_account(&caller.merchant_id, &provider_name, None)
-        .await?;
     idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
+        // Looked up here, not before: a replay answers from its record whatever the configuration now.
+        let (provider, account) = core
+            .provider_account(&caller.merchant_id, &provider_name, None)
+            .await?;
         // The in-progress record first: a retry after an ambiguous provider
         // call resumes with the same provider keys (one customer, one attach).
         attempt.write_ahead(core, Vec::new(), &[]).await?;

@@ -127,13 +127,7 @@ pub(crate) async fn create(
     input: NewPayment,
     post: IdempotentRequest<'_>,
 ) -> Result<Reply, ApiError> {
-    let card = saved_card(core, caller, &input).await?;
-    let provider_name = provider_name(core, &input, card.as_ref())?;
-    // A saved card is charged on the account it was saved on.
-    let pinned = card.as_ref().and_then(|card| card.provider_account);
-    let (provider, account) = core
-        .provider_account(&caller.merchant_id, &provider_name, pinned)
-        .await?;
+    // A replay answers from the stored record: the lookups below run only for a fresh or resumed request.
     idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
         let _guard = core.payment_locks.lock(attempt.resource_id().to_owned()).await;
         // Only a resumed request can have written its row already: a fresh one skips the read.
@@ -149,6 +143,13 @@ pub(crate) async fn create(
             // A resumed request goes on with the account its row was written on.
             Some(row) => (core.provider_for_payment(&row).await?, row),
             None => {
+                let card = saved_card(core, caller, &input).await?;
+                let provider_name = provider_name(core, &input, card.as_ref())?;
+                // A saved card is charged on the account it was saved on.
+                let pinned = card.as_ref().and_then(|card| card.provider_account);
+                let (provider, account) = core
+                    .provider_account(&caller.merchant_id, &provider_name, pinned)
+                    .await?;
                 let key = post.key.ok().flatten();
                 let row = draft_row(
                     caller,
@@ -162,7 +163,7 @@ pub(crate) async fn create(
                 attempt
                     .write_ahead(core, vec![Change::InsertPayment(Box::new(row.clone()))], &[])
                     .await?;
-                (provider.clone(), row)
+                (provider, row)
             }
         };
         let mut early = Vec::new();
