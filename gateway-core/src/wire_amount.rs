@@ -206,12 +206,13 @@ impl WireAmountRules {
     /// or exceeds the maximum.
     pub fn to_wire(&self, minor: i64, currency: Currency, param: &str) -> Result<i64, ProviderError> {
         let rule = self.currency(currency);
-        let shown = format_minor_units(minor, currency);
+        // The amount as shown in refusals: formatted only when one is made.
+        let shown = || format_minor_units(minor, currency);
         let invalid = |why: String| {
             ProviderError::invalid(
                 Some(INVALID_CHARGE_AMOUNT),
                 Some(param),
-                format!("{} cannot take {shown} {currency}: {why}", self.provider),
+                format!("{} cannot take {} {currency}: {why}", self.provider, shown()),
             )
         };
         if minor <= 0 {
@@ -224,9 +225,10 @@ impl WireAmountRules {
                 Some(AMOUNT_TOO_LARGE),
                 Some(param),
                 format!(
-                    "{} takes at most {} {currency}; {shown} {currency} is more",
+                    "{} takes at most {} {currency}; {} {currency} is more",
                     self.provider,
                     format_minor_units(rule.largest_minor(), currency),
+                    shown(),
                 ),
             )
         };

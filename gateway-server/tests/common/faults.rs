@@ -125,6 +125,9 @@ pub struct Report {
     pub class: String,
     pub violations: Vec<Violation>,
     pub trace: Vec<String>,
+    /// Injected faults the provider call actually hit (a fault a request never
+    /// reached does not count), so a class can prove it tested something.
+    pub faults_fired: usize,
 }
 
 impl Report {
@@ -167,6 +170,7 @@ pub struct World {
     /// Events delivered once, some delivered again later.
     delivered_events: Vec<ProviderEvent>,
     next_key: u32,
+    faults_fired: usize,
 }
 
 impl TestServer {
@@ -278,6 +282,7 @@ impl World {
             pending_events: Vec::new(),
             delivered_events: Vec::new(),
             next_key: 0,
+            faults_fired: 0,
         }
     }
 
@@ -342,6 +347,9 @@ impl World {
         let before = self.mock.ledger();
         let mut reply = self.send(&step, &canonical).await;
         let unused = self.mock.clear_faults();
+        if fault.is_some() && unused == 0 {
+            self.faults_fired += 1;
+        }
         // The provider did something under a hidden answer (not, say, refuse the call).
         let acted_unseen = fault.as_ref().is_some_and(Fault::hides_a_carried_out_call)
             && unused == 0
@@ -662,6 +670,7 @@ impl World {
             class,
             violations: self.violations,
             trace: self.trace,
+            faults_fired: self.faults_fired,
         }
     }
 

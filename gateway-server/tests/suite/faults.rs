@@ -414,6 +414,15 @@ async fn run_class(class: FaultClass) {
         failed.len(),
         reports.len()
     );
+    // A class that injects faults must have hit some, or it proved nothing.
+    if !class.chaos().faults.is_empty() && !alone {
+        let fired: usize = reports.iter().map(|report| report.faults_fired).sum();
+        assert!(
+            fired > 0,
+            "{class:?}: no injected fault reached the provider in {} scenarios",
+            reports.len()
+        );
+    }
     let strict = std::env::var("FAULT_STRICT").is_ok_and(|value| value == "1");
     if KNOWN_FAILING.contains(&class) && !alone && !strict {
         match failed.first() {
