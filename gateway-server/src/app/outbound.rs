@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use gateway_core::{IntentStatus, PaymentStatus, RefundStatus};
 use futures_util::{FutureExt, StreamExt};
+use gateway_core::{IntentStatus, PaymentStatus, RefundStatus};
 use tokio::sync::Notify;
 
 use crate::app::core::Core;
@@ -650,7 +650,10 @@ mod tests {
             let full = schedule.delay_after(attempt);
             for _ in 0..50 {
                 let jittered = schedule.jittered_delay_after(attempt);
-                assert!(jittered <= full && jittered >= full.mul_f64(0.8), "{jittered:?} of {full:?}");
+                assert!(
+                    jittered <= full && jittered >= full.mul_f64(0.8),
+                    "{jittered:?} of {full:?}"
+                );
                 if full < schedule.max_delay {
                     assert!(jittered < schedule.delay_after(attempt + 1).mul_f64(0.8));
                 }

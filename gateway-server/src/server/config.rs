@@ -75,7 +75,8 @@ pub struct Config {
     /// How long processed inbound provider events and finished merchant
     /// webhook deliveries (with their attempts) are kept (`GATEWAY_RETENTION`,
     /// file key `retention`, a duration such as `30days`; default 30 days,
-    /// at least 1 h). Unprocessed events and pending deliveries are always kept.
+    /// at least 7 days: stored events also deduplicate a provider's retries).
+    /// Unprocessed events and pending deliveries are always kept.
     pub retention: Duration,
 }
 
@@ -371,12 +372,15 @@ impl Config {
         )?;
         if let Some(text) = env("GATEWAY_RETENTION").or(file.retention) {
             config.retention = duration("retention", text)?;
-            if config.retention < Duration::from_secs(3600)
+            // Stored inbound events are also what deduplicates a provider's
+            // retries (Stripe retries for 3 days), and a delivery can be
+            // retried for about as long: a shorter retention would forget them.
+            if config.retention < Duration::from_secs(7 * 24 * 3600)
                 || config.retention > Duration::from_secs(10 * 365 * 24 * 3600)
             {
                 return Err(ConfigError::Invalid {
                     name: "retention",
-                    message: "must be between 1h and 10 years (default 30days)".to_owned(),
+                    message: "must be between 7days and 10 years (default 30days)".to_owned(),
                 });
             }
         }
@@ -514,10 +518,14 @@ mod tests {
             &[("GATEWAY_WEBHOOK_CONCURRENCY", "100000")],
             &[("GATEWAY_WEBHOOK_CONCURRENCY", "many")],
             &[("GATEWAY_WEBHOOK_PER_MERCHANT", "0")],
-            &[("GATEWAY_WEBHOOK_CONCURRENCY", "8"), ("GATEWAY_WEBHOOK_PER_MERCHANT", "9")],
+            &[
+                ("GATEWAY_WEBHOOK_CONCURRENCY", "8"),
+                ("GATEWAY_WEBHOOK_PER_MERCHANT", "9"),
+            ],
             &[("GATEWAY_WEBHOOK_ENDPOINT_FAILURES", "0")],
             &[("GATEWAY_RETENTION", "0s")],
             &[("GATEWAY_RETENTION", "5m")],
+            &[("GATEWAY_RETENTION", "3days")],
             &[("GATEWAY_RETENTION", "100years")],
             &[("GATEWAY_RETENTION", "forever")],
         ];

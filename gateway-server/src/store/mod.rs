@@ -224,7 +224,10 @@ pub(crate) enum Change {
     },
     /// The merchant's endpoint answered (or was changed, or a delivery was
     /// retried by hand): its failure count and backoff are reset.
-    EndpointRecovered { merchant_id: String, at: i64 },
+    EndpointRecovered {
+        merchant_id: String,
+        at: i64,
+    },
 }
 
 impl Change {

@@ -86,7 +86,11 @@ async fn a_black_hole_endpoint_does_not_hold_up_other_merchants() {
     // A liveness bound, not a performance measure: B's webhooks arrive
     // while A's deliveries hang.
     let hits = receiver.wait_for(3, Duration::from_secs(15)).await;
-    assert_eq!(hits.len(), 3, "merchant B's webhooks arrive despite A's black hole");
+    assert_eq!(
+        hits.len(),
+        3,
+        "merchant B's webhooks arrive despite A's black hole"
+    );
     // A never had more than its share in flight (one more for a closed
     // connection the listener has not noticed yet).
     let most = hole.most_open.load(Ordering::SeqCst);
@@ -101,7 +105,12 @@ async fn finished_deliveries_older_than_the_retention_are_pruned() {
     set_webhook(&server, &receiver.url).await;
     server.pay(&payment_body("5.00", "pm_card_visa", "")).await;
     receiver.wait_for(1, Duration::from_secs(10)).await;
-    let delivered = || db_count(&server, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'delivered'");
+    let delivered = || {
+        db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'delivered'",
+        )
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while delivered() < 1 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -119,7 +128,10 @@ async fn finished_deliveries_older_than_the_retention_are_pruned() {
     let pruned = server.prune_now().await;
     assert_eq!(pruned.deliveries, 1, "{pruned:?}");
     assert_eq!(
-        db_count(&server, "SELECT COUNT(*) FROM webhook_deliveries WHERE created_at = 1"),
+        db_count(
+            &server,
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE created_at = 1"
+        ),
         0
     );
     assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_deliveries"), 1);

@@ -30,23 +30,36 @@ pub(super) async fn claims_take_turns_and_respect_the_per_merchant_cap(backend: 
     ];
     // m1 floods the outbox first; m2 and m3 come later.
     for n in 0..10 {
-        changes.push(Change::InsertDelivery(delivery_of("m1", &format!("a{n}"), NOW + n)));
+        changes.push(Change::InsertDelivery(delivery_of(
+            "m1",
+            &format!("a{n}"),
+            NOW + n,
+        )));
     }
     changes.push(Change::InsertDelivery(delivery_of("m2", "b0", NOW + 20)));
     changes.push(Change::InsertDelivery(delivery_of("m2", "b1", NOW + 21)));
     changes.push(Change::InsertDelivery(delivery_of("m3", "c0", NOW + 30)));
     store.commit(changes).await.unwrap();
 
-    let first = store.claim_deliveries(NOW + 100, NOW + 1_000, 5, 3).await.unwrap();
+    let first = store
+        .claim_deliveries(NOW + 100, NOW + 1_000, 5, 3)
+        .await
+        .unwrap();
     assert_eq!(
         per_merchant(&first),
         counts(&[("m1", 2), ("m2", 2), ("m3", 1)]),
         "merchants take turns: {:?}",
         ids(&first, |d| &d.id)
     );
-    assert!(ids(&first, |d| &d.id).contains(&"a0".to_owned()), "each merchant's oldest first");
+    assert!(
+        ids(&first, |d| &d.id).contains(&"a0".to_owned()),
+        "each merchant's oldest first"
+    );
     // m1 has 2 in flight: one more reaches its cap of 3; the others have nothing left.
-    let second = store.claim_deliveries(NOW + 100, NOW + 1_000, 10, 3).await.unwrap();
+    let second = store
+        .claim_deliveries(NOW + 100, NOW + 1_000, 10, 3)
+        .await
+        .unwrap();
     assert_eq!(ids(&second, |d| &d.id), ["a2"]);
     assert!(store
         .claim_deliveries(NOW + 100, NOW + 1_000, 10, 3)
@@ -61,10 +74,16 @@ pub(super) async fn claims_take_turns_and_respect_the_per_merchant_cap(backend: 
         }])
         .await
         .unwrap();
-    let third = store.claim_deliveries(NOW + 100, NOW + 1_000, 10, 3).await.unwrap();
+    let third = store
+        .claim_deliveries(NOW + 100, NOW + 1_000, 10, 3)
+        .await
+        .unwrap();
     assert_eq!(ids(&third, |d| &d.id), ["a3"]);
     // Claims that ran out count no more: m1 gets its cap again, never more.
-    let later = store.claim_deliveries(NOW + 2_000, NOW + 3_000, 10, 3).await.unwrap();
+    let later = store
+        .claim_deliveries(NOW + 2_000, NOW + 3_000, 10, 3)
+        .await
+        .unwrap();
     assert_eq!(per_merchant(&later), counts(&[("m1", 3), ("m2", 2), ("m3", 1)]));
     assert_eq!(
         ids(&later, |d| &d.id)
@@ -122,7 +141,11 @@ pub(super) async fn an_endpoint_that_keeps_failing_is_backed_off_as_a_whole(back
         .unwrap();
     assert_eq!(due(NOW + 602).await, ["a0", "a1", "b0"]);
     store.commit(vec![failed(NOW + 2_000)]).await.unwrap();
-    assert_eq!(due(NOW + 603).await, ["a0", "a1", "b0"], "one failure after the reset");
+    assert_eq!(
+        due(NOW + 603).await,
+        ["a0", "a1", "b0"],
+        "one failure after the reset"
+    );
 }
 
 pub(super) async fn retention_prunes_old_finished_rows_in_bounded_batches(backend: Backend) {
@@ -134,7 +157,12 @@ pub(super) async fn retention_prunes_old_finished_rows_in_bounded_batches(backen
         let received = if id == "recent" { NOW + 20_000 } else { NOW };
         changes.push(Change::InsertWebhookEvent(Box::new(event(id, received))));
     }
-    for (id, at) in [("old_1", NOW), ("old_2", NOW), ("old_3", NOW), ("recent", NOW + 20_000)] {
+    for (id, at) in [
+        ("old_1", NOW),
+        ("old_2", NOW),
+        ("old_3", NOW),
+        ("recent", NOW + 20_000),
+    ] {
         changes.push(Change::FinishWebhookEvent {
             key: event_key(id),
             at,

@@ -149,7 +149,10 @@ pub(super) async fn deliveries_are_claimed_until_their_claim_expires(backend: Ba
         .unwrap()
         .is_empty());
     // A claim that ran out (its worker died) frees the row.
-    let expired = store.claim_deliveries(NOW + 101, NOW + 200, 10, 10).await.unwrap();
+    let expired = store
+        .claim_deliveries(NOW + 101, NOW + 200, 10, 10)
+        .await
+        .unwrap();
     assert_eq!(ids(&expired, |d| &d.id), ["evt_a", "evt_b"]);
     assert!(store
         .claim_deliveries(NOW + 150, NOW + 250, 10, 10)
@@ -202,7 +205,10 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
     // Recording released the claim: due again at its retry time.
     assert_eq!(
         ids(
-            &store.claim_deliveries(NOW + 500, NOW + 600, 10, 10).await.unwrap(),
+            &store
+                .claim_deliveries(NOW + 500, NOW + 600, 10, 10)
+                .await
+                .unwrap(),
             |d| &d.id
         ),
         ["evt_a"]
