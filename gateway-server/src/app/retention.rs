@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::store::{Store, StoreError};
 use crate::support::clock::now_ms;
+use crate::support::ids::new_id;
 
 /// Rows deleted per statement.
 pub(crate) const BATCH: u32 = 1_000;
@@ -69,12 +70,28 @@ pub(crate) async fn prune_once(store: &dyn Store, retention: Duration) -> Result
     prune_before(store, before, BATCH, PAUSE).await
 }
 
-/// Prunes every [`INTERVAL`] (the first pass at start), until aborted.
+/// Prunes every [`INTERVAL`] (the first pass at start), until aborted. With
+/// several instances on one database, one of them prunes at a time (the
+/// `retention` lease, held across passes and taken over when it runs out).
 pub(crate) async fn prune_loop(store: Arc<dyn Store>, retention: Duration) {
+    let owner = new_id();
+    let lease_ms = i64::try_from(INTERVAL.as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2);
     let mut interval = tokio::time::interval(INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        if store.leases_are_shared() {
+            match store.try_lease("retention", &owner, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "taking the retention lease failed");
+                    continue;
+                }
+            }
+        }
         match prune_once(&*store, retention).await {
             Ok(pruned) if pruned == Pruned::default() => {}
             Ok(pruned) => tracing::info!(

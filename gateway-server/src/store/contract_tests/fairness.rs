@@ -234,3 +234,50 @@ pub(super) async fn retention_prunes_old_finished_rows_in_bounded_batches(backen
         );
     }
 }
+
+pub(super) async fn concurrent_claims_never_share_a_row_nor_give_one_merchant_a_batch(backend: Backend) {
+    let store = open(backend).await;
+    let mut changes = vec![
+        Change::InsertMerchant(merchant("m1")),
+        Change::InsertMerchant(merchant("m2")),
+    ];
+    for n in 0..40 {
+        changes.push(Change::InsertDelivery(delivery_of(
+            "m1",
+            &format!("a{n}"),
+            NOW + n,
+        )));
+    }
+    for n in 0..3 {
+        changes.push(Change::InsertDelivery(delivery_of(
+            "m2",
+            &format!("b{n}"),
+            NOW + 100 + n,
+        )));
+    }
+    store.commit(changes).await.unwrap();
+    // Eight claims at once, as from several instances (PostgreSQL: eight connections).
+    let claims = (0..8).map(|_| {
+        let store = store.store.clone();
+        tokio::spawn(async move { store.claim_deliveries(NOW + 1_000, NOW + 5_000, 16, 3).await })
+    });
+    let mut claimed = Vec::new();
+    for claim in claims {
+        let rows = claim.await.unwrap().unwrap();
+        assert!(
+            per_merchant(&rows).get("m1").copied().unwrap_or(0) <= 3,
+            "one claim never hands out more than the cap"
+        );
+        claimed.extend(rows);
+    }
+    let mut seen = ids(&claimed, |d| &d.id);
+    seen.sort();
+    let count = seen.len();
+    seen.dedup();
+    assert_eq!(seen.len(), count, "no row claimed twice: {seen:?}");
+    let counts = per_merchant(&claimed);
+    // Racing claims may each see the other's picks as free (see the claim).
+    let m1 = counts.get("m1").copied().unwrap_or(0);
+    assert!((3..=6).contains(&m1), "{counts:?}");
+    assert_eq!(counts.get("m2").copied(), Some(3), "{counts:?}");
+}

@@ -117,6 +117,7 @@ contract!(
     claims_take_turns_and_respect_the_per_merchant_cap,
     an_endpoint_that_keeps_failing_is_backed_off_as_a_whole,
     retention_prunes_old_finished_rows_in_bounded_batches,
+    concurrent_claims_never_share_a_row_nor_give_one_merchant_a_batch,
 );
 
 const NOW: i64 = 1_700_000_000_000;
