@@ -23,8 +23,9 @@ mod support;
 pub use server::{cli, cluster};
 
 pub use app::core::Clock;
-pub use app::outbound::DeliverySchedule;
+pub use app::outbound::{DeliveryLimits, DeliverySchedule};
 pub use app::reconcile::ReconcileSettings;
+pub use app::retention::Pruned;
 pub use server::config::{Config, ConfigError, LogFormat};
 pub use server::{RunningServer, ServerBuilder, StartError};
 pub use support::crypto::MasterKey;

@@ -163,11 +163,19 @@ pub(crate) async fn retry(
         Ok(Outcome {
             status: Status::OK,
             body: success_bytes(&DeliveryView::new(&row, Some(attempts))),
-            changes: vec![Change::RetryDelivery {
-                merchant_id: caller.merchant_id.to_string(),
-                id: row.id.clone(),
-                at,
-            }],
+            // A retry by hand is the merchant saying its endpoint works
+            // again: it is no longer backed off as a whole.
+            changes: vec![
+                Change::RetryDelivery {
+                    merchant_id: caller.merchant_id.to_string(),
+                    id: row.id.clone(),
+                    at,
+                },
+                Change::EndpointRecovered {
+                    merchant_id: caller.merchant_id.to_string(),
+                    at,
+                },
+            ],
             updates: Vec::new(),
         })
     })

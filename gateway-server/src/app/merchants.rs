@@ -183,10 +183,17 @@ pub(crate) async fn put_webhook(
     input: WebhookSettings,
 ) -> Result<WebhookView, ApiError> {
     let has_secret = core.store.signing_secret(&caller.merchant_id).await?.is_some();
-    let mut changes = vec![Change::SetWebhookUrl {
-        merchant_id: caller.merchant_id.to_string(),
-        url: input.webhook_url.clone(),
-    }];
+    // A new endpoint starts afresh: the old one's failures do not back it off.
+    let mut changes = vec![
+        Change::SetWebhookUrl {
+            merchant_id: caller.merchant_id.to_string(),
+            url: input.webhook_url.clone(),
+        },
+        Change::EndpointRecovered {
+            merchant_id: caller.merchant_id.to_string(),
+            at: now_ms(),
+        },
+    ];
     let new_secret =
         (input.rotate_secret || (!has_secret && input.webhook_url.is_some())).then(new_signing_secret);
     if let Some(secret) = &new_secret {

@@ -25,6 +25,7 @@ pub(crate) mod reconcile;
 pub(crate) mod reconcile_refunds;
 pub(crate) mod refunds;
 pub(crate) mod resolve;
+pub(crate) mod retention;
 
 use crate::domain::error::{ApiError, Status};
 use crate::store::StoreError;

@@ -8,7 +8,15 @@
 //!   frees them when the lease ends), POSTs the signed payload, records every
 //!   attempt (HTTP status, latency, error) and either marks the row delivered
 //!   (a 2xx within the timeout) or schedules the next attempt with
-//!   exponential backoff, giving up after the last one.
+//!   exponential backoff (less a random fifth at most, so deliveries that
+//!   failed together do not come back together), giving up after the last one.
+//! * Fairness: the worker keeps a rolling pool of at most
+//!   [`DeliveryLimits::concurrency`] deliveries in flight (as each one ends,
+//!   the next claimable one starts), and the claim lets merchants take turns,
+//!   none with more than [`DeliveryLimits::per_merchant`] in flight across
+//!   instances. An endpoint that failed [`DeliveryLimits::endpoint_failures`]
+//!   times in a row is backed off as a whole: none of the merchant's
+//!   deliveries is tried before its next retry time; a 2xx resets it.
 //! * Delivery is at-least-once: a delivery that was in flight when the
 //!   process died is sent again after the lease. Receivers deduplicate on the
 //!   event `id` (also sent as `Gateway-Event-Id`).
@@ -17,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::{FutureExt, StreamExt};
 use gateway_core::{IntentStatus, PaymentStatus, RefundStatus};
 use tokio::sync::Notify;
 
@@ -67,11 +76,46 @@ impl DeliverySchedule {
         self.first_retry.saturating_mul(factor).min(self.max_delay)
     }
 
+    /// [`DeliverySchedule::delay_after`] less a random share of at most a
+    /// fifth (jitter): deliveries that failed together spread out, and each
+    /// pause is still longer than the one before.
+    pub fn jittered_delay_after(&self, attempt: u32) -> Duration {
+        let delay = self.delay_after(attempt);
+        let share = f64::from(u16::from_le_bytes(random_bytes::<2>())) / f64::from(u16::MAX);
+        delay.saturating_sub(delay.mul_f64(JITTER * share))
+    }
+
     /// How long a claimed delivery stays owned by its worker.
     fn lease(&self) -> Duration {
         self.timeout.saturating_mul(2) + Duration::from_secs(5)
     }
 }
+
+/// How many deliveries run at once, and when a failing endpoint is backed off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryLimits {
+    /// Deliveries in flight at once in this instance (`GATEWAY_WEBHOOK_CONCURRENCY`, default 32).
+    pub concurrency: u32,
+    /// Deliveries of one merchant in flight at once, across instances
+    /// (`GATEWAY_WEBHOOK_PER_MERCHANT`, default 4).
+    pub per_merchant: u32,
+    /// Consecutive failed attempts after which a merchant's endpoint is backed
+    /// off as a whole (`GATEWAY_WEBHOOK_ENDPOINT_FAILURES`, default 5).
+    pub endpoint_failures: u32,
+}
+
+impl Default for DeliveryLimits {
+    fn default() -> Self {
+        DeliveryLimits {
+            concurrency: 32,
+            per_merchant: 4,
+            endpoint_failures: 5,
+        }
+    }
+}
+
+/// The largest share of a retry delay taken off at random.
+const JITTER: f64 = 0.2;
 
 /// Shared outbound state: the worker's wake-up and a cache of webhook URLs
 /// (each trusted for [`CACHE_TTL`]; forgotten at once on a change, here and,
@@ -80,6 +124,7 @@ pub(crate) struct Outbound {
     notify: Notify,
     urls: Mutex<HashMap<String, (Option<String>, Instant)>>,
     pub(crate) schedule: DeliverySchedule,
+    pub(crate) limits: DeliveryLimits,
 }
 
 impl Outbound {
@@ -88,7 +133,14 @@ impl Outbound {
             notify: Notify::new(),
             urls: Mutex::new(HashMap::new()),
             schedule,
+            limits: DeliveryLimits::default(),
         }
+    }
+
+    /// The same, with these delivery limits.
+    pub(crate) fn with_limits(mut self, limits: DeliveryLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Tells the worker new deliveries are due.
@@ -286,36 +338,48 @@ async fn run_worker(state: Arc<Core>) {
     // The soonest retry this worker scheduled: it wakes for it on time
     // instead of at the next poll.
     let mut next_due: Option<i64> = None;
+    let limits = state.outbound.limits;
+    // The rolling pool: every delivery in flight; as one ends, the next starts.
+    let mut running = futures_util::stream::FuturesUnordered::new();
     loop {
+        let free = (limits.concurrency as usize).saturating_sub(running.len());
+        if free > 0 {
+            let now = now_ms();
+            let lease = schedule.lease().as_millis() as i64;
+            let free = u32::try_from(free).unwrap_or(u32::MAX);
+            match state
+                .store
+                .claim_deliveries(now, now + lease, free, limits.per_merchant)
+                .await
+            {
+                Ok(claimed) => {
+                    for row in claimed {
+                        running.push(deliver(&state, &client, row));
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "claiming webhook deliveries failed"),
+            }
+        }
         let now = now_ms();
-        let lease = schedule.lease().as_millis() as i64;
-        let claimed = match state.store.claim_deliveries(now, now + lease, 32).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "claiming webhook deliveries failed");
-                Vec::new()
+        let poll = 250;
+        let wait = next_due.map_or(poll, |due| (due - now).clamp(0, poll));
+        if next_due.is_some_and(|due| due <= now + poll) {
+            next_due = None;
+        }
+        let mut note = |retry_at: Option<i64>| {
+            if let Some(at) = retry_at {
+                next_due = Some(next_due.map_or(at, |due| due.min(at)));
             }
         };
-        if claimed.is_empty() {
-            let poll = 250;
-            let wait = next_due.map_or(poll, |due| (due - now).clamp(0, poll));
-            if next_due.is_some_and(|due| due <= now + poll) {
-                next_due = None;
+        tokio::select! {
+            Some(retry_at) = running.next(), if !running.is_empty() => {
+                note(retry_at);
+                // Every other delivery that ended too, before claiming again.
+                while let Some(Some(retry_at)) = running.next().now_or_never() {
+                    note(retry_at);
+                }
             }
-            let _ = tokio::time::timeout(
-                Duration::from_millis(wait as u64),
-                state.outbound.notify.notified(),
-            )
-            .await;
-            continue;
-        }
-        let sends = claimed.into_iter().map(|row| {
-            let state = state.clone();
-            let client = client.clone();
-            async move { deliver(&state, &client, row).await }
-        });
-        for retry_at in futures_util::future::join_all(sends).await.into_iter().flatten() {
-            next_due = Some(next_due.map_or(retry_at, |due| due.min(retry_at)));
+            _ = tokio::time::timeout(Duration::from_millis(wait as u64), state.outbound.notify.notified()) => {}
         }
     }
 }
@@ -367,12 +431,31 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
         Err(error) => (None, Some(error.chars().take(500).collect::<String>())),
     };
     let schedule = state.outbound.schedule;
+    let now = now_ms();
     let outcome = if error.is_none() {
         DeliveryOutcome::Delivered
     } else if attempt >= schedule.max_attempts {
         DeliveryOutcome::GaveUp
     } else {
-        DeliveryOutcome::RetryAt(now_ms() + schedule.delay_after(attempt).as_millis() as i64)
+        DeliveryOutcome::RetryAt(now + schedule.jittered_delay_after(attempt).as_millis() as i64)
+    };
+    // The endpoint's own next retry: the delivery's, or (given up) as if there were one.
+    let endpoint_retry_at = match outcome {
+        DeliveryOutcome::Delivered => None,
+        DeliveryOutcome::RetryAt(at) => Some(at),
+        DeliveryOutcome::GaveUp => Some(now + schedule.jittered_delay_after(attempt).as_millis() as i64),
+    };
+    let endpoint = match endpoint_retry_at {
+        None => Change::EndpointRecovered {
+            merchant_id: row.merchant_id.clone(),
+            at: now,
+        },
+        Some(retry_at) => Change::EndpointFailed {
+            merchant_id: row.merchant_id.clone(),
+            at: now,
+            retry_at,
+            after: i64::from(state.outbound.limits.endpoint_failures),
+        },
     };
     tracing::info!(
         delivery = %row.id,
@@ -403,14 +486,11 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
         },
         outcome,
     };
-    if let Err(error) = state.store.commit(vec![change]).await {
+    if let Err(error) = state.store.commit(vec![change, endpoint]).await {
         // The claim expires; the delivery is attempted again (at-least-once).
         tracing::warn!(delivery = %row.id, %error, "recording a webhook attempt failed");
     }
-    match outcome {
-        DeliveryOutcome::RetryAt(at) => Some(at),
-        _ => None,
-    }
+    endpoint_retry_at
 }
 
 #[cfg(test)]
@@ -561,5 +641,26 @@ mod tests {
         assert_eq!(schedule.delay_after(1), Duration::from_secs(30));
         assert_eq!(schedule.delay_after(2), Duration::from_secs(60));
         assert_eq!(schedule.delay_after(40), schedule.max_delay);
+    }
+
+    #[test]
+    fn jitter_takes_at_most_a_fifth_and_delays_still_grow() {
+        let schedule = DeliverySchedule::default();
+        for attempt in 1..schedule.max_attempts {
+            let full = schedule.delay_after(attempt);
+            for _ in 0..50 {
+                let jittered = schedule.jittered_delay_after(attempt);
+                assert!(
+                    jittered <= full && jittered >= full.mul_f64(0.8),
+                    "{jittered:?} of {full:?}"
+                );
+                if full < schedule.max_delay {
+                    assert!(jittered < schedule.delay_after(attempt + 1).mul_f64(0.8));
+                }
+            }
+        }
+        let spread: std::collections::HashSet<Duration> =
+            (0..20).map(|_| schedule.jittered_delay_after(3)).collect();
+        assert!(spread.len() > 1, "the delays differ");
     }
 }

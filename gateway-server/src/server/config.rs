@@ -66,6 +66,18 @@ pub struct Config {
     pub reconcile: crate::app::reconcile::ReconcileSettings,
     /// How often stored inbound webhook events that are not processed yet are retried.
     pub webhook_sweep_interval: Duration,
+    /// Outbound webhook fairness (`GATEWAY_WEBHOOK_CONCURRENCY`, default 32
+    /// in flight; `GATEWAY_WEBHOOK_PER_MERCHANT`, default 4 per merchant;
+    /// `GATEWAY_WEBHOOK_ENDPOINT_FAILURES`, default 5 consecutive failures
+    /// before a merchant's endpoint is backed off as a whole). File keys
+    /// `webhook_concurrency`, `webhook_per_merchant`, `webhook_endpoint_failures`.
+    pub webhook_limits: crate::app::outbound::DeliveryLimits,
+    /// How long processed inbound provider events and finished merchant
+    /// webhook deliveries (with their attempts) are kept (`GATEWAY_RETENTION`,
+    /// file key `retention`, a duration such as `30days`; default 30 days,
+    /// at least 7 days: stored events also deduplicate a provider's retries).
+    /// Unprocessed events and pending deliveries are always kept.
+    pub retention: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +98,8 @@ impl Default for Config {
             webhook_delivery: crate::app::outbound::DeliverySchedule::default(),
             reconcile: crate::app::reconcile::ReconcileSettings::default(),
             webhook_sweep_interval: Duration::from_secs(30),
+            webhook_limits: crate::app::outbound::DeliveryLimits::default(),
+            retention: crate::app::retention::DEFAULT_RETENTION,
         }
     }
 }
@@ -113,6 +127,8 @@ impl fmt::Debug for Config {
             .field("webhook_delivery", &self.webhook_delivery)
             .field("reconcile", &self.reconcile)
             .field("webhook_sweep_interval", &self.webhook_sweep_interval)
+            .field("webhook_limits", &self.webhook_limits)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -159,6 +175,10 @@ struct FileConfig {
     rate_limit_per_second: Option<u32>,
     #[serde(default)]
     providers: BTreeMap<String, BTreeMap<String, String>>,
+    webhook_concurrency: Option<u32>,
+    webhook_per_merchant: Option<u32>,
+    webhook_endpoint_failures: Option<u32>,
+    retention: Option<String>,
 }
 
 impl Config {
@@ -315,6 +335,55 @@ impl Config {
                 message: "must be at least 1024".to_owned(),
             });
         }
+        let count = |name: &'static str, variable: &str, file: Option<u32>, default: u32, max: u32| {
+            let value = match env(variable) {
+                Some(text) => u32::try_from(parse_number(name, &text)?).unwrap_or(u32::MAX),
+                None => file.unwrap_or(default),
+            };
+            if value == 0 || value > max {
+                return Err(ConfigError::Invalid {
+                    name,
+                    message: format!("{value}; use 1 to {max}"),
+                });
+            }
+            Ok(value)
+        };
+        let limits = config.webhook_limits;
+        config.webhook_limits.concurrency = count(
+            "webhook_concurrency",
+            "GATEWAY_WEBHOOK_CONCURRENCY",
+            file.webhook_concurrency,
+            limits.concurrency,
+            1024,
+        )?;
+        config.webhook_limits.per_merchant = count(
+            "webhook_per_merchant",
+            "GATEWAY_WEBHOOK_PER_MERCHANT",
+            file.webhook_per_merchant,
+            limits.per_merchant,
+            config.webhook_limits.concurrency,
+        )?;
+        config.webhook_limits.endpoint_failures = count(
+            "webhook_endpoint_failures",
+            "GATEWAY_WEBHOOK_ENDPOINT_FAILURES",
+            file.webhook_endpoint_failures,
+            limits.endpoint_failures,
+            1000,
+        )?;
+        if let Some(text) = env("GATEWAY_RETENTION").or(file.retention) {
+            config.retention = duration("retention", text)?;
+            // Stored inbound events are also what deduplicates a provider's
+            // retries (Stripe retries for 3 days), and a delivery can be
+            // retried for about as long: a shorter retention would forget them.
+            if config.retention < Duration::from_secs(7 * 24 * 3600)
+                || config.retention > Duration::from_secs(10 * 365 * 24 * 3600)
+            {
+                return Err(ConfigError::Invalid {
+                    name: "retention",
+                    message: "must be between 7days and 10 years (default 30days)".to_owned(),
+                });
+            }
+        }
         Ok(config)
     }
 }
@@ -422,6 +491,50 @@ mod tests {
         assert_eq!(env_wins.provider_timeout, Duration::from_secs(45));
         assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "0s")])).is_err());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "soon")])).is_err());
+    }
+
+    #[test]
+    fn delivery_fairness_and_retention_settings() {
+        let config = Config::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(config.webhook_limits.concurrency, 32);
+        assert_eq!(config.webhook_limits.per_merchant, 4);
+        assert_eq!(config.webhook_limits.endpoint_failures, 5);
+        assert_eq!(config.retention, Duration::from_secs(30 * 24 * 3600));
+        let file = "webhook_concurrency = 64\nwebhook_per_merchant = 8\nretention = \"7days\"\n";
+        let config = Config::from_sources(
+            Some(file),
+            &env(&[
+                ("GATEWAY_WEBHOOK_PER_MERCHANT", "2"),
+                ("GATEWAY_WEBHOOK_ENDPOINT_FAILURES", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.webhook_limits.concurrency, 64);
+        assert_eq!(config.webhook_limits.per_merchant, 2, "the environment wins");
+        assert_eq!(config.webhook_limits.endpoint_failures, 3);
+        assert_eq!(config.retention, Duration::from_secs(7 * 24 * 3600));
+        let refused: &[&[(&str, &str)]] = &[
+            &[("GATEWAY_WEBHOOK_CONCURRENCY", "0")],
+            &[("GATEWAY_WEBHOOK_CONCURRENCY", "100000")],
+            &[("GATEWAY_WEBHOOK_CONCURRENCY", "many")],
+            &[("GATEWAY_WEBHOOK_PER_MERCHANT", "0")],
+            &[
+                ("GATEWAY_WEBHOOK_CONCURRENCY", "8"),
+                ("GATEWAY_WEBHOOK_PER_MERCHANT", "9"),
+            ],
+            &[("GATEWAY_WEBHOOK_ENDPOINT_FAILURES", "0")],
+            &[("GATEWAY_RETENTION", "0s")],
+            &[("GATEWAY_RETENTION", "5m")],
+            &[("GATEWAY_RETENTION", "3days")],
+            &[("GATEWAY_RETENTION", "100years")],
+            &[("GATEWAY_RETENTION", "forever")],
+        ];
+        for pairs in refused {
+            let pairs: &'static [(&str, &str)] = Box::leak(pairs.to_vec().into_boxed_slice());
+            let error = Config::from_sources(None, &env(pairs)).unwrap_err();
+            assert!(matches!(error, ConfigError::Invalid { .. }), "{pairs:?}: {error}");
+        }
+        assert!(Config::from_sources(Some("webhook_per_merchant = 0\n"), &env(&[])).is_err());
     }
 
     #[test]

@@ -217,7 +217,7 @@ impl ServerBuilder {
             }),
             max_body_bytes: config.max_body_bytes,
             bus,
-            outbound: Arc::new(Outbound::new(config.webhook_delivery)),
+            outbound: Arc::new(Outbound::new(config.webhook_delivery).with_limits(config.webhook_limits)),
             event_locks: KeyedLocks::new(),
             clock,
             peers,
@@ -251,6 +251,10 @@ impl ServerBuilder {
             config.reconcile,
         ));
         let mut background = vec![purge, sweep, reconcile];
+        background.push(tokio::spawn(crate::app::retention::prune_loop(
+            state.store.clone(),
+            config.retention,
+        )));
         if let Some(notices) = notices {
             background.push(tokio::spawn(crate::app::invalidation::forget_loop(
                 state.clone(),
@@ -269,6 +273,7 @@ impl ServerBuilder {
             state,
             sandbox_key,
             relay,
+            retention: config.retention,
         })
     }
 }
@@ -283,6 +288,7 @@ pub struct RunningServer {
     state: Arc<Core>,
     sandbox_key: Option<String>,
     relay: Option<ClusterRelay>,
+    retention: std::time::Duration,
 }
 
 impl Drop for RunningServer {
@@ -324,6 +330,16 @@ impl RunningServer {
         let swept = crate::app::inbound::sweep_once(&self.state, i64::MAX).await;
         let resolved = crate::app::resolve::resolve_unresolved(&self.state, std::time::Duration::ZERO).await;
         swept + resolved + crate::app::reconcile::reconcile_pending_now(&self.state, 8).await
+    }
+
+    /// Runs one retention pass now: deletes processed inbound provider events
+    /// and finished merchant webhook deliveries (with their attempts) older
+    /// than `Config::retention`, in bounded batches; returns what it deleted.
+    /// For operators' tooling and tests.
+    pub async fn prune_now(&self) -> Result<crate::app::retention::Pruned, String> {
+        crate::app::retention::prune_once(&*self.state.store, self.retention)
+            .await
+            .map_err(|error| error.to_string())
     }
 
     /// Resolves now every payment whose provider call has no stored answer

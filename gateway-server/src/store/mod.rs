@@ -213,6 +213,21 @@ pub(crate) enum Change {
         id: String,
         at: i64,
     },
+    /// Counts a failed attempt against the merchant's endpoint; from the
+    /// `after`-th consecutive one on, none of its deliveries is claimed
+    /// before `retry_at` (the endpoint is backed off as a whole).
+    EndpointFailed {
+        merchant_id: String,
+        at: i64,
+        retry_at: i64,
+        after: i64,
+    },
+    /// The merchant's endpoint answered (or was changed, or a delivery was
+    /// retried by hand): its failure count and backoff are reset.
+    EndpointRecovered {
+        merchant_id: String,
+        at: i64,
+    },
 }
 
 impl Change {
@@ -327,19 +342,31 @@ pub(crate) trait InboundStore: Send + Sync {
         now: i64,
         limit: u32,
     ) -> Result<Vec<WebhookEventRow>, StoreError>;
+    /// Deletes at most `limit` inbound events processed before `before`
+    /// (never one not processed yet); returns how many.
+    async fn prune_webhook_events(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// The outbox: outbound merchant webhooks and their attempts.
 #[async_trait]
 pub(crate) trait OutboxStore: Send + Sync {
     /// Claims up to `limit` pending deliveries due at `now` until `until`
-    /// (a claim expires, so a crash mid-send frees the row), oldest first.
+    /// (a claim expires, so a crash mid-send frees the row), oldest first,
+    /// taking turns between merchants: a merchant never has more than
+    /// `per_merchant` claimed at once (counting claims not expired, by any
+    /// instance), and a merchant whose endpoint is backed off has none
+    /// claimed before its retry time.
     async fn claim_deliveries(
         &self,
         now: i64,
         until: i64,
         limit: u32,
+        per_merchant: u32,
     ) -> Result<Vec<DeliveryRow>, StoreError>;
+    /// Deletes at most `limit` finished deliveries (delivered, or given up)
+    /// created and last attempted before `before`, with their attempts
+    /// (never a pending one); returns how many deliveries.
+    async fn prune_deliveries(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
     /// A merchant's deliveries, newest first.
     async fn deliveries(
         &self,

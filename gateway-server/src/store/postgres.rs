@@ -88,6 +88,11 @@ pub(super) fn migrator() -> Migrator {
             "account pinning",
             include_str!("../../migrations/postgres/0007_account_pinning.sql"),
         ),
+        migration(
+            8,
+            "delivery fairness",
+            include_str!("../../migrations/postgres/0008_delivery_fairness.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -81,6 +81,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0006_account_pinning.sql")),
             false,
         ),
+        Migration::new(
+            7,
+            Cow::Borrowed("delivery fairness"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0007_delivery_fairness.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -254,6 +254,16 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// Runs one retention pass now (`RunningServer::prune_now`).
+    pub async fn prune_now(&self) -> gateway_server::Pruned {
+        self.server
+            .as_ref()
+            .expect("a running server")
+            .prune_now()
+            .await
+            .expect("a prune pass")
+    }
+
     /// Runs the resolution of unknown outcomes now; how many payments it resolved.
     pub async fn resolve_unknown_outcomes(&self) -> usize {
         self.server

@@ -7,6 +7,7 @@
 //! by the integration tests' harness (`tests/common/postgres.rs`, included
 //! here), one database per test.
 
+mod fairness;
 mod records;
 mod refunds;
 mod webhooks;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use gateway_core::{IntentStatus, PaymentIntent, Refund};
 use serde_json::json;
 
+use self::fairness::*;
 use self::records::*;
 use self::refunds::*;
 use self::webhooks::*;
@@ -112,6 +114,10 @@ contract!(
     refunds_change_status_and_unsettled_ones_are_listed_by_age,
     the_refund_lifecycle_migration_fills_statuses_and_drops_duplicates,
     inbound_events_are_retried_in_the_order_of_their_next_attempt,
+    claims_take_turns_and_respect_the_per_merchant_cap,
+    an_endpoint_that_keeps_failing_is_backed_off_as_a_whole,
+    retention_prunes_old_finished_rows_in_bounded_batches,
+    concurrent_claims_never_share_a_row_nor_give_one_merchant_a_batch,
 );
 
 const NOW: i64 = 1_700_000_000_000;

@@ -129,7 +129,7 @@ pub(super) async fn deliveries_are_claimed_until_their_claim_expires(backend: Ba
         .unwrap();
     assert!(store.delivery("m1", "evt_dup").await.unwrap().is_none());
 
-    let claimed = store.claim_deliveries(NOW + 10, NOW + 100, 1).await.unwrap();
+    let claimed = store.claim_deliveries(NOW + 10, NOW + 100, 1, 10).await.unwrap();
     assert_eq!(
         ids(&claimed, |d| &d.id),
         ["evt_a"],
@@ -137,27 +137,30 @@ pub(super) async fn deliveries_are_claimed_until_their_claim_expires(backend: Ba
     );
     assert_eq!(claimed[0].status, DeliveryStatus::Pending);
     assert!(claimed[0].seq > 0);
-    let rest = store.claim_deliveries(NOW + 10, NOW + 100, 10).await.unwrap();
+    let rest = store.claim_deliveries(NOW + 10, NOW + 100, 10, 10).await.unwrap();
     assert_eq!(
         ids(&rest, |d| &d.id),
         ["evt_b"],
         "claimed rows and rows not due are left"
     );
     assert!(store
-        .claim_deliveries(NOW + 50, NOW + 150, 10)
+        .claim_deliveries(NOW + 50, NOW + 150, 10, 10)
         .await
         .unwrap()
         .is_empty());
     // A claim that ran out (its worker died) frees the row.
-    let expired = store.claim_deliveries(NOW + 101, NOW + 200, 10).await.unwrap();
+    let expired = store
+        .claim_deliveries(NOW + 101, NOW + 200, 10, 10)
+        .await
+        .unwrap();
     assert_eq!(ids(&expired, |d| &d.id), ["evt_a", "evt_b"]);
     assert!(store
-        .claim_deliveries(NOW + 150, NOW + 250, 10)
+        .claim_deliveries(NOW + 150, NOW + 250, 10, 10)
         .await
         .unwrap()
         .is_empty());
     let all = store
-        .claim_deliveries(NOW + 1_000, NOW + 2_000, 10)
+        .claim_deliveries(NOW + 1_000, NOW + 2_000, 10, 10)
         .await
         .unwrap();
     assert_eq!(ids(&all, |d| &d.id), ["evt_a", "evt_b", "evt_later"]);
@@ -183,7 +186,7 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
         .unwrap();
     assert_eq!(
         store
-            .claim_deliveries(NOW, NOW + 100_000, 10)
+            .claim_deliveries(NOW, NOW + 100_000, 10, 10)
             .await
             .unwrap()
             .len(),
@@ -202,7 +205,10 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
     // Recording released the claim: due again at its retry time.
     assert_eq!(
         ids(
-            &store.claim_deliveries(NOW + 500, NOW + 600, 10).await.unwrap(),
+            &store
+                .claim_deliveries(NOW + 500, NOW + 600, 10, 10)
+                .await
+                .unwrap(),
             |d| &d.id
         ),
         ["evt_a"]
@@ -270,7 +276,7 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
     assert_eq!(
         ids(
             &store
-                .claim_deliveries(NOW + 2_000, NOW + 2_100, 10)
+                .claim_deliveries(NOW + 2_000, NOW + 2_100, 10, 10)
                 .await
                 .unwrap(),
             |d| &d.id

@@ -286,6 +286,19 @@ macro_rules! shared_reads {
                 .fetch_all(&self.$pool)
                 .await?)
             }
+
+            async fn prune_webhook_events(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM webhook_events WHERE processed_at IS NOT NULL AND seq IN (SELECT seq \
+                     FROM webhook_events WHERE processed_at IS NOT NULL AND processed_at < $1 \
+                     ORDER BY processed_at LIMIT $2)",
+                )
+                .bind(before)
+                .bind(i64::from(limit))
+                .execute(&self.$pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
         }
 
         #[async_trait::async_trait]
@@ -295,12 +308,24 @@ macro_rules! shared_reads {
                 now: i64,
                 until: i64,
                 limit: u32,
+                per_merchant: u32,
             ) -> Result<Vec<DeliveryRow>, StoreError> {
-                // `$lock` is the dialect's: see the backends.
-                Ok(sqlx::query_as(concat!(
+                // The innermost query ranks each merchant's due rows after
+                // its claims in flight (`turn`), skips merchants whose
+                // endpoint is backed off, and picks by turn first: merchants
+                // take turns, none beyond its cap. The picks are locked and
+                // checked again by `$lock` (the dialect's: see the backends).
+                let mut rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
                     "UPDATE webhook_deliveries SET claimed_until = $1 WHERE seq IN (SELECT seq \
-                     FROM webhook_deliveries WHERE status = $3 AND next_attempt_at <= $2 \
-                     AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, seq LIMIT $4",
+                     FROM webhook_deliveries WHERE status = $3 AND (claimed_until IS NULL OR claimed_until < $2) \
+                     AND seq IN (SELECT seq FROM (SELECT d.seq, d.next_attempt_at, ROW_NUMBER() OVER \
+                     (PARTITION BY d.merchant_id ORDER BY d.next_attempt_at, d.seq) + COALESCE(busy.n, 0) AS turn \
+                     FROM webhook_deliveries d LEFT JOIN (SELECT merchant_id, COUNT(*) AS n FROM webhook_deliveries \
+                     WHERE status = $3 AND claimed_until >= $2 GROUP BY merchant_id) busy \
+                     ON busy.merchant_id = d.merchant_id \
+                     WHERE d.status = $3 AND d.next_attempt_at <= $2 AND (d.claimed_until IS NULL OR d.claimed_until < $2) \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.merchant_id = d.merchant_id \
+                     AND e.blocked_until > $2)) due WHERE turn <= $5 ORDER BY turn, next_attempt_at, seq LIMIT $4)",
                     $lock,
                     ") RETURNING *"
                 ))
@@ -308,8 +333,39 @@ macro_rules! shared_reads {
                     .bind(now)
                     .bind(DeliveryStatus::Pending.as_str())
                     .bind(i64::from(limit))
+                    .bind(i64::from(per_merchant))
                     .fetch_all(&self.$pool)
-                    .await?)
+                    .await?;
+                rows.sort_by_key(|row| (row.next_attempt_at, row.seq));
+                Ok(rows)
+            }
+
+            async fn prune_deliveries(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+                let mut tx = self.$pool.begin().await?;
+                // Checked again on the row itself: a delivery retried by hand meanwhile stays.
+                let ids: Vec<(String,)> = sqlx::query_as(
+                    "DELETE FROM webhook_deliveries WHERE (status = $1 OR status = $2) AND seq IN (SELECT seq \
+                     FROM webhook_deliveries WHERE (status = $1 OR status = $2) AND created_at < $3 \
+                     AND COALESCE(delivered_at, next_attempt_at) < $3 ORDER BY created_at, seq LIMIT $4) RETURNING id",
+                )
+                .bind(DeliveryStatus::Delivered.as_str())
+                .bind(DeliveryStatus::Failed.as_str())
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                if !ids.is_empty() {
+                    let mut query =
+                        sqlx::QueryBuilder::<$db>::new("DELETE FROM webhook_attempts WHERE delivery_id IN (");
+                    let mut list = query.separated(", ");
+                    for (id,) in &ids {
+                        list.push_bind(id);
+                    }
+                    query.push(")");
+                    query.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(ids.len() as u64)
             }
 
             async fn deliveries(

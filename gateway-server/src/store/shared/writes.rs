@@ -388,6 +388,36 @@ macro_rules! shared_writes {
                     .execute(&mut *conn)
                     .await?;
                 }
+                Change::EndpointFailed {
+                    merchant_id,
+                    at,
+                    retry_at,
+                    after,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO webhook_endpoints (merchant_id, failures, blocked_until, updated_at) \
+                         VALUES ($1, 1, CASE WHEN 1 >= $2 THEN $3 ELSE 0 END, $4) \
+                         ON CONFLICT (merchant_id) DO UPDATE SET failures = webhook_endpoints.failures + 1, \
+                         blocked_until = CASE WHEN webhook_endpoints.failures + 1 >= $2 THEN $3 ELSE 0 END, \
+                         updated_at = $4",
+                    )
+                    .bind(merchant_id)
+                    .bind(after)
+                    .bind(retry_at)
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::EndpointRecovered { merchant_id, at } => {
+                    sqlx::query(
+                        "UPDATE webhook_endpoints SET failures = 0, blocked_until = 0, updated_at = $1 \
+                         WHERE merchant_id = $2 AND (failures > 0 OR blocked_until > 0)",
+                    )
+                    .bind(at)
+                    .bind(merchant_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
             Ok(())
         }
