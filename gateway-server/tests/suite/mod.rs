@@ -12,6 +12,7 @@ mod cards;
 mod faults;
 mod idempotency;
 mod inbound_sweep;
+mod limits;
 mod merchants;
 mod openapi_contract;
 mod operations;
