@@ -44,10 +44,9 @@ impl KeyCache {
 
     /// `Some(Some(caller))` for a cached valid key, `Some(None)` for a cached invalid one.
     fn get(&self, hash: &str) -> Option<Option<Caller>> {
-        let hash = hash.to_owned();
         {
             let valid = self.valid.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((caller, at)) = valid.get(&hash) {
+            if let Some((caller, at)) = valid.get(hash) {
                 if at.elapsed() < CACHE_TTL {
                     return Some(Some(caller.clone()));
                 }
@@ -55,7 +54,7 @@ impl KeyCache {
         }
         let invalid = self.invalid.lock().unwrap_or_else(PoisonError::into_inner);
         invalid
-            .get(&hash)
+            .get(hash)
             .filter(|at| at.elapsed() < CACHE_TTL)
             .map(|_| None)
     }
@@ -67,7 +66,7 @@ impl KeyCache {
                 self.invalid
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&hash);
+                    .remove(hash.as_str());
                 self.valid
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -77,7 +76,7 @@ impl KeyCache {
                 self.valid
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&hash);
+                    .remove(hash.as_str());
                 self.invalid
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
