@@ -92,8 +92,8 @@ const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 
 /// The last frame of a stream that ends before its payment settles: an
 /// `end` event carrying the failure envelope that says why.
-fn end_frame(code: &str, message: &str) -> Bytes {
-    let data = ApiError::new(Status::OK, code, message).body_bytes();
+fn end_frame(why: ApiError) -> Bytes {
+    let data = why.body_bytes();
     let mut frame = Vec::with_capacity(data.len() + 32);
     frame.extend_from_slice(b"event: end\ndata: ");
     frame.extend_from_slice(&data);
@@ -128,7 +128,11 @@ impl Stream {
                 () = check => {
                     if !api_keys::still_valid(&self.state, &self.key_hash).await {
                         return Some((
-                            end_frame("invalid_api_key", "the API key was revoked: the stream ends"),
+                            end_frame(ApiError::new(
+                                Status::UNAUTHORIZED,
+                                "invalid_api_key",
+                                "the API key was revoked: the stream ends",
+                            )),
                             true,
                         ));
                     }
@@ -138,14 +142,19 @@ impl Stream {
         match woke {
             Woke::KeepAlive => Some((Bytes::from_static(b": keep-alive\n\n"), false)),
             Woke::Expired => Some((
-                end_frame(
+                end_frame(ApiError::new(
+                    Status::REQUEST_TIMEOUT,
                     "stream_expired",
                     "the stream reached its longest duration; open a new one to keep watching",
-                ),
+                )),
                 true,
             )),
             Woke::Stopped => Some((
-                end_frame("server_stopping", "the server is stopping; reconnect shortly"),
+                end_frame(ApiError::new(
+                    Status::SERVICE_UNAVAILABLE,
+                    "server_stopping",
+                    "the server is stopping; reconnect shortly",
+                )),
                 true,
             )),
             Woke::Changed(closed) => {
