@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use gateway_core::{EventBus, PaymentProvider};
 
-use crate::app::api_keys::{KeyCache, RateLimiter};
+use crate::app::api_keys::{AuthFailures, KeyCache, RateLimiter};
 use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
+use crate::app::live::LiveLimits;
 use crate::app::outbound::Outbound;
 use crate::app::providers::Providers;
 use crate::domain::error::ApiError;
@@ -46,6 +47,12 @@ pub(crate) struct Core {
     pub(crate) clock: Clock,
     /// The other instances, told what a change made stale in their caches.
     pub(crate) peers: Peers,
+    /// Failed authentications per client address.
+    pub(crate) auth_failures: AuthFailures,
+    /// Open event streams and long polls per merchant, their longest life, and the stop signal.
+    pub(crate) live: LiveLimits,
+    /// The longest a request's body may take to arrive.
+    pub(crate) body_read_timeout: std::time::Duration,
 }
 
 impl Core {

@@ -26,6 +26,8 @@ impl Status {
     pub(crate) const NOT_FOUND: Status = Status(404);
     pub(crate) const METHOD_NOT_ALLOWED: Status = Status(405);
     pub(crate) const CONFLICT: Status = Status(409);
+    /// The request (its body) did not arrive in time.
+    pub(crate) const REQUEST_TIMEOUT: Status = Status(408);
     pub(crate) const PAYLOAD_TOO_LARGE: Status = Status(413);
     pub(crate) const UNSUPPORTED_MEDIA_TYPE: Status = Status(415);
     pub(crate) const UNPROCESSABLE_ENTITY: Status = Status(422);
@@ -149,6 +151,12 @@ impl ApiError {
         let mut error = ApiError::new(Status::TOO_MANY_REQUESTS, "rate_limited", message);
         error.0.retry_after = Some(1);
         error
+    }
+
+    /// Sets `Retry-After` to `seconds` (at least 1).
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.0.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 500 without details (they go to the log, never to the client).

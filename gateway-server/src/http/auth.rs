@@ -20,6 +20,7 @@ use crate::app::core::Core;
 use crate::domain::scopes::{Caller, Scope};
 use crate::http::errors::ApiError;
 use crate::http::turns::in_turn;
+use crate::support::ids::hash_api_key;
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -30,6 +31,12 @@ fn presented_key(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The hash of the key `req` presents (empty when none): what a stream
+/// keeps to check that its key is still valid, never the key itself.
+pub(crate) fn presented_key_hash(req: &HttpRequest) -> String {
+    presented_key(req).map(hash_api_key).unwrap_or_default()
 }
 
 /// A scope a handler requires, as a type.
@@ -63,7 +70,8 @@ scope_markers! {
 }
 
 /// The authenticated caller, whose key carries scope `S`: 401 without a
-/// valid key, 429 over its rate, 403 without the scope.
+/// valid key, 429 over its merchant's rate or after too many invalid keys
+/// from the client's address, 403 without the scope.
 #[derive(Debug)]
 pub(crate) struct Auth<S> {
     caller: Caller,
@@ -92,9 +100,11 @@ impl<S: RequiredScope + 'static> FromRequest for Auth<S> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<Core>>().cloned();
         let key = presented_key(req).map(str::to_owned);
+        // The TCP peer: `X-Forwarded-For` is not trusted (no trusted proxies are configurable yet).
+        let client = req.peer_addr().map(|addr| addr.ip());
         in_turn(req, async move {
             let state = state.ok_or_else(ApiError::internal)?;
-            let caller = api_keys::authenticate(&state, key).await?;
+            let caller = api_keys::authenticate(&state, key, client).await?;
             caller.require(S::SCOPE)?;
             Ok(Auth {
                 caller,

@@ -1,6 +1,8 @@
 //! Request bodies: size limit, content type, strict JSON with precise errors,
 //! and exact decimal amounts read from the JSON text (never through `f64`).
 
+use std::time::Duration;
+
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpRequest;
@@ -9,10 +11,16 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::app::amounts::amount_in;
+use crate::app::core::Core;
 use crate::domain::error::Status;
 use crate::http::errors::ApiError;
 
-/// Reads the whole body, refusing more than `limit` bytes with 413.
+/// How long a body may take when no `Core` is configured (unit tests).
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the whole body, refusing more than `limit` bytes with 413, and a
+/// body that does not arrive within `Config::body_read_timeout` with 408
+/// `request_timeout` (the connection is then closed: see `http::errors`).
 pub(crate) async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
@@ -33,7 +41,20 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    match payload.to_bytes_limited(limit).await {
+    let deadline = req
+        .app_data::<web::Data<Core>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |core| core.body_read_timeout);
+    let Ok(read) = tokio::time::timeout(deadline, payload.to_bytes_limited(limit)).await else {
+        return Err(ApiError::new(
+            Status::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(error)) => Err(ApiError::new(
             Status::BAD_REQUEST,

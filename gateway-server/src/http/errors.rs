@@ -25,6 +25,10 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
+        if self.status() == Status::REQUEST_TIMEOUT {
+            // The rest of a late body may still come: the connection cannot be reused.
+            response.force_close();
+        }
         response.body(self.body_bytes())
     }
 }

@@ -16,7 +16,7 @@ pub(crate) mod validate;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App};
 
 use crate::app::core::Core;
@@ -47,6 +47,7 @@ pub(crate) fn app(
             )
             .into()
         }))
+        .wrap(ErrorHandlers::new().default_handler(middleware::envelope_errors))
         .wrap(from_fn(middleware::observe))
         .configure(routes::configure)
         .default_service(web::to(routes::not_found))

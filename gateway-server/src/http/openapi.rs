@@ -175,7 +175,7 @@ mod tests {
                 }
             }
             if operation.get("requestBody").is_some() {
-                for status in ["400", "413", "415"] {
+                for status in ["400", "408", "413", "415"] {
                     assert!(has(status), "{method} {path} lacks {status}");
                 }
             }

@@ -56,8 +56,9 @@ pub struct Config {
     /// default 30 s). A graceful stop waits this long (and 5 s more, to
     /// store what the calls returned) for requests still in flight.
     pub provider_timeout: Duration,
-    /// Requests per second allowed per API key, bursts up to the same number
-    /// (`GATEWAY_RATE_LIMIT`); 0 (the default) means no limit.
+    /// Requests per second allowed per merchant, all its API keys sharing
+    /// one bucket (`GATEWAY_RATE_LIMIT`, default 100); 0 means no limit.
+    /// Bursts up to [`Config::rate_limit_burst`].
     pub rate_limit_per_second: u32,
     /// Outbound webhook retries (`GATEWAY_WEBHOOK_FIRST_RETRY`, `GATEWAY_WEBHOOK_MAX_ATTEMPTS`,
     /// `GATEWAY_WEBHOOK_TIMEOUT`); by default 16 attempts over about three days.
@@ -78,6 +79,39 @@ pub struct Config {
     /// at least 7 days: stored events also deduplicate a provider's retries).
     /// Unprocessed events and pending deliveries are always kept.
     pub retention: Duration,
+    /// The largest burst of a merchant's requests (`GATEWAY_RATE_LIMIT_BURST`,
+    /// default 200; never below `rate_limit_per_second`).
+    pub rate_limit_burst: u32,
+    /// Requests with an unknown or revoked API key allowed per client
+    /// address (the TCP peer) per minute, then 429 until they age out
+    /// (`GATEWAY_AUTH_FAILURES_PER_MINUTE`, default 20); 0 means no limit.
+    pub auth_failures_per_minute: u32,
+    /// The longest a client may take to send a request's head, its request
+    /// line and headers (`GATEWAY_REQUEST_HEAD_TIMEOUT`, default 5 s): then
+    /// actix answers 408 and closes the connection.
+    pub request_head_timeout: Duration,
+    /// The longest a client may take to send a request's body
+    /// (`GATEWAY_BODY_TIMEOUT`, default 10 s): then 408 `request_timeout`
+    /// and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// How long an idle keep-alive connection is kept (`GATEWAY_KEEP_ALIVE`,
+    /// default 5 s; 0 turns keep-alive off).
+    pub keep_alive: Duration,
+    /// How long closing a connection may take before it is dropped
+    /// (`GATEWAY_DISCONNECT_TIMEOUT`, default 1 s).
+    pub client_disconnect_timeout: Duration,
+    /// Connections each HTTP worker serves at once (`GATEWAY_MAX_CONNECTIONS`,
+    /// default 1024); beyond, new connections wait in the listen backlog.
+    /// Keep `workers × max_connections` below the process's file descriptor limit.
+    pub max_connections: usize,
+    /// Connections waiting to be accepted (`GATEWAY_BACKLOG`, default 1024).
+    pub backlog: u32,
+    /// Event streams and long polls one merchant may hold open at once
+    /// (`GATEWAY_LIVE_PER_MERCHANT`, default 16); 0 means no limit.
+    pub live_per_merchant: usize,
+    /// The longest an event stream lives (`GATEWAY_LIVE_STREAM_MAX`, default 30 min):
+    /// it then ends with an `end` event.
+    pub live_stream_max: Duration,
 }
 
 impl Default for Config {
@@ -94,12 +128,22 @@ impl Default for Config {
             providers: BTreeMap::new(),
             sandbox: true,
             provider_timeout: Duration::from_secs(30),
-            rate_limit_per_second: 0,
+            rate_limit_per_second: 100,
             webhook_delivery: crate::app::outbound::DeliverySchedule::default(),
             reconcile: crate::app::reconcile::ReconcileSettings::default(),
             webhook_sweep_interval: Duration::from_secs(30),
             webhook_limits: crate::app::outbound::DeliveryLimits::default(),
             retention: crate::app::retention::DEFAULT_RETENTION,
+            rate_limit_burst: 200,
+            auth_failures_per_minute: 20,
+            request_head_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
+            client_disconnect_timeout: Duration::from_secs(1),
+            max_connections: 1024,
+            backlog: 1024,
+            live_per_merchant: 16,
+            live_stream_max: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -129,6 +173,16 @@ impl fmt::Debug for Config {
             .field("webhook_sweep_interval", &self.webhook_sweep_interval)
             .field("webhook_limits", &self.webhook_limits)
             .field("retention", &self.retention)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("request_head_timeout", &self.request_head_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_disconnect_timeout", &self.client_disconnect_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("backlog", &self.backlog)
+            .field("live_per_merchant", &self.live_per_merchant)
+            .field("live_stream_max", &self.live_stream_max)
             .finish()
     }
 }
@@ -159,7 +213,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
@@ -179,6 +233,16 @@ struct FileConfig {
     webhook_per_merchant: Option<u32>,
     webhook_endpoint_failures: Option<u32>,
     retention: Option<String>,
+    rate_limit_burst: Option<u32>,
+    auth_failures_per_minute: Option<u32>,
+    request_head_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    keep_alive: Option<String>,
+    client_disconnect_timeout: Option<String>,
+    max_connections: Option<usize>,
+    backlog: Option<u32>,
+    live_per_merchant: Option<usize>,
+    live_stream_max: Option<String>,
 }
 
 impl Config {
@@ -205,6 +269,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let mut config = Config::default();
+        let file_limits = file.clone();
         let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
         if let Some(listen) = env("GATEWAY_LISTEN").or(file.listen) {
             config.listen = listen;
@@ -257,7 +322,7 @@ impl Config {
                     message: "too large".to_owned(),
                 }
             })?,
-            None => file.rate_limit_per_second.unwrap_or(0),
+            None => file.rate_limit_per_second.unwrap_or(config.rate_limit_per_second),
         };
         let duration = |name: &'static str, text: String| {
             humantime::parse_duration(text.trim()).map_err(|_| ConfigError::Invalid {
@@ -384,8 +449,133 @@ impl Config {
                 });
             }
         }
+        limits_from_sources(&mut config, &file_limits, &env)?;
         Ok(config)
     }
+}
+
+/// The connection, request, rate and live-request limits, from `file` then `env`, validated.
+fn limits_from_sources(
+    config: &mut Config,
+    file: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let number =
+        |name: &'static str, variable: &str, from_file: Option<usize>, default: usize| match env(variable) {
+            Some(text) => parse_number(name, &text),
+            None => Ok(from_file.unwrap_or(default)),
+        };
+    let small = |name: &'static str, value: usize| {
+        u32::try_from(value).map_err(|_| ConfigError::Invalid {
+            name,
+            message: "too large".to_owned(),
+        })
+    };
+    let duration =
+        |name: &'static str, variable: &str, from_file: &Option<String>, default: Duration| match env(
+            variable,
+        )
+        .or_else(|| from_file.clone())
+        {
+            Some(text) => humantime::parse_duration(text.trim()).map_err(|_| ConfigError::Invalid {
+                name,
+                message: format!("{text:?} is not a duration such as 10s or 30m"),
+            }),
+            None => Ok(default),
+        };
+    let at_least = |name: &'static str, value: Duration, least: Duration| {
+        if value < least {
+            Err(ConfigError::Invalid {
+                name,
+                message: format!("must be at least {}", humantime::format_duration(least)),
+            })
+        } else {
+            Ok(value)
+        }
+    };
+    let burst = number(
+        "rate_limit_burst",
+        "GATEWAY_RATE_LIMIT_BURST",
+        file.rate_limit_burst.map(|n| n as usize),
+        config.rate_limit_burst as usize,
+    )?;
+    config.rate_limit_burst = small("rate_limit_burst", burst)?.max(config.rate_limit_per_second);
+    let failures = number(
+        "auth_failures_per_minute",
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE",
+        file.auth_failures_per_minute.map(|n| n as usize),
+        config.auth_failures_per_minute as usize,
+    )?;
+    config.auth_failures_per_minute = small("auth_failures_per_minute", failures)?;
+    let least = Duration::from_millis(100);
+    config.request_head_timeout = at_least(
+        "request_head_timeout",
+        duration(
+            "request_head_timeout",
+            "GATEWAY_REQUEST_HEAD_TIMEOUT",
+            &file.request_head_timeout,
+            config.request_head_timeout,
+        )?,
+        least,
+    )?;
+    config.body_read_timeout = at_least(
+        "body_read_timeout",
+        duration(
+            "body_read_timeout",
+            "GATEWAY_BODY_TIMEOUT",
+            &file.body_read_timeout,
+            config.body_read_timeout,
+        )?,
+        least,
+    )?;
+    config.keep_alive = duration(
+        "keep_alive",
+        "GATEWAY_KEEP_ALIVE",
+        &file.keep_alive,
+        config.keep_alive,
+    )?;
+    config.client_disconnect_timeout = duration(
+        "client_disconnect_timeout",
+        "GATEWAY_DISCONNECT_TIMEOUT",
+        &file.client_disconnect_timeout,
+        config.client_disconnect_timeout,
+    )?;
+    config.max_connections = number(
+        "max_connections",
+        "GATEWAY_MAX_CONNECTIONS",
+        file.max_connections,
+        config.max_connections,
+    )?;
+    if config.max_connections == 0 {
+        return Err(ConfigError::Invalid {
+            name: "max_connections",
+            message: "must be at least 1".to_owned(),
+        });
+    }
+    let backlog = number(
+        "backlog",
+        "GATEWAY_BACKLOG",
+        file.backlog.map(|n| n as usize),
+        config.backlog as usize,
+    )?;
+    config.backlog = small("backlog", backlog)?.max(1);
+    config.live_per_merchant = number(
+        "live_per_merchant",
+        "GATEWAY_LIVE_PER_MERCHANT",
+        file.live_per_merchant,
+        config.live_per_merchant,
+    )?;
+    config.live_stream_max = at_least(
+        "live_stream_max",
+        duration(
+            "live_stream_max",
+            "GATEWAY_LIVE_STREAM_MAX",
+            &file.live_stream_max,
+            config.live_stream_max,
+        )?,
+        Duration::from_secs(1),
+    )?;
+    Ok(())
 }
 
 /// `scheme://user:****@host/…`: a database URL without its password, for logs.
@@ -562,5 +752,53 @@ mod tests {
             redact_url_password("sqlite://./gateway.db"),
             "sqlite://./gateway.db"
         );
+    }
+
+    #[test]
+    fn limits_defaults_file_env_and_validation() {
+        let config = Config::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(config.rate_limit_per_second, 100);
+        assert_eq!(config.rate_limit_burst, 200);
+        assert_eq!(config.auth_failures_per_minute, 20);
+        assert_eq!(config.request_head_timeout, Duration::from_secs(5));
+        assert_eq!(config.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.keep_alive, Duration::from_secs(5));
+        assert_eq!(config.max_connections, 1024);
+        assert_eq!(config.backlog, 1024);
+        assert_eq!(config.live_per_merchant, 16);
+        assert_eq!(config.live_stream_max, Duration::from_secs(1800));
+        let file = "rate_limit_per_second = 50\nrate_limit_burst = 10\nbody_read_timeout = \"3s\"\nlive_per_merchant = 4\nmax_connections = 300\n";
+        let config = Config::from_sources(
+            Some(file),
+            &env(&[
+                ("GATEWAY_AUTH_FAILURES_PER_MINUTE", "0"),
+                ("GATEWAY_LIVE_STREAM_MAX", "2m"),
+                ("GATEWAY_REQUEST_HEAD_TIMEOUT", "1s"),
+                ("GATEWAY_BACKLOG", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.rate_limit_per_second, 50);
+        assert_eq!(config.rate_limit_burst, 50, "a burst never below the rate");
+        assert_eq!(config.body_read_timeout, Duration::from_secs(3));
+        assert_eq!(config.live_per_merchant, 4);
+        assert_eq!(config.max_connections, 300);
+        assert_eq!(config.auth_failures_per_minute, 0);
+        assert_eq!(config.live_stream_max, Duration::from_secs(120));
+        assert_eq!(config.request_head_timeout, Duration::from_secs(1));
+        assert_eq!(config.backlog, 64);
+        assert!(format!("{config:?}").contains("live_stream_max"));
+        for bad in [
+            ("GATEWAY_BODY_TIMEOUT", "0s"),
+            ("GATEWAY_BODY_TIMEOUT", "soon"),
+            ("GATEWAY_REQUEST_HEAD_TIMEOUT", "1ms"),
+            ("GATEWAY_MAX_CONNECTIONS", "0"),
+            ("GATEWAY_RATE_LIMIT_BURST", "many"),
+            ("GATEWAY_LIVE_STREAM_MAX", "0s"),
+            ("GATEWAY_AUTH_FAILURES_PER_MINUTE", "99999999999"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([bad]));
+            assert!(Config::from_sources(None, &env(pairs)).is_err(), "{bad:?}");
+        }
     }
 }

@@ -9,16 +9,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
+use actix_web::http::KeepAlive;
 use actix_web::{web, HttpServer};
 use gateway_core::{
     build_provider, provider_factories, EventBus, HandlerContext, PaymentProvider, Plugin, ProviderConfig,
 };
 use tokio::sync::{mpsc, Notify};
 
-use crate::app::api_keys::{KeyCache, RateLimiter};
+use crate::app::api_keys::{AuthFailures, KeyCache, RateLimiter, INVALID_KEYS_CACHED, VALID_KEYS_CACHED};
 use crate::app::core::{Clock, Core};
 use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
+use crate::app::live::LiveLimits;
 use crate::app::outbound::Outbound;
 use crate::app::providers::{randomize_mock, Providers, MOCK};
 use crate::domain::scopes::Scopes;
@@ -206,8 +208,8 @@ impl ServerBuilder {
         let state = Arc::new(Core {
             store: store.clone(),
             providers,
-            keys: KeyCache::new(),
-            rate_limiter: RateLimiter::new(config.rate_limit_per_second),
+            keys: KeyCache::new(VALID_KEYS_CACHED, INVALID_KEYS_CACHED),
+            rate_limiter: RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
             sealer: Sealer::new(&master_key),
             metrics,
             idempotency_locks: KeyedLocks::new(),
@@ -221,12 +223,28 @@ impl ServerBuilder {
             event_locks: KeyedLocks::new(),
             clock,
             peers,
+            auth_failures: AuthFailures::new(config.auth_failures_per_minute),
+            live: LiveLimits::new(config.live_per_merchant, config.live_stream_max),
+            body_read_timeout: config.body_read_timeout,
         });
         let app_state = web::Data::from(state.clone());
         let mut server = HttpServer::new(move || crate::http::app(app_state.clone()));
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
+        // Slow clients are cut off (head, body, idle keep-alive, closing) and
+        // each worker serves a bounded number of connections, so they cannot
+        // take every file descriptor.
+        let server = server
+            .client_request_timeout(config.request_head_timeout)
+            .client_disconnect_timeout(config.client_disconnect_timeout)
+            .keep_alive(if config.keep_alive.is_zero() {
+                KeepAlive::Disabled
+            } else {
+                KeepAlive::Timeout(config.keep_alive)
+            })
+            .max_connections(config.max_connections)
+            .backlog(config.backlog);
         let server = server.bind(&config.listen).map_err(|source| StartError::Bind {
             address: config.listen.clone(),
             source,
@@ -294,6 +312,7 @@ pub struct RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         // Dropped without `stop` (a crash in tests): everything ends with it, unfinished.
+        self.state.live.stop();
         drop(self.handle.stop(false));
         for task in &self.background {
             task.abort();
@@ -355,6 +374,8 @@ impl RunningServer {
     /// to store what their provider calls returned; then stops the
     /// background tasks and the delivery worker, and waits for them.
     pub async fn stop(mut self) {
+        // Event streams and long polls end first: the graceful stop would otherwise wait for them.
+        self.state.live.stop();
         self.handle.stop(true).await;
         for task in self.background.drain(..) {
             task.abort();

@@ -1,7 +1,8 @@
 //! The bottom layer: small building blocks with no knowledge of payments,
-//! merchants or HTTP (time, ids and hashing, sealing secrets, metrics,
+//! merchants or HTTP (bounded maps, time, ids and hashing, sealing secrets, metrics,
 //! in-process locks). Imports nothing from the crate's other layers.
 
+pub(crate) mod bounded;
 pub(crate) mod clock;
 pub(crate) mod crypto;
 pub(crate) mod ids;

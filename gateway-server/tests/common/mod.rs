@@ -109,6 +109,10 @@ fn config_for(database_url: String) -> Config {
         workers: 2,
         max_body_bytes: 16 * 1024,
         log_level: "warn".to_owned(),
+        // Tests fire requests (and invalid keys) quickly from one address:
+        // the limits are off unless a test turns them on (`suite/limits.rs`).
+        rate_limit_per_second: 0,
+        auth_failures_per_minute: 0,
         ..Config::default()
     }
 }

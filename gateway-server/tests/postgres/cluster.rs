@@ -563,6 +563,63 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second()
 }
 
 #[actix_web::test]
+async fn an_event_stream_on_another_instance_ends_when_its_key_is_revoked() {
+    let a = TestServer::start().await;
+    let b = a.another_instance().await;
+    let (_, key) = a.merchant(ALL_SCOPES).await;
+    let id = key_id(&a, &key).await;
+    let payment = a
+        .post_as(
+            &key,
+            "/v1/payments",
+            &payment_body(
+                "15.00",
+                "pm_card_threeDSecure2Required",
+                r#""return_url": "https://shop.example/back""#,
+            ),
+        )
+        .await;
+    let payment = payment.data()["id"].as_str().unwrap().to_owned();
+    let mut stream = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+        .get(b.url(&format!("/v1/payments/{payment}/events")))
+        .insert_header(("X-API-Key", key.as_str()))
+        .send()
+        .await
+        .expect("stream opened on B");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let reading = actix_web::rt::spawn(async move {
+        let body = tokio::time::timeout(Duration::from_secs(15), stream.body().limit(1 << 20)).await;
+        body.map(|body| String::from_utf8_lossy(&body.unwrap_or_default()).into_owned())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let revoked = a
+        .send(
+            "DELETE",
+            &format!("/v1/merchant/api_keys/{id}"),
+            Some(&key),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    let revoked_at = Instant::now();
+    let text = reading.await.unwrap().expect("B's stream ended");
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(4),
+        "B's stream ended {:?} after the revocation on A",
+        revoked_at.elapsed()
+    );
+    assert!(
+        text.contains("event: end\n") && text.contains("invalid_api_key"),
+        "{text}"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[actix_web::test]
 async fn a_key_revoked_with_the_command_line_is_refused_by_running_servers_within_a_second() {
     let a = TestServer::start().await;
     let (merchant, key) = a.merchant(ALL_SCOPES).await;

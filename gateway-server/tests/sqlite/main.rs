@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod slow_clients;
 #[path = "../suite/mod.rs"]
 mod suite;
 

@@ -284,7 +284,11 @@ async fn webhook_url_is_validated() {
 
 #[actix_web::test]
 async fn requests_past_the_rate_limit_get_429() {
-    let server = TestServer::start_with(|config| config.rate_limit_per_second = 5).await;
+    let server = TestServer::start_with(|config| {
+        config.rate_limit_per_second = 5;
+        config.rate_limit_burst = 5;
+    })
+    .await;
     let (_, other) = server.merchant(ALL_SCOPES).await;
     let mut statuses = Vec::new();
     for _ in 0..8 {
@@ -295,7 +299,7 @@ async fn requests_past_the_rate_limit_get_429() {
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.code(), "rate_limited");
     assert_eq!(limited.retry_after.as_deref(), Some("1"));
-    // Limits are per key.
+    // Limits are per merchant: another merchant is not limited.
     assert_eq!(server.get_as(&other, "/v1/payments").await.status, StatusCode::OK);
     server.stop().await;
 }

@@ -13,6 +13,7 @@ mod delivery_fairness;
 mod faults;
 mod idempotency;
 mod inbound_sweep;
+mod limits;
 mod merchants;
 mod openapi_contract;
 mod operations;

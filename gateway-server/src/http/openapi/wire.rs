@@ -5,7 +5,7 @@
 //! The annotations on the handlers state what is particular to each route
 //! (parameters, the request and 2xx body, statuses their own checks answer).
 //! What follows from the shared machinery is added here, from the operation's
-//! shape: authentication (401, 403, 429), a JSON body (400, 413, 415), path ids
+//! shape: authentication (401, 403, 429), a JSON body (400, 408, 413, 415), path ids
 //! (404), query strings (400), `Idempotency-Key` on authenticated POSTs (400,
 //! 422). What the shape does not show (storage, provider calls, a route's own
 //! conflicts) comes from [`ANSWERS`], one row per operation; a test keeps that
@@ -112,6 +112,7 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
         "/v1/webhooks/{provider}",
         &[
             Store,
+            Own(408, "The body did not arrive within the body deadline; the connection is closed"),
             Own(413, "The body exceeds the webhook size limit"),
             Own(415, "Not JSON"),
         ],
@@ -121,6 +122,7 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
         "/v1/webhooks/{provider}/{merchant_id}",
         &[
             Store,
+            Own(408, "The body did not arrive within the body deadline; the connection is closed"),
             Own(413, "The body exceeds the webhook size limit"),
             Own(415, "Not JSON"),
         ],
@@ -146,11 +148,12 @@ fn generic_description(status: u16) -> &'static str {
         402 => "Declined by the provider; a declined payment is stored (see `payment_id`)",
         403 => "The API key lacks the scope this operation needs",
         404 => "No such object for this merchant",
+        408 => "The request body did not arrive within the body deadline; the connection is closed",
         409 => "The object's state does not allow this, or the provider refused a concurrent change",
         413 => "The request body exceeds the size limit",
         415 => "The body must be sent with Content-Type: application/json",
         422 => "Well-formed but not possible: an amount over what remains, or an Idempotency-Key reused with another request",
-        429 => "Too many requests with this API key (or to the provider); see Retry-After",
+        429 => "Too many requests for this merchant (all its keys together), too many invalid API keys from this address, too many open event streams and long polls (or too many to the provider); see Retry-After",
         500 => "Internal error; the details are logged, never sent",
         502 => "The provider answered unexpectedly",
         503 => "The database is busy or the provider is unavailable; retry",
@@ -176,7 +179,7 @@ fn error_statuses(method: &str, path: &str, operation: &Operation) -> BTreeMap<u
         }
     }
     if operation.request_body.is_some() {
-        for status in [400, 413, 415] {
+        for status in [400, 408, 413, 415] {
             add(status, "");
         }
     }

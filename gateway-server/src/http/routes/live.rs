@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use gateway_core::Watch;
 use serde::Deserialize;
 
+use crate::app::api_keys;
 use crate::app::core::Core;
-use crate::app::live::{self, settled, MAX_WAIT_SECS};
+use crate::app::live::{self, settled, LiveSlot, MAX_WAIT_SECS};
 use crate::domain::scopes::Caller;
 use crate::domain::views::PaymentView;
-use crate::http::auth::{Auth, PaymentsRead};
-use crate::http::errors::{success_bytes, ApiError};
+use crate::http::auth::{presented_key_hash, Auth, PaymentsRead};
+use crate::http::errors::{success_bytes, ApiError, Status};
 use crate::http::extract::{PaymentId, Query, Success, Validate};
 use crate::store::PaymentRow;
 
@@ -68,57 +69,144 @@ fn sse_frame(row: &PaymentRow) -> Bytes {
     Bytes::from(frame)
 }
 
+/// An event stream's state between two frames.
 struct Stream {
     state: web::Data<Core>,
     auth: Caller,
+    /// The hash of the key that opened it, checked again every
+    /// [`KEY_CHECK_EVERY`]: a revoked key ends the stream.
+    key_hash: String,
     id: String,
     watch: Watch,
     first: Option<PaymentRow>,
+    /// When the stream ends at the latest.
+    until: tokio::time::Instant,
     done: bool,
+    _slot: LiveSlot,
+}
+
+/// How often a stream checks that its key is still valid.
+const KEY_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a quiet stream sends a comment, keeping the connection open.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// The last frame of a stream that ends before its payment settles: an
+/// `end` event carrying the failure envelope that says why.
+fn end_frame(why: ApiError) -> Bytes {
+    let data = why.body_bytes();
+    let mut frame = Vec::with_capacity(data.len() + 32);
+    frame.extend_from_slice(b"event: end\ndata: ");
+    frame.extend_from_slice(&data);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+/// What ended a stream's wait for its next frame.
+enum Woke {
+    Changed(bool),
+    KeepAlive,
+    Expired,
+    Stopped,
+}
+
+impl Stream {
+    /// The next frame, and whether it is the last.
+    async fn next_frame(&mut self) -> Option<(Bytes, bool)> {
+        if let Some(row) = self.first.take() {
+            return Some((sse_frame(&row), settled(&row)));
+        }
+        let keep_alive = tokio::time::Instant::now() + KEEP_ALIVE_EVERY;
+        let stopped = self.state.live.stopped();
+        tokio::pin!(stopped);
+        let woke = loop {
+            let check = tokio::time::sleep(KEY_CHECK_EVERY);
+            tokio::select! {
+                next = self.watch.next() => break Woke::Changed(next.is_none()),
+                () = tokio::time::sleep_until(keep_alive) => break Woke::KeepAlive,
+                () = tokio::time::sleep_until(self.until) => break Woke::Expired,
+                () = &mut stopped => break Woke::Stopped,
+                () = check => {
+                    if !api_keys::still_valid(&self.state, &self.key_hash).await {
+                        return Some((
+                            end_frame(ApiError::new(
+                                Status::UNAUTHORIZED,
+                                "invalid_api_key",
+                                "the API key was revoked: the stream ends",
+                            )),
+                            true,
+                        ));
+                    }
+                }
+            }
+        };
+        match woke {
+            Woke::KeepAlive => Some((Bytes::from_static(b": keep-alive\n\n"), false)),
+            Woke::Expired => Some((
+                end_frame(ApiError::new(
+                    Status::REQUEST_TIMEOUT,
+                    "stream_expired",
+                    "the stream reached its longest duration; open a new one to keep watching",
+                )),
+                true,
+            )),
+            Woke::Stopped => Some((
+                end_frame(ApiError::new(
+                    Status::SERVICE_UNAVAILABLE,
+                    "server_stopping",
+                    "the server is stopping; reconnect shortly",
+                )),
+                true,
+            )),
+            Woke::Changed(closed) => {
+                let row = self
+                    .state
+                    .store
+                    .payment(&self.auth.merchant_id, &self.id)
+                    .await
+                    .ok()
+                    .flatten()?;
+                Some((sse_frame(&row), closed || settled(&row)))
+            }
+        }
+    }
 }
 
 /// Server-Sent Events: the payment now, then after each change, until it
-/// settles; a comment every 15 s keeps the connection open.
+/// settles; a comment every 15 s keeps the connection open. A stream ends
+/// early, with an `end` event naming why, when its key is revoked, when it
+/// reaches its longest duration (`GATEWAY_LIVE_STREAM_MAX`), or when the
+/// server stops; a merchant holds at most `GATEWAY_LIVE_PER_MERCHANT`
+/// streams and long polls open (429 beyond).
 #[utoipa::path(get, path = "/v1/payments/{id}/events", tag = "payments",
     params(("id" = String, Path, description = "Payment id")),
-    responses((status = 200, description = "text/event-stream of `payment` events")),
+    responses((status = 200, description = "text/event-stream of `payment` events, and a last `end` event when it ends before the payment settles")),
     security(("api_key" = ["payments:read"])))]
 pub(crate) async fn events(
     core: web::Data<Core>,
+    req: HttpRequest,
     auth: Auth<PaymentsRead>,
     id: PaymentId,
 ) -> Result<HttpResponse, ApiError> {
-    let (row, watch) = live::subscribe(&core, &auth, &id).await?;
+    let (row, watch, slot) = live::subscribe(&core, &auth, &id).await?;
+    let until = tokio::time::Instant::now() + core.live.max_duration();
     let stream = Stream {
         state: core,
         auth: auth.into_caller(),
+        key_hash: presented_key_hash(&req),
         id: id.into_string(),
         watch,
         first: Some(row),
+        until,
         done: false,
+        _slot: slot,
     };
     let body = futures_util::stream::unfold(stream, |mut s| async move {
         if s.done {
             return None;
         }
-        if let Some(row) = s.first.take() {
-            s.done = settled(&row);
-            return Some((Ok::<_, actix_web::Error>(sse_frame(&row)), s));
-        }
-        match tokio::time::timeout(Duration::from_secs(15), s.watch.next()).await {
-            Err(_) => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
-            Ok(next) => {
-                let row = s
-                    .state
-                    .store
-                    .payment(&s.auth.merchant_id, &s.id)
-                    .await
-                    .ok()
-                    .flatten()?;
-                s.done = next.is_none() || settled(&row);
-                Some((Ok(sse_frame(&row)), s))
-            }
-        }
+        let (frame, last) = s.next_frame().await?;
+        s.done = last;
+        Some((Ok::<_, actix_web::Error>(frame), s))
     });
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Type", "text/event-stream"))
