@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gateway_core::{EventBus, PaymentProvider};
 
 use crate::app::api_keys::{KeyCache, RateLimiter};
+use crate::app::egress::Egress;
 use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
@@ -46,6 +47,8 @@ pub(crate) struct Core {
     pub(crate) clock: Clock,
     /// The other instances, told what a change made stale in their caches.
     pub(crate) peers: Peers,
+    /// The outbound address policy and the merchant-webhook client.
+    pub(crate) egress: Egress,
 }
 
 impl Core {

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cluster;
 pub(crate) mod config;
+pub(crate) mod egress_client;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::app::api_keys::{KeyCache, RateLimiter};
 use crate::app::core::{Clock, Core};
+use crate::app::egress::{check_url, Egress};
 use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
@@ -57,6 +59,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The outbound settings cannot be used: a provider API base the egress
+    /// policy refuses, or an unreadable webhook CA file.
+    #[error("egress: {0}")]
+    Egress(String),
 }
 
 impl From<StoreError> for StartError {
@@ -144,6 +150,7 @@ impl ServerBuilder {
     /// background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
+        let egress = egress(&config).await?;
         // The providers first: a configuration they refuse stops the start before anything is stored.
         let metrics = Arc::new(Metrics::new());
         let providers = if self.providers.is_empty() {
@@ -221,6 +228,7 @@ impl ServerBuilder {
             event_locks: KeyedLocks::new(),
             clock,
             peers,
+            egress,
         });
         let app_state = web::Data::from(state.clone());
         let mut server = HttpServer::new(move || crate::http::app(app_state.clone()));
@@ -424,6 +432,29 @@ fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, 
         }
     }
     Ok(providers)
+}
+
+/// The outbound address policy (checking the operator's provider API bases
+/// against it: a start with a refused one fails, naming the setting) and the
+/// merchant-webhook client.
+async fn egress(config: &Config) -> Result<Egress, StartError> {
+    let policy = Arc::new(config.egress_policy());
+    for (provider, settings) in &config.providers {
+        if let Some(base) = settings.get("api_base").filter(|base| !base.trim().is_empty()) {
+            check_url(&policy, base.trim()).await.map_err(|refusal| {
+                StartError::Egress(format!(
+                    "the {provider} api_base is not an allowed destination: it {refusal}; allow it with \
+                     GATEWAY_EGRESS_ALLOW_HTTP / GATEWAY_EGRESS_ALLOW_NETS"
+                ))
+            })?;
+        }
+    }
+    let tls = egress_client::tls_config(config.webhook_ca_file.as_deref())
+        .map_err(|error| StartError::Egress(error.to_string()))?;
+    Ok(Egress {
+        webhook_client: egress_client::webhook_client_factory(policy.clone(), tls),
+        policy,
+    })
 }
 
 /// How long a graceful stop waits for in-flight requests: the provider time
