@@ -43,19 +43,25 @@ pub(crate) enum Refusal {
     /// An address the policy refuses, or a name that does not resolve (in
     /// time) to allowed addresses only. One message for all of these, so
     /// the answer says nothing about the network behind the gateway.
-    #[error("must resolve, within 2 s, to public addresses only (not loopback, private, link-local or other special-use addresses)")]
+    #[error("must resolve to public addresses only (not loopback, private, link-local or other special-use addresses)")]
     Destination,
 }
 
 /// Checks `url` before it is stored: its scheme, its spelling, and every
-/// address its host resolves to (any refused address refuses the URL).
+/// address its host resolves to (any refused address refuses the URL). A
+/// name that does not resolve (in time) is accepted: nothing can be
+/// connected to there now, and every delivery checks the addresses it
+/// connects to ([`resolve_permitted`]).
 pub(crate) async fn check_url(policy: &EgressPolicy, url: &str) -> Result<(), Refusal> {
     let target = parse_url(url)?;
     if target.scheme == Scheme::Http && !policy.allow_http {
         return Err(Refusal::Http);
     }
-    let addresses = resolve(&target.host, target.port).await?;
-    if addresses.is_empty() || addresses.iter().any(|address| !policy.permits(address.ip())) {
+    let addresses = match resolve(&target.host, target.port).await {
+        Ok(addresses) => addresses,
+        Err(_) => return Ok(()),
+    };
+    if addresses.iter().any(|address| !policy.permits(address.ip())) {
         return Err(Refusal::Destination);
     }
     Ok(())
@@ -122,6 +128,8 @@ mod tests {
         }
         assert_eq!(check_url(&strict, "http://93.184.215.14/").await, Err(Refusal::Http));
         assert_eq!(check_url(&strict, "https://93.184.215.14/hooks").await, Ok(()));
+        // Not resolvable now (.invalid never is): checked again at every delivery.
+        assert_eq!(check_url(&strict, "https://hooks.gateway-test.invalid/").await, Ok(()));
         assert!(matches!(
             check_url(&strict, "http://2130706433/").await,
             Err(Refusal::Url(UrlError::Host))

@@ -244,6 +244,9 @@ pub(crate) struct Providers {
     /// read (trusted for [`CACHE_TTL`], or until a notice marks it stale).
     merchant: Arc<Mutex<MerchantCache>>,
     metrics: Arc<Metrics>,
+    /// The operator's endpoint settings by provider name (see
+    /// [`Providers::with_operator_settings`]), given to merchant accounts.
+    endpoint: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The bus's view of [`Providers`]: a merchant's account as last built, or
@@ -293,7 +296,42 @@ impl Providers {
             sandbox,
             merchant: Arc::new(Mutex::new(HashMap::new())),
             metrics,
+            endpoint: BTreeMap::new(),
         })
+    }
+
+    /// Gives merchant accounts the operator's endpoint settings: of each
+    /// provider's configured settings (`Config::providers`), those that are
+    /// not credentials ([`is_credential`]), e.g. Stripe's `api_base`.
+    pub(crate) fn with_operator_settings(
+        mut self,
+        configured: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        self.endpoint = configured
+            .iter()
+            .map(|(name, settings)| {
+                let endpoint = settings
+                    .iter()
+                    .filter(|(key, _)| !is_credential(name, key))
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                (name.clone(), endpoint)
+            })
+            .collect();
+        self
+    }
+
+    /// The configuration of a merchant's account of `name`: the operator's
+    /// endpoint settings, then the merchant's credentials (only those).
+    pub(crate) fn merchant_config(&self, name: &str, credentials: &BTreeMap<String, String>) -> ProviderConfig {
+        let mut settings = self.endpoint.get(name).cloned().unwrap_or_default();
+        settings.extend(
+            credentials
+                .iter()
+                .filter(|(key, _)| is_credential(name, key))
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        provider_config(&settings)
     }
 
     /// A resolver for the event bus's handler context.
@@ -460,8 +498,38 @@ impl Providers {
             })?;
         let values: BTreeMap<String, String> =
             serde_json::from_slice(&plain).map_err(|_| ProviderLookupError::UnreadableCredentials)?;
-        self.build(&row.provider, &provider_config(&values))
+        let ignored: Vec<&str> = values
+            .keys()
+            .filter(|key| !is_credential(&row.provider, key))
+            .map(String::as_str)
+            .collect();
+        if !ignored.is_empty() {
+            // Once per change of the stored row: an unchanged row is not built again.
+            tracing::warn!(
+                merchant = %row.merchant_id,
+                provider = %row.provider,
+                settings = ?ignored,
+                "stored merchant settings that are not credentials are ignored; the operator's endpoint settings apply"
+            );
+        }
+        self.build(&row.provider, &self.merchant_config(&row.provider, &values))
     }
+}
+
+/// Whether `key` is a credential of provider `name`: what a merchant may
+/// store for its own account. Stripe says which of its settings are
+/// ([`gateway_stripe::CREDENTIAL_KEYS`]); the mock (sandbox only, it calls
+/// nothing) takes all of its settings; for any other provider, only
+/// settings named as secrets or keys (`…_key`, `…_secret`, `…_secrets`).
+pub(crate) fn is_credential(name: &str, key: &str) -> bool {
+    #[cfg(feature = "stripe")]
+    if name == gateway_stripe::STRIPE_PROVIDER_NAME {
+        return gateway_stripe::CREDENTIAL_KEYS.contains(&key);
+    }
+    if name == MOCK {
+        return true;
+    }
+    ["_key", "_secret", "_secrets"].iter().any(|end| key.ends_with(end)) || key == "secret"
 }
 
 /// A provider configuration from stored settings. The API guide's

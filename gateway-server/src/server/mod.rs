@@ -22,7 +22,7 @@ use crate::app::egress::{check_url, Egress};
 use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::outbound::Outbound;
-use crate::app::providers::{randomize_mock, Providers, MOCK};
+use crate::app::providers::{is_credential, randomize_mock, Providers, MOCK};
 use crate::domain::scopes::Scopes;
 use crate::server::cluster::{CacheLink, ClusterRelay};
 use crate::server::config::Config;
@@ -164,7 +164,8 @@ impl ServerBuilder {
             config.sandbox,
             metrics.clone(),
         )
-        .map_err(|error| StartError::Providers(error.to_string()))?;
+        .map_err(|error| StartError::Providers(error.to_string()))?
+        .with_operator_settings(&config.providers);
         tracing::info!(
             providers = ?providers.global_names(),
             default = providers.default_name().unwrap_or("(none)"),
@@ -422,12 +423,21 @@ fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, 
         }
         match build_provider(factory.name, &settings) {
             Ok(provider) => providers.push(provider),
-            Err(error) if configured.is_some() => {
+            Err(error)
+                if configured.is_some_and(|settings| {
+                    settings.keys().any(|key| is_credential(factory.name, key))
+                }) =>
+            {
                 return Err(StartError::Providers(format!(
                     "the {} settings do not build the provider: {error}",
                     factory.name
                 )))
             }
+            Err(error) if configured.is_some() => tracing::info!(
+                provider = factory.name,
+                %error,
+                "no gateway-wide account (no credentials configured); the endpoint settings apply to merchant accounts"
+            ),
             Err(error) => tracing::info!(provider = factory.name, %error, "provider not enabled"),
         }
     }

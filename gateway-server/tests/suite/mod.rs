@@ -9,6 +9,7 @@
 
 mod account_pinning;
 mod cards;
+mod egress;
 mod faults;
 mod idempotency;
 mod inbound_sweep;
