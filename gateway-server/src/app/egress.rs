@@ -97,7 +97,8 @@ async fn resolve(host: &Host, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
     match host {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
         Host::Name(name) => {
-            match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), port))).await {
+            match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), port))).await
+            {
                 Ok(Ok(addresses)) => Ok(addresses.collect()),
                 Ok(Err(_)) | Err(_) => Err(Refusal::Destination),
             }
@@ -126,10 +127,16 @@ mod tests {
         ] {
             assert_eq!(check_url(&strict, url).await, Err(Refusal::Destination), "{url}");
         }
-        assert_eq!(check_url(&strict, "http://93.184.215.14/").await, Err(Refusal::Http));
+        assert_eq!(
+            check_url(&strict, "http://93.184.215.14/").await,
+            Err(Refusal::Http)
+        );
         assert_eq!(check_url(&strict, "https://93.184.215.14/hooks").await, Ok(()));
         // Not resolvable now (.invalid never is): checked again at every delivery.
-        assert_eq!(check_url(&strict, "https://hooks.gateway-test.invalid/").await, Ok(()));
+        assert_eq!(
+            check_url(&strict, "https://hooks.gateway-test.invalid/").await,
+            Ok(())
+        );
         assert!(matches!(
             check_url(&strict, "http://2130706433/").await,
             Err(Refusal::Url(UrlError::Host))
@@ -153,8 +160,14 @@ mod tests {
             resolve_permitted(&strict, "127.0.0.1", 80).await,
             Err(Refusal::Destination)
         );
-        assert_eq!(resolve_permitted(&strict, "[::1]", 80).await, Err(Refusal::Destination));
-        assert_eq!(resolve_permitted(&strict, "localhost", 80).await, Err(Refusal::Destination));
+        assert_eq!(
+            resolve_permitted(&strict, "[::1]", 80).await,
+            Err(Refusal::Destination)
+        );
+        assert_eq!(
+            resolve_permitted(&strict, "localhost", 80).await,
+            Err(Refusal::Destination)
+        );
         let ok = resolve_permitted(&strict, "93.184.215.14", 443).await.unwrap();
         assert_eq!(ok, vec!["93.184.215.14:443".parse().unwrap()]);
         let sandbox = EgressPolicy {

@@ -230,7 +230,11 @@ pub(crate) async fn put_webhook(
 
 /// The 400 for a webhook URL the policy refuses: what is wrong and what is allowed.
 fn webhook_url_refused(policy: &EgressPolicy, refusal: &Refusal) -> ApiError {
-    let scheme = if policy.allow_http { "an http(s)://" } else { "an https://" };
+    let scheme = if policy.allow_http {
+        "an http(s)://"
+    } else {
+        "an https://"
+    };
     ApiError::invalid_param(
         "webhook_url",
         format!(

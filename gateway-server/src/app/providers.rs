@@ -323,7 +323,11 @@ impl Providers {
 
     /// The configuration of a merchant's account of `name`: the operator's
     /// endpoint settings, then the merchant's credentials (only those).
-    pub(crate) fn merchant_config(&self, name: &str, credentials: &BTreeMap<String, String>) -> ProviderConfig {
+    pub(crate) fn merchant_config(
+        &self,
+        name: &str,
+        credentials: &BTreeMap<String, String>,
+    ) -> ProviderConfig {
         let mut settings = self.endpoint.get(name).cloned().unwrap_or_default();
         settings.extend(
             credentials
@@ -529,7 +533,10 @@ pub(crate) fn is_credential(name: &str, key: &str) -> bool {
     if name == MOCK {
         return true;
     }
-    ["_key", "_secret", "_secrets"].iter().any(|end| key.ends_with(end)) || key == "secret"
+    ["_key", "_secret", "_secrets"]
+        .iter()
+        .any(|end| key.ends_with(end))
+        || key == "secret"
 }
 
 /// A provider configuration from stored settings. The API guide's

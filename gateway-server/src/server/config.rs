@@ -349,12 +349,13 @@ impl Config {
             }
         }));
         if let Some(nets) = nets {
-            config.egress_allow_nets = Some(crate::support::egress::parse_cidr_list(&nets).map_err(
-                |error| ConfigError::Invalid {
-                    name: "egress_allow_nets",
-                    message: error.to_string(),
-                },
-            )?);
+            config.egress_allow_nets =
+                Some(crate::support::egress::parse_cidr_list(&nets).map_err(|error| {
+                    ConfigError::Invalid {
+                        name: "egress_allow_nets",
+                        message: error.to_string(),
+                    }
+                })?);
         }
         config.webhook_ca_file = env("GATEWAY_WEBHOOK_CA_FILE")
             .map(PathBuf::from)
@@ -533,7 +534,10 @@ mod tests {
         let policy = opened.egress_policy();
         assert!(policy.allow_http && policy.permits("10.1.2.3".parse().unwrap()));
         assert!(!policy.permits("127.0.0.1".parse().unwrap()));
-        assert_eq!(opened.webhook_ca_file.as_deref(), Some(Path::new("/etc/gateway/ca.pem")));
+        assert_eq!(
+            opened.webhook_ca_file.as_deref(),
+            Some(Path::new("/etc/gateway/ca.pem"))
+        );
         let env_wins = Config::from_sources(
             Some("egress_allow_nets = [\"10.1.0.0/16\"]\n"),
             &env(&[("GATEWAY_EGRESS_ALLOW_NETS", "none")]),

@@ -424,9 +424,8 @@ fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, 
         match build_provider(factory.name, &settings) {
             Ok(provider) => providers.push(provider),
             Err(error)
-                if configured.is_some_and(|settings| {
-                    settings.keys().any(|key| is_credential(factory.name, key))
-                }) =>
+                if configured
+                    .is_some_and(|settings| settings.keys().any(|key| is_credential(factory.name, key))) =>
             {
                 return Err(StartError::Providers(format!(
                     "the {} settings do not build the provider: {error}",

@@ -41,9 +41,12 @@ impl Cidr {
     /// IPv6 forms of its addresses (see [`canonical`]).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, canonical(ip)) {
-            (IpAddr::V4(network), IpAddr::V4(ip)) => {
-                prefix_match(u128::from(u32::from(network)), u128::from(u32::from(ip)), self.prefix, 32)
-            }
+            (IpAddr::V4(network), IpAddr::V4(ip)) => prefix_match(
+                u128::from(u32::from(network)),
+                u128::from(u32::from(ip)),
+                self.prefix,
+                32,
+            ),
             (IpAddr::V6(network), IpAddr::V6(ip)) => {
                 prefix_match(u128::from(network), u128::from(ip), self.prefix, 128)
             }
@@ -86,9 +89,11 @@ impl FromStr for Cidr {
         let bits = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => bits,
-            Some(prefix) if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) => {
-                prefix.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(error)?
-            }
+            Some(prefix) if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or_else(error)?,
             Some(_) => return Err(error()),
         };
         Ok(Cidr { network, prefix })
@@ -123,9 +128,9 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     let bits = u128::from(v6);
     let low = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
     let high = bits >> 32;
-    if high == 0xffff || high == 0x0064_ff9b_0000_0000_0000_0000 {
-        IpAddr::V4(low)
-    } else if high == 0 && bits > 1 {
+    // Mapped (::ffff:0:0/96), NAT64 (64:ff9b::/96), compatible (::/96 but :: and ::1).
+    let mapped = high == 0xffff || high == 0x0064_ff9b_0000_0000_0000_0000;
+    if mapped || (high == 0 && bits > 1) {
         IpAddr::V4(low)
     } else {
         ip
@@ -154,11 +159,17 @@ const SPECIAL: &[(Cidr, &str)] = &[
     (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 1], 128), "loopback"),
     (Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), "local-use NAT64"),
     (Cidr::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), "discard-only"),
-    (Cidr::v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), "IETF protocol assignments (Teredo)"),
+    (
+        Cidr::v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
+        "IETF protocol assignments (Teredo)",
+    ),
     (Cidr::v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), "documentation"),
     (Cidr::v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), "6to4"),
     (Cidr::v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), "documentation"),
-    (Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), "unique local (private)"),
+    (
+        Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+        "unique local (private)",
+    ),
     (Cidr::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
     (Cidr::v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), "site-local"),
     (Cidr::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
@@ -312,7 +323,11 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, UrlError> {
             if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(UrlError::Port);
             }
-            digits.parse::<u16>().ok().filter(|p| *p != 0).ok_or(UrlError::Port)?
+            digits
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or(UrlError::Port)?
         }
     };
     Ok(Target { scheme, host, port })
@@ -345,7 +360,9 @@ pub(crate) fn parse_host_name(name: &str) -> Result<Host, UrlError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if !labels.iter().all(valid_label) {
         return Err(UrlError::Host);
@@ -408,7 +425,10 @@ mod tests {
         ];
         for text in refused {
             assert!(special_range(ip(text)).is_some(), "{text} must be special");
-            assert!(!EgressPolicy::strict().permits(ip(text)), "{text} must be refused");
+            assert!(
+                !EgressPolicy::strict().permits(ip(text)),
+                "{text} must be refused"
+            );
         }
         let public = [
             "93.184.215.14",
@@ -455,7 +475,17 @@ mod tests {
         assert!(all.contains(ip("8.8.8.8")) && !all.contains(ip("2606:4700::1")));
         let bracketed: Cidr = "[::1]/128".parse().unwrap();
         assert!(bracketed.contains(ip("::1")));
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "10.0.0.0/", "10.0.0.0/x", "/8", "10.0.0.0/-1", "localhost"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "/8",
+            "10.0.0.0/-1",
+            "localhost",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
         }
         let list = parse_cidr_list("127.0.0.0/8, 10.1.0.0/16,").unwrap();
@@ -483,7 +513,14 @@ mod tests {
         for allowed in ["127.0.0.1", "::1", "10.0.0.1", "192.168.0.2", "fd00::1"] {
             assert!(sandbox.permits(ip(allowed)), "{allowed}");
         }
-        for refused in ["169.254.169.254", "fe80::1", "0.0.0.0", "::", "100.64.0.1", "224.0.0.1"] {
+        for refused in [
+            "169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "::",
+            "100.64.0.1",
+            "224.0.0.1",
+        ] {
             assert!(!sandbox.permits(ip(refused)), "{refused}");
         }
     }
@@ -494,14 +531,20 @@ mod tests {
         assert_eq!(target.scheme, Scheme::Https);
         assert_eq!(target.host, Host::Name("hooks.example.com".to_owned()));
         assert_eq!(target.port, 8443);
-        assert_eq!(parse_url("http://127.0.0.1/").unwrap().host, Host::Ip(ip("127.0.0.1")));
+        assert_eq!(
+            parse_url("http://127.0.0.1/").unwrap().host,
+            Host::Ip(ip("127.0.0.1"))
+        );
         assert_eq!(parse_url("http://127.0.0.1/").unwrap().port, 80);
         assert_eq!(parse_url("https://[::1]:9/").unwrap().host, Host::Ip(ip("::1")));
         assert_eq!(
             parse_url("https://[::ffff:7f00:1]/").unwrap().host,
             Host::Ip(ip("::ffff:127.0.0.1"))
         );
-        assert_eq!(parse_url("https://example.com./").unwrap().host, Host::Name("example.com".to_owned()));
+        assert_eq!(
+            parse_url("https://example.com./").unwrap().host,
+            Host::Name("example.com".to_owned())
+        );
         for spelled in [
             "http://2130706433/",
             "http://0x7f.1/",
@@ -523,7 +566,10 @@ mod tests {
         ] {
             assert_eq!(parse_url(spelled), Err(UrlError::Host), "{spelled}");
         }
-        assert_eq!(parse_url("https://user:pass@example.com/"), Err(UrlError::Userinfo));
+        assert_eq!(
+            parse_url("https://user:pass@example.com/"),
+            Err(UrlError::Userinfo)
+        );
         assert_eq!(parse_url("https://user@example.com/"), Err(UrlError::Userinfo));
         assert_eq!(parse_url("ftp://example.com/"), Err(UrlError::Scheme));
         assert_eq!(parse_url("example.com"), Err(UrlError::Malformed));

@@ -226,7 +226,10 @@ impl TestServer {
         }
         let mut config = self.config.clone();
         adjust(&mut config);
-        let server = ServerBuilder::new(config.clone()).provider(provider).start().await?;
+        let server = ServerBuilder::new(config.clone())
+            .provider(provider)
+            .start()
+            .await?;
         Ok(TestServer::wrap(
             server,
             self.mock.clone(),

@@ -60,7 +60,11 @@ async fn deliveries_of(server: &TestServer, payment: &Value, attempts: i64) -> V
             ))
             .await;
         let deliveries = list.data()["data"].as_array().cloned().unwrap_or_default();
-        if deliveries.iter().any(|d| d["attempts"].as_i64() >= Some(attempts)) || Instant::now() > deadline {
+        if deliveries
+            .iter()
+            .any(|d| d["attempts"].as_i64() >= Some(attempts))
+            || Instant::now() > deadline
+        {
             return deliveries;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -111,7 +115,12 @@ async fn production_refuses_local_special_and_oddly_spelled_webhook_urls() {
     assert_eq!(webhook.data()["webhook_url"], Value::Null, "nothing was stored");
 
     // Missing or empty: 400, the URL is required (DELETE removes it).
-    for body in [r#"{"webhook_url": ""}"#, r#"{"webhook_url": "  "}"#, r#"{}"#, r#"{"webhook_url": null}"#] {
+    for body in [
+        r#"{"webhook_url": ""}"#,
+        r#"{"webhook_url": "  "}"#,
+        r#"{}"#,
+        r#"{"webhook_url": null}"#,
+    ] {
         let reply = server.put("/v1/merchant/webhook", body).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.text);
         assert_eq!(reply.body["error"]["code"], "parameter_missing");
@@ -150,7 +159,11 @@ async fn merchants_give_credentials_only() {
         let reply = server.put("/v1/merchant/providers", &body.to_string()).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{key}: {}", reply.text);
         assert_eq!(reply.body["error"]["param"], key);
-        assert!(!reply.text.contains(value), "the value is not echoed: {}", reply.text);
+        assert!(
+            !reply.text.contains(value),
+            "the value is not echoed: {}",
+            reply.text
+        );
     }
     let reply = server
         .put(
@@ -176,7 +189,10 @@ async fn a_production_start_refuses_an_operator_api_base_on_a_local_address() {
         )
         .await;
     let error = refused.err().expect("the start is refused").to_string();
-    assert!(error.contains("api_base") && error.contains("GATEWAY_EGRESS_ALLOW_NETS"), "{error}");
+    assert!(
+        error.contains("api_base") && error.contains("GATEWAY_EGRESS_ALLOW_NETS"),
+        "{error}"
+    );
 }
 
 #[actix_web::test]
@@ -257,7 +273,9 @@ impl TlsReceiver {
                     let mut data = Vec::new();
                     let mut buffer = [0u8; 4096];
                     let (head, body_start) = loop {
-                        let Ok(read) = tls.read(&mut buffer).await else { return };
+                        let Ok(read) = tls.read(&mut buffer).await else {
+                            return;
+                        };
                         if read == 0 {
                             return;
                         }
@@ -270,13 +288,17 @@ impl TlsReceiver {
                         head.lines()
                             .find_map(|line| {
                                 let (key, value) = line.split_once(':')?;
-                                key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+                                key.trim()
+                                    .eq_ignore_ascii_case(name)
+                                    .then(|| value.trim().to_owned())
                             })
                             .unwrap_or_default()
                     };
                     let length: usize = header("content-length").parse().unwrap_or(0);
                     while data.len() < body_start + length {
-                        let Ok(read) = tls.read(&mut buffer).await else { return };
+                        let Ok(read) = tls.read(&mut buffer).await else {
+                            return;
+                        };
                         if read == 0 {
                             return;
                         }
