@@ -711,6 +711,74 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "stripe")]
+    #[test]
+    fn merchant_accounts_take_credentials_from_the_merchant_and_endpoints_from_the_operator() {
+        let _ = gateway_stripe::link();
+        assert!(is_credential("stripe", "secret_key") && is_credential("stripe", "webhook_secrets"));
+        for key in [
+            "api_base",
+            "timeout_ms",
+            "max_retries",
+            "webhook_tolerance_secs",
+            "other",
+        ] {
+            assert!(!is_credential("stripe", key), "{key}");
+        }
+        assert!(is_credential(MOCK, "seed"));
+        assert!(is_credential("acme", "api_key") && !is_credential("acme", "endpoint"));
+        let operator: BTreeMap<String, BTreeMap<String, String>> = [(
+            "stripe".to_owned(),
+            [
+                ("secret_key", "sk_operator"),
+                ("api_base", "http://127.0.0.1:12111"),
+                ("max_retries", "0"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        )]
+        .into();
+        let providers = providers(Vec::new(), None, true)
+            .unwrap()
+            .with_operator_settings(&operator);
+        // Settings stored before merchants gave credentials only: the endpoint ones are ignored.
+        let stored: BTreeMap<String, String> = [
+            ("secret_key", "sk_merchant"),
+            ("webhook_secret", "whsec_m"),
+            ("api_base", "http://169.254.169.254"),
+            ("timeout_ms", "99999999"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = providers.merchant_config("stripe", &stored);
+        assert_eq!(
+            config.get("secret_key"),
+            Some("sk_merchant"),
+            "never the operator's key"
+        );
+        assert_eq!(config.get("webhook_secrets"), Some("whsec_m"));
+        assert_eq!(config.get("api_base"), Some("http://127.0.0.1:12111"));
+        assert_eq!(config.get("max_retries"), Some("0"));
+        assert_eq!(config.get("timeout_ms"), None);
+        let sealer = Sealer::new(&MasterKey::generate());
+        let row = CredentialRow {
+            merchant_id: "m1".to_owned(),
+            provider: "stripe".to_owned(),
+            sealed: sealer.seal(
+                &serde_json::to_vec(&stored).unwrap(),
+                credential_aad("m1", "stripe").as_bytes(),
+            ),
+            masked: "{}".to_owned(),
+            updated_at: 0,
+        };
+        assert!(
+            providers.build_for(&sealer, &row).is_ok(),
+            "the old row still builds"
+        );
+    }
+
     #[test]
     fn webhook_secret_is_aliased() {
         let settings: BTreeMap<String, String> = [
