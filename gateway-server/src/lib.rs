@@ -29,3 +29,4 @@ pub use app::retention::Pruned;
 pub use server::config::{Config, ConfigError, LogFormat};
 pub use server::{RunningServer, ServerBuilder, StartError};
 pub use support::crypto::MasterKey;
+pub use support::egress::{Cidr, CidrError, EgressPolicy};

@@ -279,6 +279,9 @@ async fn a_production_configuration_cannot_reach_the_mock() {
             ("STRIPE_SECRET_KEY", "sk_test_production"),
             // Nothing listens there: no call of this test may reach it.
             ("STRIPE_API_BASE", "http://127.0.0.1:9"),
+            // A production egress policy refuses that base unless the operator allows it.
+            ("GATEWAY_EGRESS_ALLOW_HTTP", "true"),
+            ("GATEWAY_EGRESS_ALLOW_NETS", "127.0.0.0/8"),
         ],
     );
     let (status, body) = call(

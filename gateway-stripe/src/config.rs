@@ -15,6 +15,21 @@ pub(crate) const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// The default webhook timestamp tolerance, in the past and in the future (Stripe's 5 minutes).
 pub const DEFAULT_WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
 
+/// The settings that are an account's credentials: what a merchant gives
+/// for its own Stripe account (`PUT /v1/merchant/providers`).
+pub const CREDENTIAL_KEYS: &[&str] = &["secret_key", "webhook_secret", "webhook_secrets"];
+
+/// The settings that say where and how Stripe is called (the API base,
+/// time bounds, retries, webhook tolerance): the operator's only. A server
+/// gives a merchant's account the operator's values of these.
+pub const ENDPOINT_KEYS: &[&str] = &[
+    "api_base",
+    "timeout_ms",
+    "max_retries",
+    "retry_backoff_ms",
+    "webhook_tolerance_secs",
+];
+
 /// Settings for a [`crate::StripeProvider`].
 ///
 /// The secret key and webhook secrets are kept in [`SecretString`]s and never
@@ -80,6 +95,9 @@ impl StripeConfig {
     /// | `max_retries` | retries after failures safe to retry | 2 |
     /// | `retry_backoff_ms` | first retry pause in milliseconds, doubled each time | 500 |
     /// | `webhook_tolerance_secs` | webhook timestamp tolerance in seconds | 300 |
+    ///
+    /// The first two are the account's credentials ([`CREDENTIAL_KEYS`]);
+    /// the others its endpoint settings ([`ENDPOINT_KEYS`]).
     pub fn from_provider_config(config: &ProviderConfig) -> Result<Self, ProviderError> {
         let mut stripe = StripeConfig::new(config.require("secret_key")?);
         for key in ["webhook_secret", "webhook_secrets"] {
@@ -196,5 +214,12 @@ mod tests {
             StripeConfig::from_provider_config(&ProviderConfig::new().with("secret_key", "sk")).unwrap();
         assert_eq!(defaults.timeout, DEFAULT_TIMEOUT);
         assert!(defaults.webhook_secrets.is_empty() && defaults.api_base.is_none());
+    }
+
+    #[test]
+    fn credential_and_endpoint_keys_are_disjoint() {
+        for key in CREDENTIAL_KEYS {
+            assert!(!ENDPOINT_KEYS.contains(key), "{key}");
+        }
     }
 }

@@ -35,7 +35,7 @@ mod webhook;
 #[cfg(test)]
 mod test_fixtures;
 
-pub use config::{StripeConfig, DEFAULT_WEBHOOK_TOLERANCE};
+pub use config::{StripeConfig, CREDENTIAL_KEYS, DEFAULT_WEBHOOK_TOLERANCE, ENDPOINT_KEYS};
 pub use provider::{link, StripeProvider, STRIPE_PROVIDER_NAME};
 /// The async-stripe client crate, for calls the provider trait does not cover
 /// (see [`StripeProvider::client`]).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gateway_core::{EventBus, PaymentProvider};
 
 use crate::app::api_keys::{AuthFailures, KeyCache, RateLimiter};
+use crate::app::egress::Egress;
 use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::live::LiveLimits;
@@ -53,6 +54,8 @@ pub(crate) struct Core {
     pub(crate) live: LiveLimits,
     /// The longest a request's body may take to arrive.
     pub(crate) body_read_timeout: std::time::Duration,
+    /// The outbound address policy and the merchant-webhook client.
+    pub(crate) egress: Egress,
 }
 
 impl Core {

@@ -6,16 +6,18 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::core::Core;
+use crate::app::egress::{check_url, Refusal};
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
 use crate::app::invalidation::Invalidation;
 use crate::app::lists::List;
 use crate::app::outbound::{new_signing_secret, secret_aad};
-use crate::app::providers::{credential_aad, provider_config, ProviderLookupError};
+use crate::app::providers::{credential_aad, is_credential, ProviderLookupError};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::{Caller, Scopes};
 use crate::store::{ApiKeyRow, Change, CredentialRow, MerchantRow};
 use crate::support::clock::{now_ms, rfc3339};
 use crate::support::crypto::mask;
+use crate::support::egress::EgressPolicy;
 use crate::support::ids::{hash_api_key, new_api_key, new_id};
 
 /// A provider the merchant configured; secrets masked.
@@ -90,11 +92,11 @@ pub(crate) struct ProviderSettings {
     pub(crate) settings: BTreeMap<String, String>,
 }
 
-/// A validated webhook configuration.
+/// A validated webhook configuration (`DELETE /v1/merchant/webhook` removes the URL).
 #[derive(Debug)]
 pub(crate) struct WebhookSettings {
-    /// `None` stops sending events.
-    pub(crate) webhook_url: Option<String>,
+    /// Where events are sent; checked against the egress policy by [`put_webhook`].
+    pub(crate) webhook_url: String,
     pub(crate) rotate_secret: bool,
 }
 
@@ -141,7 +143,17 @@ pub(crate) async fn put_provider(
         provider: name,
         settings,
     } = input;
-    let config = provider_config(&settings);
+    if let Some(key) = settings.keys().find(|key| !is_credential(&name, key)) {
+        return Err(ApiError::invalid_param(
+            key,
+            format!(
+                "{key} is not a credential: a merchant gives its {name} account's credentials only \
+                 (such as secret_key and webhook_secret); endpoint settings (api_base, time bounds, \
+                 retries, tolerances) are the gateway operator's"
+            ),
+        ));
+    }
+    let config = core.providers.merchant_config(&name, &settings);
     core.providers
         .build(&name, &config)
         .map_err(|error| match error {
@@ -175,27 +187,31 @@ pub(crate) async fn put_provider(
     get(core, caller).await
 }
 
-/// Sets (or clears) the webhook URL; creates the signing secret with the
-/// first URL or on request, shown in this answer only.
+/// Sets the webhook URL, once the egress policy allows it (https, a host
+/// that resolves to allowed addresses only, no credentials; 400 naming
+/// `webhook_url` otherwise); creates the signing secret with the first URL
+/// or on request, shown in this answer only.
 pub(crate) async fn put_webhook(
     core: &Core,
     caller: &Caller,
     input: WebhookSettings,
 ) -> Result<WebhookView, ApiError> {
+    check_url(&core.egress.policy, &input.webhook_url)
+        .await
+        .map_err(|refusal| webhook_url_refused(&core.egress.policy, &refusal))?;
     let has_secret = core.store.signing_secret(&caller.merchant_id).await?.is_some();
     // A new endpoint starts afresh: the old one's failures do not back it off.
     let mut changes = vec![
         Change::SetWebhookUrl {
             merchant_id: caller.merchant_id.to_string(),
-            url: input.webhook_url.clone(),
+            url: Some(input.webhook_url.clone()),
         },
         Change::EndpointRecovered {
             merchant_id: caller.merchant_id.to_string(),
             at: now_ms(),
         },
     ];
-    let new_secret =
-        (input.rotate_secret || (!has_secret && input.webhook_url.is_some())).then(new_signing_secret);
+    let new_secret = (input.rotate_secret || !has_secret).then(new_signing_secret);
     if let Some(secret) = &new_secret {
         changes.push(Change::SetSigningSecret {
             merchant_id: caller.merchant_id.to_string(),
@@ -213,10 +229,41 @@ pub(crate) async fn put_webhook(
         tracing::info!(merchant = %caller.merchant_id, "webhook signing secret created");
     }
     Ok(WebhookView {
-        webhook_url: input.webhook_url,
+        webhook_url: Some(input.webhook_url),
         signing_secret_set: has_secret || new_secret.is_some(),
         signing_secret: new_secret,
     })
+}
+
+/// The 400 for a webhook URL the policy refuses: what is wrong and what is allowed.
+fn webhook_url_refused(policy: &EgressPolicy, refusal: &Refusal) -> ApiError {
+    let scheme = if policy.allow_http {
+        "an http(s)://"
+    } else {
+        "an https://"
+    };
+    ApiError::invalid_param(
+        "webhook_url",
+        format!(
+            "webhook_url {refusal}; allowed: {scheme} URL without user:password@, whose host is a DNS \
+             name or a dotted-quad/[IPv6] address resolving to public addresses only"
+        ),
+    )
+}
+
+/// Removes the webhook URL: no more events are sent (the signing secret is
+/// kept for the next URL).
+pub(crate) async fn delete_webhook(core: &Core, caller: &Caller) -> Result<WebhookView, ApiError> {
+    core.store
+        .commit(vec![Change::SetWebhookUrl {
+            merchant_id: caller.merchant_id.to_string(),
+            url: None,
+        }])
+        .await?;
+    core.changed(Invalidation::WebhookUrl {
+        merchant_id: caller.merchant_id.to_string(),
+    });
+    get_webhook(core, caller).await
 }
 
 /// The webhook configuration (never the secret).

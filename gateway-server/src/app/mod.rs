@@ -9,6 +9,7 @@ pub(crate) mod api_keys;
 pub(crate) mod cards;
 pub(crate) mod core;
 pub(crate) mod deliveries;
+pub(crate) mod egress;
 pub(crate) mod idempotency;
 pub(crate) mod inbound;
 pub(crate) mod inbound_api;

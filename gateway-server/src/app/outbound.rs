@@ -331,10 +331,8 @@ pub(crate) fn spawn_worker(state: Arc<Core>, stop: Arc<Notify>) -> std::thread::
 
 async fn run_worker(state: Arc<Core>) {
     let schedule = state.outbound.schedule;
-    let client = awc::Client::builder()
-        .timeout(schedule.timeout)
-        .disable_redirects()
-        .finish();
+    // Redirects off; connects only where the egress policy allows (app::egress).
+    let client = (state.egress.webhook_client)(schedule.timeout);
     // The soonest retry this worker scheduled: it wakes for it on time
     // instead of at the next poll.
     let mut next_due: Option<i64> = None;

@@ -244,6 +244,9 @@ pub(crate) struct Providers {
     /// read (trusted for [`CACHE_TTL`], or until a notice marks it stale).
     merchant: Arc<Mutex<MerchantCache>>,
     metrics: Arc<Metrics>,
+    /// The operator's endpoint settings by provider name (see
+    /// [`Providers::with_operator_settings`]), given to merchant accounts.
+    endpoint: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The bus's view of [`Providers`]: a merchant's account as last built, or
@@ -293,7 +296,46 @@ impl Providers {
             sandbox,
             merchant: Arc::new(Mutex::new(HashMap::new())),
             metrics,
+            endpoint: BTreeMap::new(),
         })
+    }
+
+    /// Gives merchant accounts the operator's endpoint settings: of each
+    /// provider's configured settings (`Config::providers`), those that are
+    /// not credentials ([`is_credential`]), e.g. Stripe's `api_base`.
+    pub(crate) fn with_operator_settings(
+        mut self,
+        configured: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        self.endpoint = configured
+            .iter()
+            .map(|(name, settings)| {
+                let endpoint = settings
+                    .iter()
+                    .filter(|(key, _)| !is_credential(name, key))
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                (name.clone(), endpoint)
+            })
+            .collect();
+        self
+    }
+
+    /// The configuration of a merchant's account of `name`: the operator's
+    /// endpoint settings, then the merchant's credentials (only those).
+    pub(crate) fn merchant_config(
+        &self,
+        name: &str,
+        credentials: &BTreeMap<String, String>,
+    ) -> ProviderConfig {
+        let mut settings = self.endpoint.get(name).cloned().unwrap_or_default();
+        settings.extend(
+            credentials
+                .iter()
+                .filter(|(key, _)| is_credential(name, key))
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        provider_config(&settings)
     }
 
     /// A resolver for the event bus's handler context.
@@ -460,8 +502,41 @@ impl Providers {
             })?;
         let values: BTreeMap<String, String> =
             serde_json::from_slice(&plain).map_err(|_| ProviderLookupError::UnreadableCredentials)?;
-        self.build(&row.provider, &provider_config(&values))
+        let ignored: Vec<&str> = values
+            .keys()
+            .filter(|key| !is_credential(&row.provider, key))
+            .map(String::as_str)
+            .collect();
+        if !ignored.is_empty() {
+            // Once per change of the stored row: an unchanged row is not built again.
+            tracing::warn!(
+                merchant = %row.merchant_id,
+                provider = %row.provider,
+                settings = ?ignored,
+                "stored merchant settings that are not credentials are ignored; the operator's endpoint settings apply"
+            );
+        }
+        self.build(&row.provider, &self.merchant_config(&row.provider, &values))
     }
+}
+
+/// Whether `key` is a credential of provider `name`: what a merchant may
+/// store for its own account. Stripe says which of its settings are
+/// ([`gateway_stripe::CREDENTIAL_KEYS`]); the mock (sandbox only, it calls
+/// nothing) takes all of its settings; for any other provider, only
+/// settings named as secrets or keys (`…_key`, `…_secret`, `…_secrets`).
+pub(crate) fn is_credential(name: &str, key: &str) -> bool {
+    #[cfg(feature = "stripe")]
+    if name == gateway_stripe::STRIPE_PROVIDER_NAME {
+        return gateway_stripe::CREDENTIAL_KEYS.contains(&key);
+    }
+    if name == MOCK {
+        return true;
+    }
+    ["_key", "_secret", "_secrets"]
+        .iter()
+        .any(|end| key.ends_with(end))
+        || key == "secret"
 }
 
 /// A provider configuration from stored settings. The API guide's
@@ -634,6 +709,74 @@ mod tests {
             lookup(without_gateway, None).await,
             Err(ProviderLookupError::NotConfigured { .. })
         ));
+    }
+
+    #[cfg(feature = "stripe")]
+    #[test]
+    fn merchant_accounts_take_credentials_from_the_merchant_and_endpoints_from_the_operator() {
+        let _ = gateway_stripe::link();
+        assert!(is_credential("stripe", "secret_key") && is_credential("stripe", "webhook_secrets"));
+        for key in [
+            "api_base",
+            "timeout_ms",
+            "max_retries",
+            "webhook_tolerance_secs",
+            "other",
+        ] {
+            assert!(!is_credential("stripe", key), "{key}");
+        }
+        assert!(is_credential(MOCK, "seed"));
+        assert!(is_credential("acme", "api_key") && !is_credential("acme", "endpoint"));
+        let operator: BTreeMap<String, BTreeMap<String, String>> = [(
+            "stripe".to_owned(),
+            [
+                ("secret_key", "sk_operator"),
+                ("api_base", "http://127.0.0.1:12111"),
+                ("max_retries", "0"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        )]
+        .into();
+        let providers = providers(Vec::new(), None, true)
+            .unwrap()
+            .with_operator_settings(&operator);
+        // Settings stored before merchants gave credentials only: the endpoint ones are ignored.
+        let stored: BTreeMap<String, String> = [
+            ("secret_key", "sk_merchant"),
+            ("webhook_secret", "whsec_m"),
+            ("api_base", "http://169.254.169.254"),
+            ("timeout_ms", "99999999"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = providers.merchant_config("stripe", &stored);
+        assert_eq!(
+            config.get("secret_key"),
+            Some("sk_merchant"),
+            "never the operator's key"
+        );
+        assert_eq!(config.get("webhook_secrets"), Some("whsec_m"));
+        assert_eq!(config.get("api_base"), Some("http://127.0.0.1:12111"));
+        assert_eq!(config.get("max_retries"), Some("0"));
+        assert_eq!(config.get("timeout_ms"), None);
+        let sealer = Sealer::new(&MasterKey::generate());
+        let row = CredentialRow {
+            merchant_id: "m1".to_owned(),
+            provider: "stripe".to_owned(),
+            sealed: sealer.seal(
+                &serde_json::to_vec(&stored).unwrap(),
+                credential_aad("m1", "stripe").as_bytes(),
+            ),
+            masked: "{}".to_owned(),
+            updated_at: 0,
+        };
+        assert!(
+            providers.build_for(&sealer, &row).is_ok(),
+            "the old row still builds"
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ struct ErrorEnvelope {
         payments::create, payments::get, payments::list, payments::confirm, payments::capture,
         payments::cancel, cards::create, cards::list, cards::delete, refunds::create, refunds::get,
         merchant::get, merchant::put_providers, merchant::put_webhook, merchant::get_webhook,
+        merchant::delete_webhook,
         merchant::create_key, merchant::list_keys, merchant::revoke_key, live::wait, live::events,
         webhooks::receive_global, webhooks::receive_merchant, webhooks::list_deliveries,
         webhooks::get_delivery, webhooks::retry_delivery, ops::healthz, ops::readyz, ops::metrics,

@@ -112,6 +112,19 @@ pub struct Config {
     /// The longest an event stream lives (`GATEWAY_LIVE_STREAM_MAX`, default 30 min):
     /// it then ends with an `end` event.
     pub live_stream_max: Duration,
+    /// Whether outbound URLs (merchant webhooks, provider API bases) may be
+    /// plain `http://` (`GATEWAY_EGRESS_ALLOW_HTTP`); unset, the mode
+    /// decides: yes in sandbox mode, no in production. See [`Config::egress_policy`].
+    pub egress_allow_http: Option<bool>,
+    /// Special-use networks (loopback, private, link-local, …) outbound
+    /// connections may reach all the same (`GATEWAY_EGRESS_ALLOW_NETS`,
+    /// comma-separated CIDRs such as `127.0.0.0/8,10.1.0.0/16`, or `none`);
+    /// unset, the mode decides: loopback and private networks in sandbox
+    /// mode, none in production.
+    pub egress_allow_nets: Option<Vec<crate::support::egress::Cidr>>,
+    /// Extra root certificates (PEM) trusted for merchant webhook delivery,
+    /// beside the webpki roots (`GATEWAY_WEBHOOK_CA_FILE`).
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -144,6 +157,9 @@ impl Default for Config {
             backlog: 1024,
             live_per_merchant: 16,
             live_stream_max: Duration::from_secs(30 * 60),
+            egress_allow_http: None,
+            egress_allow_nets: None,
+            webhook_ca_file: None,
         }
     }
 }
@@ -183,6 +199,9 @@ impl fmt::Debug for Config {
             .field("backlog", &self.backlog)
             .field("live_per_merchant", &self.live_per_merchant)
             .field("live_stream_max", &self.live_stream_max)
+            .field("egress_allow_http", &self.egress_allow_http)
+            .field("egress_allow_nets", &self.egress_allow_nets)
+            .field("webhook_ca_file", &self.webhook_ca_file)
             .finish()
     }
 }
@@ -243,6 +262,9 @@ struct FileConfig {
     backlog: Option<u32>,
     live_per_merchant: Option<usize>,
     live_stream_max: Option<String>,
+    egress_allow_http: Option<bool>,
+    egress_allow_nets: Option<Vec<String>>,
+    webhook_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -450,7 +472,48 @@ impl Config {
             }
         }
         limits_from_sources(&mut config, &file_limits, &env)?;
+        config.egress_allow_http = match env("GATEWAY_EGRESS_ALLOW_HTTP") {
+            Some(text) => Some(matches!(text.trim(), "1" | "true" | "yes")),
+            None => file.egress_allow_http,
+        };
+        let nets = env("GATEWAY_EGRESS_ALLOW_NETS").or(file.egress_allow_nets.map(|nets| {
+            if nets.is_empty() {
+                "none".to_owned()
+            } else {
+                nets.join(",")
+            }
+        }));
+        if let Some(nets) = nets {
+            config.egress_allow_nets =
+                Some(crate::support::egress::parse_cidr_list(&nets).map_err(|error| {
+                    ConfigError::Invalid {
+                        name: "egress_allow_nets",
+                        message: error.to_string(),
+                    }
+                })?);
+        }
+        config.webhook_ca_file = env("GATEWAY_WEBHOOK_CA_FILE")
+            .map(PathBuf::from)
+            .or(file.webhook_ca_file);
         Ok(config)
+    }
+
+    /// Where outbound connections may go: the operator's
+    /// `egress_allow_http` / `egress_allow_nets`, else the mode's defaults
+    /// (sandbox: `http://` and loopback and private networks; production:
+    /// https and public addresses only).
+    pub fn egress_policy(&self) -> crate::support::egress::EgressPolicy {
+        let sandbox = self.sandbox;
+        crate::support::egress::EgressPolicy {
+            allow_http: self.egress_allow_http.unwrap_or(sandbox),
+            allow_nets: self.egress_allow_nets.clone().unwrap_or_else(|| {
+                if sandbox {
+                    crate::support::egress::local_networks()
+                } else {
+                    Vec::new()
+                }
+            }),
+        }
     }
 }
 
@@ -800,5 +863,38 @@ mod tests {
             let pairs: &'static [(&str, &str)] = Box::leak(Box::new([bad]));
             assert!(Config::from_sources(None, &env(pairs)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn egress_settings_default_from_the_mode() {
+        let sandbox = Config::from_sources(None, &env(&[])).unwrap().egress_policy();
+        assert!(sandbox.allow_http);
+        assert!(sandbox.permits("127.0.0.1".parse().unwrap()));
+        assert!(!sandbox.permits("169.254.169.254".parse().unwrap()));
+        let production = Config::from_sources(Some("sandbox = false\n"), &env(&[])).unwrap();
+        let policy = production.egress_policy();
+        assert!(!policy.allow_http && policy.allow_nets.is_empty());
+        let opened = Config::from_sources(
+            Some("sandbox = false\negress_allow_nets = [\"10.1.0.0/16\"]\n"),
+            &env(&[
+                ("GATEWAY_EGRESS_ALLOW_HTTP", "true"),
+                ("GATEWAY_WEBHOOK_CA_FILE", "/etc/gateway/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        let policy = opened.egress_policy();
+        assert!(policy.allow_http && policy.permits("10.1.2.3".parse().unwrap()));
+        assert!(!policy.permits("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            opened.webhook_ca_file.as_deref(),
+            Some(Path::new("/etc/gateway/ca.pem"))
+        );
+        let env_wins = Config::from_sources(
+            Some("egress_allow_nets = [\"10.1.0.0/16\"]\n"),
+            &env(&[("GATEWAY_EGRESS_ALLOW_NETS", "none")]),
+        )
+        .unwrap();
+        assert!(env_wins.egress_policy().allow_nets.is_empty());
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_EGRESS_ALLOW_NETS", "10.0.0.0/99")])).is_err());
     }
 }

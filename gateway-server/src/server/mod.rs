@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cluster;
 pub(crate) mod config;
+pub(crate) mod egress_client;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,11 +19,12 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::app::api_keys::{AuthFailures, KeyCache, RateLimiter, INVALID_KEYS_CACHED, VALID_KEYS_CACHED};
 use crate::app::core::{Clock, Core};
+use crate::app::egress::{check_url, Egress};
 use crate::app::invalidation::Peers;
 use crate::app::leases::SharedLocks;
 use crate::app::live::LiveLimits;
 use crate::app::outbound::Outbound;
-use crate::app::providers::{randomize_mock, Providers, MOCK};
+use crate::app::providers::{is_credential, randomize_mock, Providers, MOCK};
 use crate::domain::scopes::Scopes;
 use crate::server::cluster::{CacheLink, ClusterRelay};
 use crate::server::config::Config;
@@ -59,6 +61,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The outbound settings cannot be used: a provider API base the egress
+    /// policy refuses, or an unreadable webhook CA file.
+    #[error("egress: {0}")]
+    Egress(String),
 }
 
 impl From<StoreError> for StartError {
@@ -146,6 +152,7 @@ impl ServerBuilder {
     /// background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
+        let egress = egress(&config).await?;
         // The providers first: a configuration they refuse stops the start before anything is stored.
         let metrics = Arc::new(Metrics::new());
         let providers = if self.providers.is_empty() {
@@ -159,7 +166,8 @@ impl ServerBuilder {
             config.sandbox,
             metrics.clone(),
         )
-        .map_err(|error| StartError::Providers(error.to_string()))?;
+        .map_err(|error| StartError::Providers(error.to_string()))?
+        .with_operator_settings(&config.providers);
         tracing::info!(
             providers = ?providers.global_names(),
             default = providers.default_name().unwrap_or("(none)"),
@@ -226,6 +234,7 @@ impl ServerBuilder {
             auth_failures: AuthFailures::new(config.auth_failures_per_minute),
             live: LiveLimits::new(config.live_per_merchant, config.live_stream_max),
             body_read_timeout: config.body_read_timeout,
+            egress,
         });
         let app_state = web::Data::from(state.clone());
         let mut server = HttpServer::new(move || crate::http::app(app_state.clone()));
@@ -451,16 +460,47 @@ fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, 
         }
         match build_provider(factory.name, &settings) {
             Ok(provider) => providers.push(provider),
-            Err(error) if configured.is_some() => {
+            Err(error)
+                if configured
+                    .is_some_and(|settings| settings.keys().any(|key| is_credential(factory.name, key))) =>
+            {
                 return Err(StartError::Providers(format!(
                     "the {} settings do not build the provider: {error}",
                     factory.name
                 )))
             }
+            Err(error) if configured.is_some() => tracing::info!(
+                provider = factory.name,
+                %error,
+                "no gateway-wide account (no credentials configured); the endpoint settings apply to merchant accounts"
+            ),
             Err(error) => tracing::info!(provider = factory.name, %error, "provider not enabled"),
         }
     }
     Ok(providers)
+}
+
+/// The outbound address policy (checking the operator's provider API bases
+/// against it: a start with a refused one fails, naming the setting) and the
+/// merchant-webhook client.
+async fn egress(config: &Config) -> Result<Egress, StartError> {
+    let policy = Arc::new(config.egress_policy());
+    for (provider, settings) in &config.providers {
+        if let Some(base) = settings.get("api_base").filter(|base| !base.trim().is_empty()) {
+            check_url(&policy, base.trim()).await.map_err(|refusal| {
+                StartError::Egress(format!(
+                    "the {provider} api_base is not an allowed destination: it {refusal}; allow it with \
+                     GATEWAY_EGRESS_ALLOW_HTTP / GATEWAY_EGRESS_ALLOW_NETS"
+                ))
+            })?;
+        }
+    }
+    let tls = egress_client::tls_config(config.webhook_ca_file.as_deref())
+        .map_err(|error| StartError::Egress(error.to_string()))?;
+    Ok(Egress {
+        webhook_client: egress_client::webhook_client_factory(policy.clone(), tls),
+        policy,
+    })
 }
 
 /// How long a graceful stop waits for in-flight requests: the provider time

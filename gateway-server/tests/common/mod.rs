@@ -215,6 +215,35 @@ impl TestServer {
         )
     }
 
+    /// Stops the server and starts one on the same database with the
+    /// configuration adjusted by `adjust` and `provider` as its only
+    /// gateway-wide account instead of the mock (e.g. a production start:
+    /// the mock is offered in sandbox mode only). The sandbox merchant's key
+    /// still works.
+    pub async fn restart_with(
+        mut self,
+        adjust: impl FnOnce(&mut Config),
+        provider: Arc<dyn gateway_core::PaymentProvider>,
+    ) -> Result<TestServer, gateway_server::StartError> {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        let server = ServerBuilder::new(config.clone())
+            .provider(provider)
+            .start()
+            .await?;
+        Ok(TestServer::wrap(
+            server,
+            self.mock.clone(),
+            self.key.clone(),
+            config,
+            self.dir.clone(),
+            self.postgres.clone(),
+        ))
+    }
+
     /// The server's event bus.
     pub fn bus(&self) -> &gateway_core::EventBus {
         self.server.as_ref().expect("running").bus()

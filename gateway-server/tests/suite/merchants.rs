@@ -265,7 +265,11 @@ async fn webhook_url_is_validated() {
         "https://yourapp.com/webhooks/payments"
     );
     for bad in [
-        r#"{"webhook_url": "http://yourapp.com/hook"}"#,
+        // http:// is allowed in a sandbox, link-local addresses are not (tests/suite/egress.rs has the rest).
+        r#"{"webhook_url": "http://169.254.169.254/hook"}"#,
+        r#"{"webhook_url": ""}"#,
+        r#"{"webhook_url": null}"#,
+        r#"{"rotate_secret": true}"#,
         r#"{"webhook_url": "not a url"}"#,
         r#"{"webhook_url": "https://user:pass@yourapp.com/"}"#,
         r#"{"webhook_url": 5}"#,

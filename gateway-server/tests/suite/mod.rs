@@ -10,6 +10,7 @@
 mod account_pinning;
 mod cards;
 mod delivery_fairness;
+mod egress;
 mod faults;
 mod idempotency;
 mod inbound_sweep;

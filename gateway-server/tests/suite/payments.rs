@@ -587,7 +587,7 @@ async fn every_405_names_the_methods_the_resource_allows() {
         ("DELETE", "/v1/payments/pay_1", "GET"),
         ("GET", "/v1/payments/pay_1/capture", "POST"),
         ("POST", "/v1/payments/cards/card_1", "DELETE"),
-        ("DELETE", "/v1/merchant/webhook", "PUT, GET"),
+        ("PATCH", "/v1/merchant/webhook", "PUT, GET, DELETE"),
         ("PUT", "/v1/merchant/api_keys", "POST, GET"),
         ("GET", "/v1/webhook-deliveries/evt_1/retry", "POST"),
         ("GET", "/v1/webhooks/mock", "POST"),

@@ -114,13 +114,19 @@ async fn refunded_becomes(server: &TestServer, id: &str, want: &str) -> Value {
 #[actix_web::test]
 async fn stripe_refund_events_settle_api_and_dashboard_refunds() {
     let base = stripe_stub().await;
-    let server = TestServer::start().await;
+    // The endpoint settings are the operator's: merchant accounts take them.
+    let server = TestServer::start_with(|config| {
+        let stripe = config.providers.entry("stripe".to_owned()).or_default();
+        stripe.insert("api_base".to_owned(), base.clone());
+        stripe.insert("max_retries".to_owned(), "0".to_owned());
+    })
+    .await;
     let merchant = merchant_id(&server).await;
     let configured = server
         .put(
             "/v1/merchant/providers",
             &json!({"provider": "stripe", "stripe": {
-                "secret_key": "sk_test_stub", "webhook_secret": SECRET, "api_base": base, "max_retries": "0"}})
+                "secret_key": "sk_test_stub", "webhook_secret": SECRET}})
             .to_string(),
         )
         .await;

@@ -84,7 +84,13 @@ async fn stripe_stub(current: Arc<Mutex<Value>>) -> String {
 async fn an_old_api_version_event_missing_fields_is_resolved_through_the_provider() {
     let current = Arc::new(Mutex::new(Value::Null));
     let base = stripe_stub(current.clone()).await;
-    let server = TestServer::start().await;
+    // The endpoint settings are the operator's: merchant accounts take them.
+    let server = TestServer::start_with(|config| {
+        let stripe = config.providers.entry("stripe".to_owned()).or_default();
+        stripe.insert("api_base".to_owned(), base.clone());
+        stripe.insert("max_retries".to_owned(), "0".to_owned());
+    })
+    .await;
     let merchant = server.get("/v1/merchant").await.data()["id"]
         .as_str()
         .unwrap()
@@ -94,7 +100,7 @@ async fn an_old_api_version_event_missing_fields_is_resolved_through_the_provide
         .put(
             "/v1/merchant/providers",
             &json!({"provider": "stripe", "stripe": {
-                "secret_key": "sk_test_stub", "webhook_secret": secret, "api_base": base, "max_retries": "0"}})
+                "secret_key": "sk_test_stub", "webhook_secret": secret}})
             .to_string(),
         )
         .await;

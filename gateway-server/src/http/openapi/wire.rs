@@ -104,6 +104,7 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
     ("put", "/v1/merchant/providers", &[Store]),
     ("put", "/v1/merchant/webhook", &[Store]),
     ("get", "/v1/merchant/webhook", &[Store]),
+    ("delete", "/v1/merchant/webhook", &[Store]),
     ("post", "/v1/merchant/api_keys", &[Store]),
     ("get", "/v1/merchant/api_keys", &[Store]),
     ("delete", "/v1/merchant/api_keys/{id}", &[Store]),

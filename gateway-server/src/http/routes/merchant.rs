@@ -18,7 +18,6 @@ use crate::http::body::json_error;
 use crate::http::errors::ApiError;
 use crate::http::extract::{ApiKeyId, Json, Success, Validate};
 use crate::http::idempotent::{Idempotent, Replied};
-use crate::http::validate::validate_url;
 
 /// `PUT /v1/merchant/providers`: `{"provider": NAME, NAME: {settings}}`
 /// (the settings object may also be named `credentials`).
@@ -78,7 +77,10 @@ impl Validate for ProvidersRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookRequest {
-    /// Where payment events are sent; `https://` (or `http://localhost` in development).
+    /// Where payment events are sent (required): `https://`, a host that
+    /// resolves to public addresses only, no `user:password@` (`http://` and
+    /// local addresses only where the operator allows them, as in a sandbox).
+    /// `DELETE /v1/merchant/webhook` removes it.
     webhook_url: Option<String>,
     /// Replace the signing secret (the new one is in this response only).
     #[serde(default)]
@@ -89,11 +91,12 @@ impl Validate for WebhookRequest {
     type Valid = WebhookSettings;
 
     fn validate(self) -> Result<WebhookSettings, ApiError> {
-        if let Some(url) = &self.webhook_url {
-            validate_url("webhook_url", url)?;
-        }
+        let url = self
+            .webhook_url
+            .filter(|url| !url.trim().is_empty())
+            .ok_or_else(|| ApiError::missing_param("webhook_url"))?;
         Ok(WebhookSettings {
-            webhook_url: self.webhook_url,
+            webhook_url: url,
             rotate_secret: self.rotate_secret,
         })
     }
@@ -157,7 +160,8 @@ pub(crate) async fn put_providers(
     ))
 }
 
-/// Set (or clear with `null`) the URL payment events are sent to.
+/// Set the URL payment events are sent to (checked against the outbound
+/// address policy: https, public addresses only, unless the operator allows more).
 #[utoipa::path(put, path = "/v1/merchant/webhook", tag = "merchant",
     request_body = WebhookRequest,
     responses((status = 200, description = "The webhook configuration", body = WebhookView)),
@@ -170,6 +174,17 @@ pub(crate) async fn put_webhook(
     Ok(Success::of(
         &merchants::put_webhook(&core, &auth, settings).await?,
     ))
+}
+
+/// Remove the webhook URL: no more events are sent.
+#[utoipa::path(delete, path = "/v1/merchant/webhook", tag = "merchant",
+    responses((status = 200, description = "The webhook configuration, without a URL", body = WebhookView)),
+    security(("api_key" = ["merchant:write"])))]
+pub(crate) async fn delete_webhook(
+    core: web::Data<Core>,
+    auth: Auth<MerchantWrite>,
+) -> Result<Success, ApiError> {
+    Ok(Success::of(&merchants::delete_webhook(&core, &auth).await?))
 }
 
 /// The webhook configuration.

@@ -48,7 +48,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         endpoint("/v1/merchant/webhook")
             .put(merchant::put_webhook)
-            .get(merchant::get_webhook),
+            .get(merchant::get_webhook)
+            .delete(merchant::delete_webhook),
     )
     .service(
         endpoint("/v1/merchant/api_keys")
