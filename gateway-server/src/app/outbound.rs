@@ -418,6 +418,12 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
                 .timeout(state.outbound.schedule.timeout);
             match request.send_body(body).await {
                 Ok(response) => Ok(response.status().as_u16()),
+                // The egress connector refused every address the host
+                // resolved to (or it did not resolve): one fixed text, so
+                // attempts never tell a local port's state.
+                Err(awc::error::SendRequestError::Connect(awc::error::ConnectError::Resolver(_))) => {
+                    Err(crate::app::egress::DESTINATION_NOT_ALLOWED.to_owned())
+                }
                 Err(error) => Err(error.to_string()),
             }
         }
