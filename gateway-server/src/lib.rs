@@ -25,6 +25,6 @@ pub use server::{cli, cluster};
 pub use app::core::Clock;
 pub use app::outbound::DeliverySchedule;
 pub use app::reconcile::ReconcileSettings;
-pub use server::config::{Config, ConfigError, LogFormat};
+pub use server::config::{choose_mode, Config, ConfigError, LogFormat, Mode, NO_MODE_WARNING};
 pub use server::{RunningServer, ServerBuilder, StartError};
 pub use support::crypto::MasterKey;

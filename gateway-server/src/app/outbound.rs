@@ -27,7 +27,7 @@ use crate::domain::changes::{IntentUpdate, UpdateKind};
 use crate::domain::views::PaymentView;
 use crate::store::{AttemptRow, Change, DeliveryOutcome, DeliveryRow, DeliveryStatus, Store, StoreError};
 use crate::support::clock::now_ms;
-use crate::support::ids::{hex, new_id, random_bytes};
+use crate::support::ids::{hex, new_id, random_bytes, RandomUnavailable};
 
 /// The header carrying the signature of an outbound webhook.
 pub(crate) const SIGNATURE_HEADER: &str = "Gateway-Signature";
@@ -159,8 +159,8 @@ pub(crate) fn event_type(update: &IntentUpdate) -> Option<&'static str> {
 }
 
 /// A new signing secret (`whsec_` + 256 random bits, hex).
-pub(crate) fn new_signing_secret() -> String {
-    format!("whsec_{}", hex(&random_bytes::<32>()))
+pub(crate) fn new_signing_secret() -> Result<String, RandomUnavailable> {
+    Ok(format!("whsec_{}", hex(&random_bytes::<32>()?)))
 }
 
 /// The associated data binding a sealed signing secret to its merchant.
