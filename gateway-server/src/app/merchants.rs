@@ -58,7 +58,8 @@ pub(crate) struct WebhookView {
 pub(crate) struct ApiKeyView {
     id: String,
     object: &'static str,
-    /// Shown once, when the key is created.
+    /// Shown once, in the answer that creates the key; a replay of that
+    /// request (same `Idempotency-Key`) leaves it out.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
     /// The key's first characters, to recognize it.
@@ -257,6 +258,8 @@ pub(crate) async fn create_key(
     idempotency::run(core, caller, post, |_keys| async move {
         let (row, key) = new_key_row(&caller.merchant_id, scopes)?;
         Ok(Outcome {
+            // A replay shows the key object without the key: it is never stored, not even for 24 h.
+            replay: Some(success_bytes(&ApiKeyView::new(&row, None))),
             status: Status::OK,
             body: success_bytes(&ApiKeyView::new(&row, Some(key))),
             changes: vec![Change::InsertApiKey(row)],

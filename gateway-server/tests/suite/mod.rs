@@ -13,6 +13,7 @@ mod faults;
 mod idempotency;
 mod inbound_sweep;
 mod merchants;
+mod modes_and_secrets;
 mod openapi_contract;
 mod operations;
 mod ordering;
