@@ -413,8 +413,9 @@ impl Providers {
     }
 
     /// The merchant's own account of `name`, built from its stored
-    /// credentials (cached); `None` when it stored none.
-    async fn own(
+    /// credentials (cached); `None` when it stored none. Never the
+    /// gateway-wide account: what a merchant's own webhook endpoint verifies with.
+    pub(crate) async fn own(
         &self,
         store: &dyn Store,
         sealer: &Sealer,

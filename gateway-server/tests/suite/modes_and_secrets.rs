@@ -9,6 +9,10 @@ use awc::http::StatusCode;
 use gateway_core::MockProvider;
 use gateway_server::{Config, Mode, ServerBuilder, StartError};
 
+use serde_json::json;
+
+use super::stripe_webhooks::fixture_intent;
+use super::webhooks::{db_count, db_count_at};
 use crate::common::merchant_endpoint::{fast, set_webhook, verify, Receiver};
 use crate::common::{payment_body, TestServer};
 
@@ -179,5 +183,131 @@ async fn client_secret_only_in_create_and_confirm_answers() {
             "a webhook carries a client_secret: {payload}"
         );
     }
+    server.stop().await;
+}
+
+/// A Stripe event about a fixture intent, signed with `secret` now.
+fn stripe_event(id: &str, secret: &str) -> (String, String) {
+    let event = json!({
+        "id": id, "object": "event", "api_version": "2024-06-20", "created": 1_700_000_000,
+        "livemode": false, "type": "payment_intent.succeeded",
+        "data": {"object": fixture_intent(json!({"id": "pi_not_ours", "status": "succeeded"}))}
+    })
+    .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let header = gateway_stripe::generate_test_header(event.as_bytes(), secret, now);
+    (event, header)
+}
+
+async fn post_webhook(base: &str, path: &str, signature: (&str, &str), body: &str) -> (StatusCode, serde_json::Value) {
+    let mut response = awc::Client::new()
+        .post(format!("{base}{path}"))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(signature)
+        .send_body(body.to_owned())
+        .await
+        .unwrap();
+    let bytes = response.body().await.unwrap();
+    (response.status(), serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[actix_web::test]
+async fn a_merchant_endpoint_never_verifies_with_the_gateway_wide_stripe_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = production(&dir);
+    config.mode = Mode::Sandbox;
+    config.default_provider = Some("stripe".to_owned());
+    let stripe = config.providers.entry("stripe".to_owned()).or_default();
+    stripe.insert("secret_key".to_owned(), "sk_test_gateway".to_owned());
+    stripe.insert("webhook_secrets".to_owned(), "whsec_gateway_wide".to_owned());
+    stripe.insert("api_base".to_owned(), "http://127.0.0.1:9".to_owned());
+    let server = ServerBuilder::new(config.clone()).start().await.expect("starts");
+    let key = server.sandbox_key().unwrap().to_owned();
+    let base = format!("http://{}", server.addr());
+    let mut me = awc::Client::new()
+        .get(format!("{base}/v1/merchant"))
+        .insert_header(("X-API-Key", key))
+        .send()
+        .await
+        .unwrap();
+    let me: serde_json::Value = me.json().await.unwrap();
+    let merchant = me["data"]["id"].as_str().unwrap().to_owned();
+    let events = |url: &str| db_count_at(url, "SELECT COUNT(*) FROM webhook_events");
+    let (event, header) = stripe_event("evt_gateway_signed", "whsec_gateway_wide");
+    // The merchant stored no Stripe credentials: its endpoint has nothing to verify with.
+    let (status, body) = post_webhook(
+        &base,
+        &format!("/v1/webhooks/stripe/{merchant}"),
+        ("Stripe-Signature", &header),
+        &event,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "webhook_endpoint_not_configured", "{body}");
+    // An unknown merchant is answered the same (the path is no merchant directory).
+    let (status, unknown) = post_webhook(
+        &base,
+        "/v1/webhooks/stripe/no-such-merchant",
+        ("Stripe-Signature", &header),
+        &event,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown["error"]["code"], body["error"]["code"]);
+    assert_eq!(events(&config.database_url), 0, "nothing stored");
+    // The gateway-wide endpoint takes it, once.
+    for _ in 0..2 {
+        let (status, body) =
+            post_webhook(&base, "/v1/webhooks/stripe", ("Stripe-Signature", &header), &event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(events(&config.database_url), 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn one_event_is_stored_once_whichever_endpoint_it_reaches() {
+    let server = TestServer::start().await;
+    let merchant = server.get("/v1/merchant").await.data()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.pay(&payment_body("5.00", "pm_card_visa", "")).await;
+    let event = server.mock.take_events().pop().unwrap();
+    let request = server.mock.webhook_request(&event, 0);
+    let body = String::from_utf8(request.body.clone()).unwrap();
+    let signature = request.header("Mock-Signature").unwrap().to_owned();
+    let own = format!("/v1/webhooks/mock/{merchant}");
+    let send = |path: String| {
+        let (signature, body) = (signature.clone(), body.clone());
+        let server = &server;
+        async move {
+            server
+                .send("POST", &path, None, &[("Mock-Signature", &signature)], Some(&body))
+                .await
+        }
+    };
+    // No own mock account: the merchant's endpoint refuses the gateway account's event.
+    let refused = send(own.clone()).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.text);
+    assert_eq!(refused.code(), "webhook_endpoint_not_configured");
+    assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_events"), 0);
+    assert_eq!(send("/v1/webhooks/mock".to_owned()).await.status, StatusCode::OK);
+    // The merchant then stores an account that signs alike (the gateway's own
+    // account, say): its endpoint verifies the event, and it is not stored again.
+    let secret = signature.clone();
+    let stored = server
+        .put(
+            "/v1/merchant/providers",
+            &json!({"provider": "mock", "mock": {"webhook_secret": secret}}).to_string(),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text);
+    let again = send(own).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(db_count(&server, "SELECT COUNT(*) FROM webhook_events"), 1);
     server.stop().await;
 }
