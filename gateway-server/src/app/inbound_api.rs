@@ -40,6 +40,7 @@ fn refused(state: &Core, provider: &str, merchant: Option<&str>, error: &Webhook
     let code = match error {
         WebhookError::NotConfigured => "webhook_not_configured",
         WebhookError::InvalidPayload { .. } => "webhook_payload_invalid",
+        WebhookError::LivemodeMismatch { .. } => "webhook_livemode_mismatch",
         _ => "webhook_signature_invalid",
     };
     ApiError::new(Status::BAD_REQUEST, code, format!("webhook refused: {error}"))

@@ -187,10 +187,10 @@ async fn client_secret_only_in_create_and_confirm_answers() {
 }
 
 /// A Stripe event about a fixture intent, signed with `secret` now.
-fn stripe_event(id: &str, secret: &str) -> (String, String) {
+fn stripe_event(id: &str, secret: &str, livemode: bool) -> (String, String) {
     let event = json!({
         "id": id, "object": "event", "api_version": "2024-06-20", "created": 1_700_000_000,
-        "livemode": false, "type": "payment_intent.succeeded",
+        "livemode": livemode, "type": "payment_intent.succeeded",
         "data": {"object": fixture_intent(json!({"id": "pi_not_ours", "status": "succeeded"}))}
     })
     .to_string();
@@ -236,7 +236,13 @@ async fn a_merchant_endpoint_never_verifies_with_the_gateway_wide_stripe_secret(
     let me: serde_json::Value = me.json().await.unwrap();
     let merchant = me["data"]["id"].as_str().unwrap().to_owned();
     let events = |url: &str| db_count_at(url, "SELECT COUNT(*) FROM webhook_events");
-    let (event, header) = stripe_event("evt_gateway_signed", "whsec_gateway_wide");
+    // A live event to a test key (sk_test_…): refused, nothing stored.
+    let (live, live_header) = stripe_event("evt_live", "whsec_gateway_wide", true);
+    let (status, body) =
+        post_webhook(&base, "/v1/webhooks/stripe", ("Stripe-Signature", &live_header), &live).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "webhook_livemode_mismatch", "{body}");
+    let (event, header) = stripe_event("evt_gateway_signed", "whsec_gateway_wide", false);
     // The merchant stored no Stripe credentials: its endpoint has nothing to verify with.
     let (status, body) = post_webhook(
         &base,
