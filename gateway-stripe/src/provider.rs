@@ -174,7 +174,12 @@ impl StripeProvider {
     /// `intent` as the gateway's, refused when its `livemode` is not the key's.
     fn checked_intent(&self, intent: &stripe_core::PaymentIntent) -> Result<PaymentIntent, ProviderError> {
         if let Some(key) = self.livemode.filter(|key| *key != intent.livemode) {
-            return Err(livemode_mismatch("payment_intent", intent.id.as_str(), intent.livemode, key));
+            return Err(livemode_mismatch(
+                "payment_intent",
+                intent.id.as_str(),
+                intent.livemode,
+                key,
+            ));
         }
         intent_from_stripe(intent, STRIPE_PROVIDER_NAME)
     }

@@ -60,7 +60,10 @@ pub(crate) fn verify_request<S: AsRef<[u8]>>(
     })?;
     if let Some(account) = account_livemode {
         for livemode in [event.get("livemode"), event.pointer("/data/object/livemode")] {
-            if let Some(event) = livemode.and_then(Value::as_bool).filter(|event| *event != account) {
+            if let Some(event) = livemode
+                .and_then(Value::as_bool)
+                .filter(|event| *event != account)
+            {
                 tracing::error!(
                     event_id = %event_id,
                     event_livemode = event,

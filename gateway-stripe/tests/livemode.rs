@@ -37,7 +37,10 @@ async fn an_intent_of_the_other_mode_is_outcome_unknown_never_failed() {
     stub(&server, "GET", "/v1/payment_intents/pi_mode", 200, test_intent).await;
     // A test key takes it.
     let test = provider_with_key(&server, "sk_test_mode_key");
-    assert_eq!(test.create_intent(create(), &key("k1")).await.unwrap().id, "pi_mode");
+    assert_eq!(
+        test.create_intent(create(), &key("k1")).await.unwrap().id,
+        "pi_mode"
+    );
     // A live key (or a restricted live key) does not: the key is not what we think.
     for live_key in ["sk_live_mode_key", "rk_live_mode_key"] {
         let live = provider_with_key(&server, live_key);
@@ -93,7 +96,9 @@ fn an_event_of_the_other_mode_is_refused_though_its_signature_is_good() {
     let request = WebhookRequest::new(payload.as_bytes().to_vec(), vector["now"].as_i64().unwrap())
         .with_header("stripe-signature", vector["header"].as_str().unwrap());
     assert!(verifier("sk_test_x", &vector).verify_webhook(&request).is_ok());
-    let refused = verifier("sk_live_x", &vector).verify_webhook(&request).unwrap_err();
+    let refused = verifier("sk_live_x", &vector)
+        .verify_webhook(&request)
+        .unwrap_err();
     assert_eq!(
         refused,
         WebhookError::LivemodeMismatch {
@@ -111,7 +116,9 @@ fn an_event_of_the_other_mode_is_refused_though_its_signature_is_good() {
     let header = generate_test_header(&body, secret, now);
     let request = WebhookRequest::new(body.clone(), now).with_header("stripe-signature", &header);
     assert_eq!(
-        verifier("sk_test_x", &vector).verify_webhook(&request).unwrap_err(),
+        verifier("sk_test_x", &vector)
+            .verify_webhook(&request)
+            .unwrap_err(),
         WebhookError::LivemodeMismatch {
             event: true,
             account: false

@@ -225,7 +225,10 @@ pub(crate) async fn get_webhook(core: &Core, caller: &Caller) -> Result<WebhookV
 }
 
 /// The row and the key for a new API key of `merchant_id`.
-pub(crate) fn new_key_row(merchant_id: &str, scopes: Scopes) -> Result<(ApiKeyRow, String), RandomUnavailable> {
+pub(crate) fn new_key_row(
+    merchant_id: &str,
+    scopes: Scopes,
+) -> Result<(ApiKeyRow, String), RandomUnavailable> {
     let key = new_api_key()?;
     let row = ApiKeyRow {
         id: format!("key_{}", new_id().replace('-', "")),

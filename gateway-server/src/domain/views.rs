@@ -81,7 +81,11 @@ impl<'a> PaymentView<'a> {
     /// act: for the answers to create and confirm only.
     pub(crate) fn with_client_secret(row: &'a PaymentRow) -> Self {
         let mut view = PaymentView::new(row);
-        view.client_secret = row.intent.client_secret.as_deref().filter(|_| awaits_customer(row));
+        view.client_secret = row
+            .intent
+            .client_secret
+            .as_deref()
+            .filter(|_| awaits_customer(row));
         view
     }
 
@@ -149,6 +153,8 @@ impl<'a> PaymentView<'a> {
 fn awaits_customer(row: &PaymentRow) -> bool {
     matches!(
         row.intent.status,
-        IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresConfirmation | IntentStatus::RequiresAction
+        IntentStatus::RequiresPaymentMethod
+            | IntentStatus::RequiresConfirmation
+            | IntentStatus::RequiresAction
     )
 }

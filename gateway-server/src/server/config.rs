@@ -66,7 +66,10 @@ pub const NO_MODE_WARNING: &str = "no mode configured: this debug build runs as 
 /// (`debug_build`, i.e. `cfg(debug_assertions)`) runs as sandbox with
 /// [`NO_MODE_WARNING`], and a release build refuses to start, so that a
 /// production deployment can never be a sandbox by accident.
-pub fn choose_mode(configured: Option<Mode>, debug_build: bool) -> Result<(Mode, Option<String>), ConfigError> {
+pub fn choose_mode(
+    configured: Option<Mode>,
+    debug_build: bool,
+) -> Result<(Mode, Option<String>), ConfigError> {
     match configured {
         Some(mode) => Ok((mode, None)),
         None if debug_build => Ok((Mode::Sandbox, Some(NO_MODE_WARNING.to_owned()))),
@@ -376,12 +379,12 @@ impl Config {
             Some(text) => Some(match text.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" => true,
                 "0" | "false" | "no" => false,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        name: "sandbox",
-                        message: format!("{other:?}; GATEWAY_SANDBOX is deprecated, set GATEWAY_MODE=production or sandbox"),
-                    })
-                }
+                other => return Err(ConfigError::Invalid {
+                    name: "sandbox",
+                    message: format!(
+                        "{other:?}; GATEWAY_SANDBOX is deprecated, set GATEWAY_MODE=production or sandbox"
+                    ),
+                }),
             }),
             None => file.sandbox,
         }
@@ -403,7 +406,9 @@ impl Config {
         config.mode = mode;
         config.mode_warning = warning.or_else(|| {
             (explicit.is_none() && legacy.is_some()).then(|| {
-                format!("GATEWAY_SANDBOX (or sandbox in the file) is deprecated: set GATEWAY_MODE={mode} instead")
+                format!(
+                    "GATEWAY_SANDBOX (or sandbox in the file) is deprecated: set GATEWAY_MODE={mode} instead"
+                )
             })
         });
         if mode == Mode::Production {
@@ -540,7 +545,10 @@ mod tests {
     #[test]
     fn sandbox_mock_and_provider_timeout_settings() {
         let config = Config::from_sources(None, &env(&[])).unwrap();
-        assert!(config.is_sandbox(), "the default run of a debug build is a sandbox");
+        assert!(
+            config.is_sandbox(),
+            "the default run of a debug build is a sandbox"
+        );
         assert_eq!(config.provider_timeout, Duration::from_secs(30));
         assert!(
             !config.providers.contains_key("mock"),
@@ -607,8 +615,14 @@ mod tests {
             error.contains("GATEWAY_MODE=production") && error.contains("sandbox"),
             "{error}"
         );
-        assert_eq!(choose_mode(Some(Mode::Production), false).unwrap(), (Mode::Production, None));
-        assert_eq!(choose_mode(Some(Mode::Sandbox), false).unwrap(), (Mode::Sandbox, None));
+        assert_eq!(
+            choose_mode(Some(Mode::Production), false).unwrap(),
+            (Mode::Production, None)
+        );
+        assert_eq!(
+            choose_mode(Some(Mode::Sandbox), false).unwrap(),
+            (Mode::Sandbox, None)
+        );
         // Through the loader: a release build needs the setting, and then takes it.
         assert!(Config::from_sources_for(None, &env(&[]), false).is_err());
         let config = Config::from_sources_for(None, &env(&[("GATEWAY_MODE", "production")]), false).unwrap();
@@ -627,11 +641,17 @@ mod tests {
 
     #[test]
     fn production_refuses_mock_settings_naming_them() {
-        for (variable, value) in [("GATEWAY_MOCK_SEED", "7"), ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_x")] {
+        for (variable, value) in [
+            ("GATEWAY_MOCK_SEED", "7"),
+            ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_x"),
+        ] {
             let pairs: &'static [(&str, &str)] =
                 Box::leak(Box::new([("GATEWAY_MODE", "production"), (variable, value)]));
             let error = Config::from_sources(None, &env(pairs)).unwrap_err().to_string();
-            assert!(error.contains(variable) && error.contains("GATEWAY_MODE=sandbox"), "{error}");
+            assert!(
+                error.contains(variable) && error.contains("GATEWAY_MODE=sandbox"),
+                "{error}"
+            );
             assert!(!error.contains("whsec_x"), "{error}");
         }
         let error = Config::from_sources(
@@ -647,7 +667,11 @@ mod tests {
     fn the_deprecated_sandbox_setting_still_chooses_the_mode_with_a_warning() {
         let config = Config::from_sources_for(None, &env(&[("GATEWAY_SANDBOX", "false")]), false).unwrap();
         assert_eq!(config.mode, Mode::Production);
-        assert!(config.mode_warning.as_deref().unwrap().contains("GATEWAY_MODE=production"));
+        assert!(config
+            .mode_warning
+            .as_deref()
+            .unwrap()
+            .contains("GATEWAY_MODE=production"));
         let config = Config::from_sources_for(Some("sandbox = true"), &env(&[]), false).unwrap();
         assert!(config.is_sandbox());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_SANDBOX", "maybe")])).is_err());
@@ -658,8 +682,11 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("remove GATEWAY_SANDBOX"), "{error}");
-        let agreeing =
-            Config::from_sources(None, &env(&[("GATEWAY_SANDBOX", "false"), ("GATEWAY_MODE", "production")])).unwrap();
+        let agreeing = Config::from_sources(
+            None,
+            &env(&[("GATEWAY_SANDBOX", "false"), ("GATEWAY_MODE", "production")]),
+        )
+        .unwrap();
         assert_eq!(agreeing.mode, Mode::Production);
         assert!(agreeing.mode_warning.is_none());
     }

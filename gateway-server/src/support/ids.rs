@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn a_failing_generator_is_an_error_never_a_fallback() {
         let error = random_bytes_from::<32>(|_| Err("no entropy".to_owned())).unwrap_err();
-        assert!(error.to_string().contains("random generator is unavailable"), "{error}");
+        assert!(
+            error.to_string().contains("random generator is unavailable"),
+            "{error}"
+        );
         let filled = random_bytes_from::<4>(|bytes| {
             bytes.copy_from_slice(&[1, 2, 3, 4]);
             Ok(())

@@ -45,10 +45,8 @@ async fn refused(builder: ServerBuilder) -> String {
 #[actix_web::test]
 async fn production_refuses_a_mock_registered_or_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let registered = refused(
-        ServerBuilder::new(production(&dir)).provider(Arc::new(MockProvider::new())),
-    )
-    .await;
+    let registered =
+        refused(ServerBuilder::new(production(&dir)).provider(Arc::new(MockProvider::new()))).await;
     assert!(
         registered.contains("sandbox mode only") && registered.contains("GATEWAY_MODE=sandbox"),
         "{registered}"
@@ -73,7 +71,10 @@ async fn production_on_an_empty_database_creates_no_merchant_and_prints_no_key()
     stripe.insert("secret_key".to_owned(), "sk_test_production".to_owned());
     // Nothing listens there: no call of this test reaches it.
     stripe.insert("api_base".to_owned(), "http://127.0.0.1:9".to_owned());
-    let server = ServerBuilder::new(config.clone()).start().await.expect("production starts");
+    let server = ServerBuilder::new(config.clone())
+        .start()
+        .await
+        .expect("production starts");
     assert!(server.sandbox_key().is_none(), "no sandbox key in production");
     let base = format!("http://{}", server.addr());
     let mut response = awc::Client::new()
@@ -98,7 +99,10 @@ async fn a_new_api_key_is_never_stored_for_replay() {
     let created = server.post_idem("/v1/merchant/api_keys", "key-once", body).await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.text);
     assert!(!created.replayed);
-    let key = created.data()["key"].as_str().expect("the key, shown once").to_owned();
+    let key = created.data()["key"]
+        .as_str()
+        .expect("the key, shown once")
+        .to_owned();
     let replay = server.post_idem("/v1/merchant/api_keys", "key-once", body).await;
     assert_eq!(replay.status, StatusCode::OK, "{}", replay.text);
     assert!(replay.replayed, "Idempotent-Replayed: true");
@@ -109,7 +113,9 @@ async fn a_new_api_key_is_never_stored_for_replay() {
     let stored = server.database_bytes();
     let secret = &key["gw_sk_".len()..];
     assert!(
-        !stored.windows(secret.len()).any(|window| window == secret.as_bytes()),
+        !stored
+            .windows(secret.len())
+            .any(|window| window == secret.as_bytes()),
         "the plaintext key is stored"
     );
     // The key works: it was created once, and only the replay left it out.
@@ -123,7 +129,9 @@ async fn a_new_signing_secret_is_never_stored_in_plaintext() {
     let server = TestServer::start().await;
     let secret = set_webhook(&server, &receiver.url).await;
     let stored = server.database_bytes();
-    assert!(!stored.windows(secret.len()).any(|window| window == secret.as_bytes()));
+    assert!(!stored
+        .windows(secret.len())
+        .any(|window| window == secret.as_bytes()));
     server.stop().await;
 }
 
@@ -165,7 +173,12 @@ async fn client_secret_only_in_create_and_confirm_answers() {
         )
         .await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
-    assert_eq!(confirmed.data()["client_secret"], secret.as_str(), "{}", confirmed.text);
+    assert_eq!(
+        confirmed.data()["client_secret"],
+        secret.as_str(),
+        "{}",
+        confirmed.text
+    );
     let pending = server
         .pay(&payment_body(
             "30.00",
@@ -173,7 +186,10 @@ async fn client_secret_only_in_create_and_confirm_answers() {
             r#""return_url": "https://shop.example/back""#,
         ))
         .await;
-    let other = pending["client_secret"].as_str().expect("shown on create").to_owned();
+    let other = pending["client_secret"]
+        .as_str()
+        .expect("shown on create")
+        .to_owned();
     let hits = receiver.wait_for(2, Duration::from_secs(5)).await;
     assert!(!hits.is_empty(), "merchant webhooks were sent");
     for hit in &hits {
@@ -202,7 +218,12 @@ fn stripe_event(id: &str, secret: &str, livemode: bool) -> (String, String) {
     (event, header)
 }
 
-async fn post_webhook(base: &str, path: &str, signature: (&str, &str), body: &str) -> (StatusCode, serde_json::Value) {
+async fn post_webhook(
+    base: &str,
+    path: &str,
+    signature: (&str, &str),
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
     let mut response = awc::Client::new()
         .post(format!("{base}{path}"))
         .insert_header(("Content-Type", "application/json"))
@@ -211,7 +232,10 @@ async fn post_webhook(base: &str, path: &str, signature: (&str, &str), body: &st
         .await
         .unwrap();
     let bytes = response.body().await.unwrap();
-    (response.status(), serde_json::from_slice(&bytes).unwrap_or_default())
+    (
+        response.status(),
+        serde_json::from_slice(&bytes).unwrap_or_default(),
+    )
 }
 
 #[actix_web::test]
@@ -238,8 +262,13 @@ async fn a_merchant_endpoint_never_verifies_with_the_gateway_wide_stripe_secret(
     let events = |url: &str| db_count_at(url, "SELECT COUNT(*) FROM webhook_events");
     // A live event to a test key (sk_test_…): refused, nothing stored.
     let (live, live_header) = stripe_event("evt_live", "whsec_gateway_wide", true);
-    let (status, body) =
-        post_webhook(&base, "/v1/webhooks/stripe", ("Stripe-Signature", &live_header), &live).await;
+    let (status, body) = post_webhook(
+        &base,
+        "/v1/webhooks/stripe",
+        ("Stripe-Signature", &live_header),
+        &live,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "webhook_livemode_mismatch", "{body}");
     let (event, header) = stripe_event("evt_gateway_signed", "whsec_gateway_wide", false);
@@ -266,8 +295,13 @@ async fn a_merchant_endpoint_never_verifies_with_the_gateway_wide_stripe_secret(
     assert_eq!(events(&config.database_url), 0, "nothing stored");
     // The gateway-wide endpoint takes it, once.
     for _ in 0..2 {
-        let (status, body) =
-            post_webhook(&base, "/v1/webhooks/stripe", ("Stripe-Signature", &header), &event).await;
+        let (status, body) = post_webhook(
+            &base,
+            "/v1/webhooks/stripe",
+            ("Stripe-Signature", &header),
+            &event,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     assert_eq!(events(&config.database_url), 1);
@@ -292,7 +326,13 @@ async fn one_event_is_stored_once_whichever_endpoint_it_reaches() {
         let server = &server;
         async move {
             server
-                .send("POST", &path, None, &[("Mock-Signature", &signature)], Some(&body))
+                .send(
+                    "POST",
+                    &path,
+                    None,
+                    &[("Mock-Signature", &signature)],
+                    Some(&body),
+                )
                 .await
         }
     };

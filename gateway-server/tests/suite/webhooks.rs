@@ -22,10 +22,7 @@ pub(super) async fn merchant_id(server: &TestServer) -> String {
 /// Posts an event of the gateway-wide mock account as its webhook, to the
 /// gateway-wide endpoint (a merchant's own endpoint takes only the
 /// webhooks of its own account).
-pub(super) async fn deliver_mock(
-    server: &TestServer,
-    event: &ProviderEvent,
-) -> awc::http::StatusCode {
+pub(super) async fn deliver_mock(server: &TestServer, event: &ProviderEvent) -> awc::http::StatusCode {
     let request = server.mock.webhook_request(event, 0);
     let body = String::from_utf8(request.body.clone()).unwrap();
     let signature = request.header("Mock-Signature").unwrap().to_owned();
