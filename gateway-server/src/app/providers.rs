@@ -536,7 +536,8 @@ mod tests {
         let error = choose_default(&names(&["mock", "stripe"]), None, true).unwrap_err();
         let message = error.to_string();
         assert!(
-            message.contains("GATEWAY_DEFAULT_PROVIDER=stripe") && message.contains("GATEWAY_MODE=production"),
+            message.contains("GATEWAY_DEFAULT_PROVIDER=stripe")
+                && message.contains("GATEWAY_MODE=production"),
             "{message}"
         );
     }

@@ -379,12 +379,14 @@ impl Config {
             Some(text) => Some(match text.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" => true,
                 "0" | "false" | "no" => false,
-                other => return Err(ConfigError::Invalid {
-                    name: "sandbox",
-                    message: format!(
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "sandbox",
+                        message: format!(
                         "{other:?}; GATEWAY_SANDBOX is deprecated, set GATEWAY_MODE=production or sandbox"
                     ),
-                }),
+                    })
+                }
             }),
             None => file.sandbox,
         }
