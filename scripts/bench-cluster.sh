@@ -44,9 +44,9 @@ as_pg "$PG_BIN/pg_ctl" start -D "$work/pg" -w -l "$work/pg.log" \
   -o "-p $PG_PORT -k $work -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=100" >/dev/null
 
 master_key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-start() { # port database sandbox
+start() { # port database mode
   GATEWAY_LISTEN="127.0.0.1:$1" GATEWAY_DATABASE_URL="$2" GATEWAY_MASTER_KEY="$master_key" \
-  GATEWAY_SANDBOX="$3" GATEWAY_LOG_LEVEL=warn \
+  GATEWAY_MODE="$3" GATEWAY_LOG_LEVEL=warn \
     ./target/release/gateway serve >"$work/out-$1" 2>"$work/err-$1" &
   pids+=($!)
 }
@@ -74,10 +74,10 @@ LUA
 }
 
 pg_url="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-start "$PORT_A" "$pg_url" true
+start "$PORT_A" "$pg_url" sandbox
 key=$(wait_key "$PORT_A")
 [ -n "$key" ] || { echo "no sandbox key" >&2; cat "$work/err-$PORT_A" >&2; exit 1; }
-start "$PORT_B" "$pg_url" true   # a used database: no second sandbox merchant
+start "$PORT_B" "$pg_url" sandbox   # a used database: no second sandbox merchant
 wait_ready "$PORT_B"
 post_script "$key"
 sleep 1
@@ -99,7 +99,7 @@ stored=$(as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc 'SELEC
 for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 pids=()
 echo
-start "$PORT_S" "sqlite://$work/bench.db" true
+start "$PORT_S" "sqlite://$work/bench.db" sandbox
 key=$(wait_key "$PORT_S")
 post_script "$key"
 sleep 1

@@ -29,6 +29,7 @@ trap cleanup EXIT
 GATEWAY_LISTEN="127.0.0.1:$PORT" \
 GATEWAY_DATABASE_URL="sqlite://$work/bench.db" \
 GATEWAY_LOG_LEVEL=warn \
+GATEWAY_MODE=sandbox \
   ./target/release/gateway serve >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 

@@ -74,7 +74,7 @@ env -u STRIPE_SECRET_KEY -u STRIPE_WEBHOOK_SECRET -u STRIPE_API_BASE \
   GATEWAY_LISTEN="127.0.0.1:$port" \
   GATEWAY_DATABASE_URL="sqlite://$work/gateway.db" \
   GATEWAY_MASTER_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(32))')" \
-  GATEWAY_SANDBOX=true \
+  GATEWAY_MODE=sandbox \
   GATEWAY_RATE_LIMIT=0 \
   GATEWAY_LOG_LEVEL=warn \
   "$binary" >"$work/stdout" 2>"$work/stderr" &

@@ -122,6 +122,15 @@ pub enum WebhookError {
     /// No webhook secret is configured for this provider account.
     #[error("no webhook secret configured")]
     NotConfigured,
+    /// The signature is valid, but the event is of the other mode than the
+    /// account's key (a live event to a test key, or a test event to a live key).
+    #[error("the event's livemode is {event}, but this account's key is for livemode {account}")]
+    LivemodeMismatch {
+        /// The event's `livemode`.
+        event: bool,
+        /// Whether the account's key is a live key.
+        account: bool,
+    },
 }
 
 /// What a provider event is about, with the object's new state.

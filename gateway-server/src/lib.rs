@@ -26,7 +26,7 @@ pub use app::core::Clock;
 pub use app::outbound::{DeliveryLimits, DeliverySchedule};
 pub use app::reconcile::ReconcileSettings;
 pub use app::retention::Pruned;
-pub use server::config::{Config, ConfigError, LogFormat};
+pub use server::config::{choose_mode, Config, ConfigError, LogFormat, Mode, NO_MODE_WARNING};
 pub use server::{RunningServer, ServerBuilder, StartError};
 pub use support::crypto::MasterKey;
 pub use support::egress::{Cidr, CidrError, EgressPolicy};

@@ -148,7 +148,8 @@ fn serve_refuses_an_ambiguous_or_unknown_default_provider() {
             .env("GATEWAY_LOG_LEVEL", "warn")
             .env_remove("GATEWAY_CONFIG")
             .env_remove("GATEWAY_DEFAULT_PROVIDER")
-            .env_remove("GATEWAY_SANDBOX");
+            .env_remove("GATEWAY_SANDBOX")
+            .env_remove("GATEWAY_MODE");
         for (name, value) in env {
             command.env(name, value);
         }
@@ -177,20 +178,26 @@ fn serve_refuses_an_ambiguous_or_unknown_default_provider() {
     // A sandbox (the mock) with a Stripe key and no default: which one would a payment reach?
     let stderr = refused(&[("STRIPE_SECRET_KEY", "sk_test_ambiguous")]);
     assert!(
-        stderr.contains("GATEWAY_DEFAULT_PROVIDER=stripe") && stderr.contains("GATEWAY_SANDBOX=false"),
+        stderr.contains("GATEWAY_DEFAULT_PROVIDER=stripe") && stderr.contains("GATEWAY_MODE=production"),
         "{stderr}"
     );
     assert!(!stderr.contains("sk_test_ambiguous"), "{stderr}");
     // The mock named as the default of a production configuration.
     let stderr = refused(&[
         ("STRIPE_SECRET_KEY", "sk_test_x"),
-        ("GATEWAY_SANDBOX", "false"),
+        ("GATEWAY_MODE", "production"),
         ("GATEWAY_DEFAULT_PROVIDER", "mock"),
     ]);
     assert!(stderr.contains("sandbox mode only"), "{stderr}");
     // Mock settings in a production configuration.
-    let stderr = refused(&[("GATEWAY_SANDBOX", "false"), ("GATEWAY_MOCK_SEED", "7")]);
-    assert!(stderr.contains("sandbox mode only"), "{stderr}");
+    let stderr = refused(&[("GATEWAY_MODE", "production"), ("GATEWAY_MOCK_SEED", "7")]);
+    assert!(
+        stderr.contains("sandbox mode only") && stderr.contains("GATEWAY_MOCK_SEED"),
+        "{stderr}"
+    );
+    // An unknown mode names the setting.
+    let stderr = refused(&[("GATEWAY_MODE", "live")]);
+    assert!(stderr.contains("invalid mode"), "{stderr}");
     // Nothing was stored by the refused starts: the next good start is still a fresh sandbox.
     let server = serve(&db, &[("GATEWAY_DEFAULT_PROVIDER", "mock")]);
     let first = server.stdout.recv_timeout(std::time::Duration::from_secs(30));
@@ -274,7 +281,7 @@ async fn a_production_configuration_cannot_reach_the_mock() {
     let server = serve(
         &db,
         &[
-            ("GATEWAY_SANDBOX", "false"),
+            ("GATEWAY_MODE", "production"),
             ("GATEWAY_MASTER_KEY", &"0123456789abcdef".repeat(4)),
             ("STRIPE_SECRET_KEY", "sk_test_production"),
             // Nothing listens there: no call of this test may reach it.

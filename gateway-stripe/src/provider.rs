@@ -65,6 +65,39 @@ const MAX_LIST_PAGES: usize = 10;
 pub struct StripeProvider {
     client: Client,
     config: Arc<StripeConfig>,
+    /// What the secret key says: `Some(false)` for `sk_test_`/`rk_test_`,
+    /// `Some(true)` for `sk_live_`/`rk_live_`, `None` for another shape.
+    livemode: Option<bool>,
+}
+
+/// The mode a Stripe secret or restricted key is for: `Some(true)` live,
+/// `Some(false)` test, `None` when its prefix says neither.
+pub(crate) fn key_livemode(key: &str) -> Option<bool> {
+    match key.get(..8) {
+        Some("sk_live_" | "rk_live_") => Some(true),
+        Some("sk_test_" | "rk_test_") => Some(false),
+        _ => None,
+    }
+}
+
+/// The error for an object whose `livemode` is not the key's: the key is not
+/// what the gateway thinks it is, so the answer cannot be trusted either way.
+/// It is "outcome unknown", never a failure: a mutating call was carried out
+/// by Stripe and may have moved money; the gateway keeps the payment as it
+/// stands and resolution asks again (and refuses again, loudly, until an
+/// operator fixes the key).
+fn livemode_mismatch(kind: &str, id: &str, object: bool, key: bool) -> ProviderError {
+    tracing::error!(
+        object = kind,
+        id,
+        object_livemode = object,
+        key_livemode = key,
+        "Stripe answered with an object of the other mode than the configured key: not trusted; check the key"
+    );
+    ProviderError::outcome_unknown_with(format!(
+        "livemode_mismatch: Stripe answered a {kind} with livemode {object}, but the key is for livemode {key}; \
+         the answer is not trusted (whether money moved is unknown)"
+    ))
 }
 
 impl fmt::Debug for StripeProvider {
@@ -115,9 +148,11 @@ impl StripeProvider {
             // The client's configuration errors name the setting, never its value.
             ProviderError::invalid(Some("invalid_setting"), None, error.to_string())
         })?;
+        let livemode = key_livemode(config.expose_secret_key());
         Ok(StripeProvider {
             client,
             config: Arc::new(config),
+            livemode,
         })
     }
 
@@ -134,6 +169,19 @@ impl StripeProvider {
     /// The account's settings.
     pub fn config(&self) -> &StripeConfig {
         &self.config
+    }
+
+    /// `intent` as the gateway's, refused when its `livemode` is not the key's.
+    fn checked_intent(&self, intent: &stripe_core::PaymentIntent) -> Result<PaymentIntent, ProviderError> {
+        if let Some(key) = self.livemode.filter(|key| *key != intent.livemode) {
+            return Err(livemode_mismatch(
+                "payment_intent",
+                intent.id.as_str(),
+                intent.livemode,
+                key,
+            ));
+        }
+        intent_from_stripe(intent, STRIPE_PROVIDER_NAME)
     }
 
     /// Sends `request` as `call`, within one deadline from now.
@@ -156,7 +204,7 @@ impl StripeProvider {
             by,
         )
         .await?;
-        Ok(intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)?.currency)
+        Ok(self.checked_intent(&intent)?.currency)
     }
 
     /// The refund, with its intent resolved through the charge when Stripe did not name it.
@@ -277,14 +325,14 @@ impl PaymentProvider for StripeProvider {
             create = create.receipt_email(email);
         }
         let intent = self.execute(&create, Call::Write(key)).await?;
-        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+        self.checked_intent(&intent)
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent, ProviderError> {
         let intent = self
             .execute(&RetrievePaymentIntent::new(intent_id), Call::Read)
             .await?;
-        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+        self.checked_intent(&intent)
     }
 
     async fn update_intent(
@@ -308,7 +356,7 @@ impl PaymentProvider for StripeProvider {
             update = update.description(description);
         }
         let intent = self.execute(&update, Call::Write(key)).await?;
-        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+        self.checked_intent(&intent)
     }
 
     async fn confirm_intent(
@@ -328,7 +376,7 @@ impl PaymentProvider for StripeProvider {
             confirm = confirm.off_session(ConfirmPaymentIntentOffSession::Bool(true));
         }
         let intent = self.execute(&confirm, Call::Write(key)).await?;
-        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+        self.checked_intent(&intent)
     }
 
     async fn capture_intent(
@@ -348,7 +396,7 @@ impl PaymentProvider for StripeProvider {
             )?);
         }
         let intent = send(&self.client, &self.config, &capture, Call::Write(key), by).await?;
-        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+        self.checked_intent(&intent)
     }
 
     async fn cancel_intent(
@@ -375,7 +423,7 @@ impl PaymentProvider for StripeProvider {
             cancel = cancel.cancellation_reason(reason);
         }
         let intent = self.execute(&cancel, Call::Write(key)).await?;
-        intent_from_stripe(&intent, STRIPE_PROVIDER_NAME)
+        self.checked_intent(&intent)
     }
 
     async fn create_refund(
@@ -490,7 +538,7 @@ impl PaymentProvider for StripeProvider {
             .iter()
             .map(|secret| secret.expose_secret().as_bytes())
             .collect();
-        verify_request(request, &secrets, self.config.webhook_tolerance)
+        verify_request(request, &secrets, self.config.webhook_tolerance, self.livemode)
     }
 
     async fn interpret_webhook(&self, webhook: &VerifiedWebhook) -> Result<ProviderEvent, ProviderError> {

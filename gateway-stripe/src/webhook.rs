@@ -29,11 +29,14 @@ pub fn generate_test_header(payload: &[u8], secret: &str, timestamp: UnixTimesta
     gateway_core::signature::sign_header(payload, secret.as_bytes(), timestamp)
 }
 
-/// Verifies an inbound request and reads, leniently, what is needed to store it.
+/// Verifies an inbound request and reads, leniently, what is needed to
+/// store it. With `account_livemode` (what the account's key says), an event
+/// or event object whose `livemode` differs is refused, signature good or not.
 pub(crate) fn verify_request<S: AsRef<[u8]>>(
     request: &WebhookRequest,
     secrets: &[S],
     tolerance: Duration,
+    account_livemode: Option<bool>,
 ) -> Result<VerifiedWebhook, WebhookError> {
     if secrets.is_empty() {
         return Err(WebhookError::NotConfigured);
@@ -55,6 +58,22 @@ pub(crate) fn verify_request<S: AsRef<[u8]>>(
     let event_type = text("type").ok_or_else(|| WebhookError::InvalidPayload {
         reason: "the event has no type".to_owned(),
     })?;
+    if let Some(account) = account_livemode {
+        for livemode in [event.get("livemode"), event.pointer("/data/object/livemode")] {
+            if let Some(event) = livemode
+                .and_then(Value::as_bool)
+                .filter(|event| *event != account)
+            {
+                tracing::error!(
+                    event_id = %event_id,
+                    event_livemode = event,
+                    account_livemode = account,
+                    "a correctly signed Stripe event of the other mode than the account's key: refused"
+                );
+                return Err(WebhookError::LivemodeMismatch { event, account });
+            }
+        }
+    }
     let object_id = event
         .pointer("/data/object/id")
         .and_then(Value::as_str)

@@ -184,6 +184,7 @@ pub(crate) async fn create(
             });
         }
         Ok(Outcome {
+            replay: None,
             status: Status::OK,
             body: success_bytes(&CardView::new(&row)),
             changes,

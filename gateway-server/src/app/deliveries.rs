@@ -161,6 +161,7 @@ pub(crate) async fn retry(
         row.status = DeliveryStatus::Pending;
         row.next_attempt_at = at;
         Ok(Outcome {
+            replay: None,
             status: Status::OK,
             body: success_bytes(&DeliveryView::new(&row, Some(attempts))),
             // A retry by hand is the merchant saying its endpoint works

@@ -80,6 +80,10 @@ pub(crate) struct Outcome {
     pub(crate) changes: Vec<Change>,
     /// Intent changes to publish once committed.
     pub(crate) updates: Vec<IntentUpdate>,
+    /// What is stored for replay when it must differ from `body`: the
+    /// answer with a secret it carries (a new API key, a `client_secret`)
+    /// left out, so no secret sits in the idempotency table. `None`: `body`.
+    pub(crate) replay: Option<Vec<u8>>,
 }
 
 /// The provider keys of one operation: derived from the merchant and the id
@@ -341,7 +345,7 @@ async fn finish(
     if let Some(mut record) = record.filter(|_| is_final(outcome.status)) {
         record.response = Some(StoredResponse {
             status: outcome.status.as_u16(),
-            body: outcome.body.clone(),
+            body: outcome.replay.take().unwrap_or_else(|| outcome.body.clone()),
         });
         outcome.changes.push(Change::SaveIdempotency(record));
     }

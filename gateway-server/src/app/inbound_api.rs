@@ -40,6 +40,7 @@ fn refused(state: &Core, provider: &str, merchant: Option<&str>, error: &Webhook
     let code = match error {
         WebhookError::NotConfigured => "webhook_not_configured",
         WebhookError::InvalidPayload { .. } => "webhook_payload_invalid",
+        WebhookError::LivemodeMismatch { .. } => "webhook_livemode_mismatch",
         _ => "webhook_signature_invalid",
     };
     ApiError::new(Status::BAD_REQUEST, code, format!("webhook refused: {error}"))
@@ -58,23 +59,40 @@ pub(crate) async fn receive(core: Arc<Core>, arrival: Arrival) -> Result<Receive
     if provider_name.len() > 32 || merchant.as_ref().is_some_and(|m| m.len() > 100) {
         return Err(ApiError::not_found("webhook endpoint", &provider_name));
     }
+    // Each endpoint verifies with its own account's secrets only: the
+    // gateway-wide endpoint with the gateway's, a merchant's endpoint with
+    // the credentials that merchant stored (never the gateway's, so one
+    // signed event is accepted by one endpoint, under one key).
     let provider = match &merchant {
         None => core.providers.global(&provider_name),
-        Some(merchant_id) => {
-            if core.store.merchant(merchant_id).await?.is_none() {
-                return Err(ApiError::not_found("merchant", merchant_id));
-            }
-            core.providers
-                .for_merchant(&*core.store, &core.sealer, merchant_id, &provider_name)
+        Some(merchant_id) => match core.store.merchant(merchant_id).await? {
+            None => None,
+            Some(_) => core
+                .providers
+                .own(&*core.store, &core.sealer, merchant_id, &provider_name)
                 .await
-                .ok()
-        }
+                .unwrap_or_else(|error| {
+                    tracing::warn!(merchant = %merchant_id, provider = %provider_name, %error,
+                        "a merchant's provider account could not be built for its webhook");
+                    None
+                }),
+        },
     };
     let Some(provider) = provider else {
-        return Err(ApiError::not_found(
-            "webhook endpoint for provider",
-            &provider_name,
-        ));
+        core.metrics.observe_webhook("inbound", "refused");
+        return Err(match &merchant {
+            None => ApiError::not_found("webhook endpoint for provider", &provider_name),
+            // The same answer whether the merchant exists or not: the path is no merchant directory.
+            Some(merchant_id) => ApiError::new(
+                Status::NOT_FOUND,
+                "webhook_endpoint_not_configured",
+                format!(
+                    "no {provider_name} account of merchant {merchant_id} is configured here: this endpoint \
+                     takes the webhooks of a merchant's own account (PUT /v1/merchant/providers); the \
+                     gateway-wide account's go to /v1/webhooks/{provider_name}"
+                ),
+            ),
+        });
     };
     let mut request = WebhookRequest::new(body, (core.clock)());
     for (name, value) in &headers {
@@ -98,6 +116,21 @@ pub(crate) async fn receive(core: Arc<Core>, arrival: Arrival) -> Result<Receive
         account: merchant.unwrap_or_default(),
         event_id: verified.event_id.clone(),
     };
+    if !key.account.is_empty() {
+        // Already stored through the gateway-wide endpoint (a merchant that
+        // stored the gateway's own account): it is the same event, applied once.
+        let gateway_key = EventKey {
+            account: String::new(),
+            ..key.clone()
+        };
+        if core.store.webhook_event(&gateway_key).await?.is_some() {
+            core.metrics.observe_webhook("inbound", "duplicate");
+            return Ok(Received {
+                received: true,
+                event_id: key.event_id,
+            });
+        }
+    }
     let row = WebhookEventRow {
         key: key.clone(),
         event_type: verified.event_type,

@@ -18,7 +18,7 @@ use crate::store::{ApiKeyRow, Change, CredentialRow, MerchantRow};
 use crate::support::clock::{now_ms, rfc3339};
 use crate::support::crypto::mask;
 use crate::support::egress::EgressPolicy;
-use crate::support::ids::{hash_api_key, new_api_key, new_id};
+use crate::support::ids::{hash_api_key, new_api_key, new_id, RandomUnavailable};
 
 /// A provider the merchant configured; secrets masked.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,7 +60,8 @@ pub(crate) struct WebhookView {
 pub(crate) struct ApiKeyView {
     id: String,
     object: &'static str,
-    /// Shown once, when the key is created.
+    /// Shown once, in the answer that creates the key; a replay of that
+    /// request (same `Idempotency-Key`) leaves it out.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
     /// The key's first characters, to recognize it.
@@ -169,7 +170,7 @@ pub(crate) async fn put_provider(
     let plain = serde_json::to_vec(&settings).map_err(|_| ApiError::internal())?;
     let sealed = core
         .sealer
-        .seal(&plain, credential_aad(&caller.merchant_id, &name).as_bytes());
+        .seal(&plain, credential_aad(&caller.merchant_id, &name).as_bytes())?;
     let masked: BTreeMap<&String, String> = settings.iter().map(|(key, value)| (key, mask(value))).collect();
     let row = CredentialRow {
         merchant_id: caller.merchant_id.to_string(),
@@ -211,13 +212,15 @@ pub(crate) async fn put_webhook(
             at: now_ms(),
         },
     ];
-    let new_secret = (input.rotate_secret || !has_secret).then(new_signing_secret);
+    let new_secret = (input.rotate_secret || !has_secret)
+        .then(new_signing_secret)
+        .transpose()?;
     if let Some(secret) = &new_secret {
         changes.push(Change::SetSigningSecret {
             merchant_id: caller.merchant_id.to_string(),
             sealed: core
                 .sealer
-                .seal(secret.as_bytes(), secret_aad(&caller.merchant_id).as_bytes()),
+                .seal(secret.as_bytes(), secret_aad(&caller.merchant_id).as_bytes())?,
             at: now_ms(),
         });
     }
@@ -277,8 +280,11 @@ pub(crate) async fn get_webhook(core: &Core, caller: &Caller) -> Result<WebhookV
 }
 
 /// The row and the key for a new API key of `merchant_id`.
-pub(crate) fn new_key_row(merchant_id: &str, scopes: Scopes) -> (ApiKeyRow, String) {
-    let key = new_api_key();
+pub(crate) fn new_key_row(
+    merchant_id: &str,
+    scopes: Scopes,
+) -> Result<(ApiKeyRow, String), RandomUnavailable> {
+    let key = new_api_key()?;
     let row = ApiKeyRow {
         id: format!("key_{}", new_id().replace('-', "")),
         merchant_id: merchant_id.to_owned(),
@@ -288,7 +294,7 @@ pub(crate) fn new_key_row(merchant_id: &str, scopes: Scopes) -> (ApiKeyRow, Stri
         created_at: now_ms(),
         revoked_at: None,
     };
-    (row, key)
+    Ok((row, key))
 }
 
 /// Creates an API key with `scopes` (non-empty), once per `Idempotency-Key`;
@@ -308,8 +314,10 @@ pub(crate) async fn create_key(
         .with_param("scopes"));
     }
     idempotency::run(core, caller, post, |_keys| async move {
-        let (row, key) = new_key_row(&caller.merchant_id, scopes);
+        let (row, key) = new_key_row(&caller.merchant_id, scopes)?;
         Ok(Outcome {
+            // A replay shows the key object without the key: it is never stored, not even for 24 h.
+            replay: Some(success_bytes(&ApiKeyView::new(&row, None))),
             status: Status::OK,
             body: success_bytes(&ApiKeyView::new(&row, Some(key))),
             changes: vec![Change::InsertApiKey(row)],

@@ -36,7 +36,7 @@ use crate::domain::changes::{IntentUpdate, UpdateKind};
 use crate::domain::views::PaymentView;
 use crate::store::{AttemptRow, Change, DeliveryOutcome, DeliveryRow, DeliveryStatus, Store, StoreError};
 use crate::support::clock::now_ms;
-use crate::support::ids::{hex, new_id, random_bytes};
+use crate::support::ids::{hex, new_id, random_bytes, RandomUnavailable};
 
 /// The header carrying the signature of an outbound webhook.
 pub(crate) const SIGNATURE_HEADER: &str = "Gateway-Signature";
@@ -81,7 +81,8 @@ impl DeliverySchedule {
     /// pause is still longer than the one before.
     pub fn jittered_delay_after(&self, attempt: u32) -> Duration {
         let delay = self.delay_after(attempt);
-        let share = f64::from(u16::from_le_bytes(random_bytes::<2>())) / f64::from(u16::MAX);
+        // Jitter is no secret: without the generator, no jitter.
+        let share = f64::from(random_bytes::<2>().map(u16::from_le_bytes).unwrap_or(0)) / f64::from(u16::MAX);
         delay.saturating_sub(delay.mul_f64(JITTER * share))
     }
 
@@ -211,8 +212,8 @@ pub(crate) fn event_type(update: &IntentUpdate) -> Option<&'static str> {
 }
 
 /// A new signing secret (`whsec_` + 256 random bits, hex).
-pub(crate) fn new_signing_secret() -> String {
-    format!("whsec_{}", hex(&random_bytes::<32>()))
+pub(crate) fn new_signing_secret() -> Result<String, RandomUnavailable> {
+    Ok(format!("whsec_{}", hex(&random_bytes::<32>()?)))
 }
 
 /// The associated data binding a sealed signing secret to its merchant.

@@ -19,7 +19,7 @@ use crate::domain::error::ApiError;
 use crate::domain::records::ProviderAccount;
 use crate::store::{CredentialRow, Store, StoreError};
 use crate::support::crypto::Sealer;
-use crate::support::ids::{hex, random_bytes};
+use crate::support::ids::{hex, random_bytes, RandomUnavailable};
 use crate::support::metrics::Metrics;
 
 /// Counts and logs every provider call (the observer of each account's
@@ -69,13 +69,14 @@ pub(crate) const MOCK: &str = "mock";
 /// random id seed (ids never repeat across restarts) and a random webhook
 /// secret, unless `config` sets them (tests, a sandbox that signs its own
 /// mock webhooks).
-pub(crate) fn randomize_mock(config: &mut ProviderConfig) {
+pub(crate) fn randomize_mock(config: &mut ProviderConfig) -> Result<(), RandomUnavailable> {
     if config.get("seed").is_none() {
-        config.set("seed", u64::from_le_bytes(random_bytes::<8>()).to_string());
+        config.set("seed", u64::from_le_bytes(random_bytes::<8>()?).to_string());
     }
     if config.get("webhook_secret").is_none() {
-        config.set("webhook_secret", format!("whsec_{}", hex(&random_bytes::<32>())));
+        config.set("webhook_secret", format!("whsec_{}", hex(&random_bytes::<32>()?)));
     }
+    Ok(())
 }
 
 /// Why the gateway-wide providers cannot serve as configured (startup stops).
@@ -83,7 +84,8 @@ pub(crate) fn randomize_mock(config: &mut ProviderConfig) {
 pub(crate) enum ProviderSetupError {
     /// A provider named `mock` outside sandbox mode.
     #[error(
-        "the mock provider is offered in sandbox mode only: remove it, or set GATEWAY_SANDBOX=true for a sandbox"
+        "the mock provider is offered in sandbox mode only, and this is GATEWAY_MODE=production: remove it \
+         (gateway-wide settings, or a mock registered through the builder), or set GATEWAY_MODE=sandbox"
     )]
     MockOutsideSandbox,
     /// The configured default names no configured provider.
@@ -99,7 +101,7 @@ pub(crate) enum ProviderSetupError {
     #[error(
         "several providers are configured ({available}) and GATEWAY_DEFAULT_PROVIDER does not say which one \
          serves requests that name none: set GATEWAY_DEFAULT_PROVIDER={suggested} (or default_provider in \
-         the configuration file); in production also set GATEWAY_SANDBOX=false, which turns the mock provider off"
+         the configuration file); in production also set GATEWAY_MODE=production, which turns the mock provider off"
     )]
     AmbiguousDefault { available: String, suggested: String },
 }
@@ -164,6 +166,9 @@ pub(crate) enum ProviderLookupError {
     /// Reading the credentials failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The random generator failed (the mock's seed and secret).
+    #[error(transparent)]
+    Random(#[from] RandomUnavailable),
 }
 
 impl From<ProviderLookupError> for ApiError {
@@ -198,6 +203,7 @@ impl From<ProviderLookupError> for ApiError {
             ),
             ProviderLookupError::Store(error) => error.into(),
             ProviderLookupError::Build(error) => error.into(),
+            ProviderLookupError::Random(error) => error.into(),
             ProviderLookupError::UnreadableCredentials => {
                 tracing::error!("a merchant's provider credentials could not be opened");
                 ApiError::internal()
@@ -389,7 +395,7 @@ impl Providers {
                 return Err(ProviderLookupError::SandboxOnly);
             }
             let mut config = config.clone();
-            randomize_mock(&mut config);
+            randomize_mock(&mut config)?;
             build_provider(name, &config)
         } else {
             build_provider(name, config)
@@ -449,8 +455,9 @@ impl Providers {
     }
 
     /// The merchant's own account of `name`, built from its stored
-    /// credentials (cached); `None` when it stored none.
-    async fn own(
+    /// credentials (cached); `None` when it stored none. Never the
+    /// gateway-wide account: what a merchant's own webhook endpoint verifies with.
+    pub(crate) async fn own(
         &self,
         store: &dyn Store,
         sealer: &Sealer,
@@ -604,7 +611,8 @@ mod tests {
         let error = choose_default(&names(&["mock", "stripe"]), None, true).unwrap_err();
         let message = error.to_string();
         assert!(
-            message.contains("GATEWAY_DEFAULT_PROVIDER=stripe") && message.contains("GATEWAY_SANDBOX=false"),
+            message.contains("GATEWAY_DEFAULT_PROVIDER=stripe")
+                && message.contains("GATEWAY_MODE=production"),
             "{message}"
         );
     }
@@ -645,8 +653,8 @@ mod tests {
     fn the_mock_gets_a_random_seed_and_secret_unless_configured() {
         let mut first = ProviderConfig::new();
         let mut second = ProviderConfig::new();
-        randomize_mock(&mut first);
-        randomize_mock(&mut second);
+        randomize_mock(&mut first).unwrap();
+        randomize_mock(&mut second).unwrap();
         assert_ne!(first.get("seed"), second.get("seed"));
         assert_ne!(first.get("webhook_secret"), second.get("webhook_secret"));
         assert_ne!(first.get("webhook_secret"), Some("whsec_mock"));
@@ -654,7 +662,7 @@ mod tests {
         let mut configured = ProviderConfig::new()
             .with("seed", "7")
             .with("webhook_secret", "whsec_test");
-        randomize_mock(&mut configured);
+        randomize_mock(&mut configured).unwrap();
         assert_eq!(configured.get("seed"), Some("7"));
         assert_eq!(configured.get("webhook_secret"), Some("whsec_test"));
     }
@@ -675,7 +683,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("providers.db").display());
         let store = SqliteStore::open(&url).await.expect("open SQLite");
-        let sealer = Sealer::new(&MasterKey::generate());
+        let sealer = Sealer::new(&MasterKey::generate().unwrap());
         let mock: Arc<dyn PaymentProvider> = Arc::new(MockProvider::new());
         let with_gateway = &providers(vec![mock], None, true).unwrap();
         let without_gateway = &providers(Vec::new(), None, true).unwrap();
@@ -762,14 +770,16 @@ mod tests {
         assert_eq!(config.get("api_base"), Some("http://127.0.0.1:12111"));
         assert_eq!(config.get("max_retries"), Some("0"));
         assert_eq!(config.get("timeout_ms"), None);
-        let sealer = Sealer::new(&MasterKey::generate());
+        let sealer = Sealer::new(&MasterKey::generate().unwrap());
         let row = CredentialRow {
             merchant_id: "m1".to_owned(),
             provider: "stripe".to_owned(),
-            sealed: sealer.seal(
-                &serde_json::to_vec(&stored).unwrap(),
-                credential_aad("m1", "stripe").as_bytes(),
-            ),
+            sealed: sealer
+                .seal(
+                    &serde_json::to_vec(&stored).unwrap(),
+                    credential_aad("m1", "stripe").as_bytes(),
+                )
+                .unwrap(),
             masked: "{}".to_owned(),
             updated_at: 0,
         };

@@ -103,6 +103,7 @@ pub(crate) async fn create(
             // A retry of a refund its webhook or reconciliation has since completed.
             Some(done) if done.provider_refund_id().is_some() => {
                 return Ok(Outcome {
+                    replay: None,
                     status: Status::OK,
                     body: success_bytes(&RefundView::new(done)),
                     changes: Vec::new(),
@@ -138,12 +139,14 @@ pub(crate) async fn create(
                 after_earlier_call,
             ) {
                 DraftAnswer::Known(applied) => Outcome {
+                    replay: None,
                     status: Status::OK,
                     body: success_bytes(&RefundView::new(&applied.row)),
                     changes: applied.changes,
                     updates: applied.updates,
                 },
                 DraftAnswer::Unknown(_) => Outcome {
+                    replay: None,
                     status: Status::ACCEPTED,
                     body: success_bytes(&RefundView::new(&draft)),
                     changes: Vec::new(),
@@ -152,6 +155,7 @@ pub(crate) async fn create(
                 DraftAnswer::Refused(error, release) => {
                     let api = ApiError::from(error);
                     Outcome {
+                        replay: None,
                         status: api.status(),
                         body: api.body_bytes(),
                         changes: vec![release],

@@ -218,6 +218,18 @@ pub(crate) fn success_bytes<T: Serialize>(data: &T) -> Vec<u8> {
     serde_json::to_vec(&SuccessEnvelope { success: true, data }).unwrap_or_default()
 }
 
+impl From<crate::support::ids::RandomUnavailable> for ApiError {
+    /// 503 `random_unavailable`: no key or secret is made without the
+    /// operating system's generator (the cause is logged where it failed).
+    fn from(_: crate::support::ids::RandomUnavailable) -> Self {
+        ApiError::new(
+            Status::SERVICE_UNAVAILABLE,
+            "random_unavailable",
+            "the server cannot generate secrets right now; nothing was created; retry later",
+        )
+    }
+}
+
 impl From<ProviderError> for ApiError {
     fn from(error: ProviderError) -> Self {
         let status = match &error {

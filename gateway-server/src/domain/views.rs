@@ -62,7 +62,9 @@ pub(crate) struct PaymentView<'a> {
     description: Option<&'a str>,
     metadata: &'a Metadata,
     order_id: Option<&'a str>,
-    /// For the client-side flow, while the customer still has to act.
+    /// For the client-side flow, while the customer still has to act: only
+    /// in the answers to create and confirm (which need `payments:write`),
+    /// never in reads, lists or merchant webhooks.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<&'a str>,
     return_url: Option<&'a str>,
@@ -75,15 +77,27 @@ pub(crate) struct PaymentView<'a> {
 }
 
 impl<'a> PaymentView<'a> {
+    /// The payment with its `client_secret` while the customer still has to
+    /// act: for the answers to create and confirm only.
+    pub(crate) fn with_client_secret(row: &'a PaymentRow) -> Self {
+        let mut view = PaymentView::new(row);
+        view.client_secret = row
+            .intent
+            .client_secret
+            .as_deref()
+            .filter(|_| awaits_customer(row));
+        view
+    }
+
+    /// Whether [`PaymentView::with_client_secret`] would show a secret.
+    pub(crate) fn has_client_secret(row: &PaymentRow) -> bool {
+        row.intent.client_secret.is_some() && awaits_customer(row)
+    }
+
+    /// The payment as every reader may see it: never its `client_secret`.
     pub(crate) fn new(row: &'a PaymentRow) -> Self {
         let intent = &row.intent;
         let money = |minor: i64| gateway_core::format_minor_units(minor, intent.currency);
-        let awaiting_customer = matches!(
-            intent.status,
-            IntentStatus::RequiresPaymentMethod
-                | IntentStatus::RequiresConfirmation
-                | IntentStatus::RequiresAction
-        );
         PaymentView {
             id: &row.id,
             object: "payment",
@@ -108,7 +122,7 @@ impl<'a> PaymentView<'a> {
             description: intent.description.as_deref(),
             metadata: &intent.metadata,
             order_id: intent.order_id(),
-            client_secret: intent.client_secret.as_deref().filter(|_| awaiting_customer),
+            client_secret: None,
             return_url: row.return_url.as_deref(),
             next_action: intent.next_action.as_ref().map(|action| match action {
                 NextAction::RedirectToUrl { url, return_url } => NextActionView {
@@ -133,4 +147,14 @@ impl<'a> PaymentView<'a> {
             updated_at: rfc3339(row.updated_at),
         }
     }
+}
+
+/// Whether the customer still has to act on the payment.
+fn awaits_customer(row: &PaymentRow) -> bool {
+    matches!(
+        row.intent.status,
+        IntentStatus::RequiresPaymentMethod
+            | IntentStatus::RequiresConfirmation
+            | IntentStatus::RequiresAction
+    )
 }

@@ -151,7 +151,8 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             {
                 return Err(format!("no merchant {merchant:?}"));
             }
-            let (row, key) = crate::app::merchants::new_key_row(&merchant, scopes);
+            let (row, key) =
+                crate::app::merchants::new_key_row(&merchant, scopes).map_err(|error| error.to_string())?;
             store
                 .commit(vec![Change::InsertApiKey(row)])
                 .await

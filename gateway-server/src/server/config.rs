@@ -18,6 +18,71 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the gateway is for: a sandbox to try it, or production to take real
+/// payments (`GATEWAY_MODE`, `mode = "…"` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The mock provider and `/v1/webhooks/mock` are offered, an empty
+    /// database gets a sandbox merchant with every scope (its key printed
+    /// once), and merchant webhooks may go to `http` and local addresses.
+    Sandbox,
+    /// None of that: the server refuses to start on a configuration that
+    /// would offer the mock provider (gateway-wide settings, `GATEWAY_MOCK_*`,
+    /// a mock registered through the builder), nor creates a sandbox merchant.
+    Production,
+}
+
+impl Mode {
+    /// `sandbox` or `production`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sandbox => "sandbox",
+            Mode::Production => "production",
+        }
+    }
+
+    fn parse(name: &'static str, text: &str) -> Result<Mode, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "sandbox" => Ok(Mode::Sandbox),
+            "production" => Ok(Mode::Production),
+            other => Err(ConfigError::Invalid {
+                name,
+                message: format!("{other:?}; use production or sandbox"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The warning logged when a debug build chooses the sandbox for want of a mode.
+pub const NO_MODE_WARNING: &str = "no mode configured: this debug build runs as sandbox; set GATEWAY_MODE";
+
+/// The mode to run in: the configured one; without one, a debug build
+/// (`debug_build`, i.e. `cfg(debug_assertions)`) runs as sandbox with
+/// [`NO_MODE_WARNING`], and a release build refuses to start, so that a
+/// production deployment can never be a sandbox by accident.
+pub fn choose_mode(
+    configured: Option<Mode>,
+    debug_build: bool,
+) -> Result<(Mode, Option<String>), ConfigError> {
+    match configured {
+        Some(mode) => Ok((mode, None)),
+        None if debug_build => Ok((Mode::Sandbox, Some(NO_MODE_WARNING.to_owned()))),
+        None => Err(ConfigError::Invalid {
+            name: "mode",
+            message: "no mode configured, and a release build does not guess: set GATEWAY_MODE=production \
+                      (or GATEWAY_MODE=sandbox to try the gateway with the mock provider), or mode = \"…\" \
+                      in the configuration file"
+                .to_owned(),
+        }),
+    }
+}
+
 /// The server's configuration. `Debug` leaves secrets out.
 #[derive(Clone)]
 pub struct Config {
@@ -46,12 +111,6 @@ pub struct Config {
     /// for the mock, `GATEWAY_MOCK_SEED` and `GATEWAY_MOCK_WEBHOOK_SECRET`,
     /// random per process when not set).
     pub providers: BTreeMap<String, BTreeMap<String, String>>,
-    /// Sandbox mode (`GATEWAY_SANDBOX`, on by default): the mock provider and
-    /// `/v1/webhooks/mock` are offered, and a sandbox merchant is created
-    /// (its key printed) when the database is empty. Production sets it off:
-    /// then nothing, neither the gateway's configuration nor a merchant's
-    /// stored settings, can reach the mock.
-    pub sandbox: bool,
     /// The longest a provider call may take (`GATEWAY_PROVIDER_TIMEOUT`,
     /// default 30 s). A graceful stop waits this long (and 5 s more, to
     /// store what the calls returned) for requests still in flight.
@@ -125,6 +184,23 @@ pub struct Config {
     /// Extra root certificates (PEM) trusted for merchant webhook delivery,
     /// beside the webpki roots (`GATEWAY_WEBHOOK_CA_FILE`).
     pub webhook_ca_file: Option<PathBuf>,
+    /// Sandbox or production (`GATEWAY_MODE`, `mode` in the file; see [`Mode`]).
+    /// In production nothing, neither the gateway's configuration nor a
+    /// merchant's stored settings, can reach the mock provider. Loaded
+    /// configurations without a mode: a debug build runs as sandbox, a
+    /// release build refuses to start ([`choose_mode`]). `Config::default()`
+    /// (library embedders, tests) is a sandbox.
+    pub mode: Mode,
+    /// A warning about how `mode` was chosen (no mode configured in a debug
+    /// build, the deprecated `GATEWAY_SANDBOX`), logged when the server starts.
+    pub mode_warning: Option<String>,
+}
+
+impl Config {
+    /// Whether this is a sandbox ([`Mode::Sandbox`]).
+    pub fn is_sandbox(&self) -> bool {
+        self.mode == Mode::Sandbox
+    }
 }
 
 impl Default for Config {
@@ -139,7 +215,6 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             default_provider: None,
             providers: BTreeMap::new(),
-            sandbox: true,
             provider_timeout: Duration::from_secs(30),
             rate_limit_per_second: 100,
             webhook_delivery: crate::app::outbound::DeliverySchedule::default(),
@@ -160,6 +235,8 @@ impl Default for Config {
             egress_allow_http: None,
             egress_allow_nets: None,
             webhook_ca_file: None,
+            mode: Mode::Sandbox,
+            mode_warning: None,
         }
     }
 }
@@ -181,7 +258,6 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("default_provider", &self.default_provider)
             .field("providers", &providers)
-            .field("sandbox", &self.sandbox)
             .field("provider_timeout", &self.provider_timeout)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("webhook_delivery", &self.webhook_delivery)
@@ -202,6 +278,7 @@ impl fmt::Debug for Config {
             .field("egress_allow_http", &self.egress_allow_http)
             .field("egress_allow_nets", &self.egress_allow_nets)
             .field("webhook_ca_file", &self.webhook_ca_file)
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -244,6 +321,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     default_provider: Option<String>,
     sandbox: Option<bool>,
+    mode: Option<String>,
     provider_timeout: Option<String>,
     rate_limit_per_second: Option<u32>,
     #[serde(default)]
@@ -281,10 +359,20 @@ impl Config {
         Config::from_sources(text.as_deref(), &|name| std::env::var(name).ok())
     }
 
-    /// Loads defaults, then the TOML `file` text, then variables from `env`.
+    /// [`Config::from_sources`] for this build: a debug build without a mode runs as sandbox.
     pub fn from_sources(
         file: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::from_sources_for(file, env, cfg!(debug_assertions))
+    }
+
+    /// Loads defaults, then the TOML `file` text, then variables from `env`;
+    /// without a configured mode, `debug_build` decides ([`choose_mode`]).
+    pub fn from_sources_for(
+        file: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+        debug_build: bool,
     ) -> Result<Config, ConfigError> {
         let file: FileConfig = match file {
             Some(text) => toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?,
@@ -333,10 +421,6 @@ impl Config {
             None => file.max_body_bytes.unwrap_or(config.max_body_bytes),
         };
         config.default_provider = env("GATEWAY_DEFAULT_PROVIDER").or(file.default_provider);
-        config.sandbox = match env("GATEWAY_SANDBOX") {
-            Some(text) => matches!(text.trim(), "1" | "true" | "yes"),
-            None => file.sandbox.unwrap_or(true),
-        };
         config.rate_limit_per_second = match env("GATEWAY_RATE_LIMIT") {
             Some(text) => u32::try_from(parse_number("rate_limit_per_second", &text)?).map_err(|_| {
                 ConfigError::Invalid {
@@ -392,6 +476,52 @@ impl Config {
                     .or_default()
                     .insert(setting.to_owned(), value);
             }
+        }
+        // The mode last but one: it checks what the other settings would expose.
+        let explicit = match env("GATEWAY_MODE").or(file.mode) {
+            Some(text) => Some(Mode::parse("mode", &text)?),
+            None => None,
+        };
+        let legacy = match env("GATEWAY_SANDBOX") {
+            Some(text) => Some(match text.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "sandbox",
+                        message: format!(
+                        "{other:?}; GATEWAY_SANDBOX is deprecated, set GATEWAY_MODE=production or sandbox"
+                    ),
+                    })
+                }
+            }),
+            None => file.sandbox,
+        }
+        .map(|sandbox| if sandbox { Mode::Sandbox } else { Mode::Production });
+        let configured = match (explicit, legacy) {
+            (Some(mode), Some(old)) if mode != old => {
+                return Err(ConfigError::Invalid {
+                    name: "mode",
+                    message: format!(
+                        "GATEWAY_MODE (or mode) says {mode} but the deprecated GATEWAY_SANDBOX (or sandbox) says {old}: \
+                         remove GATEWAY_SANDBOX"
+                    ),
+                })
+            }
+            (Some(mode), _) => Some(mode),
+            (None, old) => old,
+        };
+        let (mode, warning) = choose_mode(configured, debug_build)?;
+        config.mode = mode;
+        config.mode_warning = warning.or_else(|| {
+            (explicit.is_none() && legacy.is_some()).then(|| {
+                format!(
+                    "GATEWAY_SANDBOX (or sandbox in the file) is deprecated: set GATEWAY_MODE={mode} instead"
+                )
+            })
+        });
+        if mode == Mode::Production {
+            production_refusals(&config)?;
         }
         if config.listen.parse::<std::net::SocketAddr>().is_err() && !config.listen.contains(':') {
             return Err(ConfigError::Invalid {
@@ -503,7 +633,7 @@ impl Config {
     /// (sandbox: `http://` and loopback and private networks; production:
     /// https and public addresses only).
     pub fn egress_policy(&self) -> crate::support::egress::EgressPolicy {
-        let sandbox = self.sandbox;
+        let sandbox = self.is_sandbox();
         crate::support::egress::EgressPolicy {
             allow_http: self.egress_allow_http.unwrap_or(sandbox),
             allow_nets: self.egress_allow_nets.clone().unwrap_or_else(|| {
@@ -641,6 +771,29 @@ fn limits_from_sources(
     Ok(())
 }
 
+/// What a production configuration must not set: the mock provider's settings.
+fn production_refusals(config: &Config) -> Result<(), ConfigError> {
+    if let Some(settings) = config.providers.get("mock") {
+        let names: Vec<_> = settings
+            .keys()
+            .map(|key| match key.as_str() {
+                "seed" => "GATEWAY_MOCK_SEED".to_owned(),
+                "webhook_secret" => "GATEWAY_MOCK_WEBHOOK_SECRET".to_owned(),
+                other => format!("[providers.mock] {other}"),
+            })
+            .collect();
+        return Err(ConfigError::Invalid {
+            name: "mode",
+            message: format!(
+                "GATEWAY_MODE=production, but the mock provider is configured ({}): the mock is offered in \
+                 sandbox mode only; remove those settings, or set GATEWAY_MODE=sandbox",
+                names.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `scheme://user:****@host/…`: a database URL without its password, for logs.
 fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -716,31 +869,34 @@ mod tests {
     #[test]
     fn sandbox_mock_and_provider_timeout_settings() {
         let config = Config::from_sources(None, &env(&[])).unwrap();
-        assert!(config.sandbox, "the default run is a sandbox");
+        assert!(
+            config.is_sandbox(),
+            "the default run of a debug build is a sandbox"
+        );
         assert_eq!(config.provider_timeout, Duration::from_secs(30));
         assert!(
             !config.providers.contains_key("mock"),
             "nothing set: the server draws them"
         );
         let config = Config::from_sources(
-            Some("sandbox = false\nprovider_timeout = \"20s\"\n"),
+            Some("mode = \"sandbox\"\nprovider_timeout = \"20s\"\n"),
             &env(&[
                 ("GATEWAY_MOCK_SEED", "7"),
                 ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_for_tests"),
             ]),
         )
         .unwrap();
-        assert!(!config.sandbox);
+        assert!(config.is_sandbox() && config.mode_warning.is_none());
         assert_eq!(config.provider_timeout, Duration::from_secs(20));
         assert_eq!(config.providers["mock"]["seed"], "7");
         assert_eq!(config.providers["mock"]["webhook_secret"], "whsec_for_tests");
         assert!(!format!("{config:?}").contains("whsec_for_tests"));
         let env_wins = Config::from_sources(
-            Some("sandbox = false\n"),
-            &env(&[("GATEWAY_SANDBOX", "true"), ("GATEWAY_PROVIDER_TIMEOUT", "45s")]),
+            Some("mode = \"production\"\n"),
+            &env(&[("GATEWAY_MODE", "sandbox"), ("GATEWAY_PROVIDER_TIMEOUT", "45s")]),
         )
         .unwrap();
-        assert!(env_wins.sandbox);
+        assert!(env_wins.is_sandbox());
         assert_eq!(env_wins.provider_timeout, Duration::from_secs(45));
         assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "0s")])).is_err());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "soon")])).is_err());
@@ -871,11 +1027,11 @@ mod tests {
         assert!(sandbox.allow_http);
         assert!(sandbox.permits("127.0.0.1".parse().unwrap()));
         assert!(!sandbox.permits("169.254.169.254".parse().unwrap()));
-        let production = Config::from_sources(Some("sandbox = false\n"), &env(&[])).unwrap();
+        let production = Config::from_sources(Some("mode = \"production\"\n"), &env(&[])).unwrap();
         let policy = production.egress_policy();
         assert!(!policy.allow_http && policy.allow_nets.is_empty());
         let opened = Config::from_sources(
-            Some("sandbox = false\negress_allow_nets = [\"10.1.0.0/16\"]\n"),
+            Some("mode = \"production\"\negress_allow_nets = [\"10.1.0.0/16\"]\n"),
             &env(&[
                 ("GATEWAY_EGRESS_ALLOW_HTTP", "true"),
                 ("GATEWAY_WEBHOOK_CA_FILE", "/etc/gateway/ca.pem"),
@@ -896,5 +1052,91 @@ mod tests {
         .unwrap();
         assert!(env_wins.egress_policy().allow_nets.is_empty());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_EGRESS_ALLOW_NETS", "10.0.0.0/99")])).is_err());
+    }
+
+    #[test]
+    fn without_a_mode_a_debug_build_is_a_sandbox_and_a_release_build_refuses() {
+        let (mode, warning) = choose_mode(None, true).unwrap();
+        assert_eq!(mode, Mode::Sandbox);
+        assert_eq!(warning.as_deref(), Some(NO_MODE_WARNING));
+        let error = choose_mode(None, false).unwrap_err().to_string();
+        assert!(
+            error.contains("GATEWAY_MODE=production") && error.contains("sandbox"),
+            "{error}"
+        );
+        assert_eq!(
+            choose_mode(Some(Mode::Production), false).unwrap(),
+            (Mode::Production, None)
+        );
+        assert_eq!(
+            choose_mode(Some(Mode::Sandbox), false).unwrap(),
+            (Mode::Sandbox, None)
+        );
+        // Through the loader: a release build needs the setting, and then takes it.
+        assert!(Config::from_sources_for(None, &env(&[]), false).is_err());
+        let config = Config::from_sources_for(None, &env(&[("GATEWAY_MODE", "production")]), false).unwrap();
+        assert_eq!(config.mode, Mode::Production);
+        assert!(!config.is_sandbox() && config.mode_warning.is_none());
+        let config = Config::from_sources_for(Some("mode = \"sandbox\""), &env(&[]), false).unwrap();
+        assert!(config.is_sandbox());
+        let config = Config::from_sources_for(None, &env(&[]), true).unwrap();
+        assert!(config.is_sandbox());
+        assert_eq!(config.mode_warning.as_deref(), Some(NO_MODE_WARNING));
+        // Library embedders and tests: a sandbox, said so.
+        assert!(Config::default().is_sandbox());
+        let error = Config::from_sources(None, &env(&[("GATEWAY_MODE", "live")])).unwrap_err();
+        assert!(error.to_string().contains("use production or sandbox"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_mock_settings_naming_them() {
+        for (variable, value) in [
+            ("GATEWAY_MOCK_SEED", "7"),
+            ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_x"),
+        ] {
+            let pairs: &'static [(&str, &str)] =
+                Box::leak(Box::new([("GATEWAY_MODE", "production"), (variable, value)]));
+            let error = Config::from_sources(None, &env(pairs)).unwrap_err().to_string();
+            assert!(
+                error.contains(variable) && error.contains("GATEWAY_MODE=sandbox"),
+                "{error}"
+            );
+            assert!(!error.contains("whsec_x"), "{error}");
+        }
+        let error = Config::from_sources(
+            Some("mode = \"production\"\n[providers.mock]\nfailure_rate = \"1\"\n"),
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("[providers.mock] failure_rate"), "{error}");
+    }
+
+    #[test]
+    fn the_deprecated_sandbox_setting_still_chooses_the_mode_with_a_warning() {
+        let config = Config::from_sources_for(None, &env(&[("GATEWAY_SANDBOX", "false")]), false).unwrap();
+        assert_eq!(config.mode, Mode::Production);
+        assert!(config
+            .mode_warning
+            .as_deref()
+            .unwrap()
+            .contains("GATEWAY_MODE=production"));
+        let config = Config::from_sources_for(Some("sandbox = true"), &env(&[]), false).unwrap();
+        assert!(config.is_sandbox());
+        assert!(Config::from_sources(None, &env(&[("GATEWAY_SANDBOX", "maybe")])).is_err());
+        let error = Config::from_sources(
+            None,
+            &env(&[("GATEWAY_SANDBOX", "true"), ("GATEWAY_MODE", "production")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("remove GATEWAY_SANDBOX"), "{error}");
+        let agreeing = Config::from_sources(
+            None,
+            &env(&[("GATEWAY_SANDBOX", "false"), ("GATEWAY_MODE", "production")]),
+        )
+        .unwrap();
+        assert_eq!(agreeing.mode, Mode::Production);
+        assert!(agreeing.mode_warning.is_none());
     }
 }

@@ -52,6 +52,9 @@ pub enum StartError {
     /// default, the mock outside sandbox mode, settings a provider refuses).
     #[error("providers: {0}")]
     Providers(String),
+    /// The operating system's random generator failed: no key or secret can be made.
+    #[error("random generator: {0}")]
+    Random(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -140,7 +143,7 @@ impl ServerBuilder {
     /// Uses `provider` (e.g. a `MockProvider` a test keeps a handle to) instead
     /// of building providers from the registry. Call once per provider; with
     /// several, name the default in `Config::default_provider`. A provider
-    /// named `mock` is refused unless `Config::sandbox` is on.
+    /// named `mock` is refused unless `Config::mode` is `Mode::Sandbox`.
     pub fn provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
         self.providers.push(provider);
         self
@@ -152,6 +155,11 @@ impl ServerBuilder {
     /// background.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         let config = self.config;
+        if let Some(warning) = &config.mode_warning {
+            tracing::warn!("{warning}");
+        }
+        // A generator that fails now would fail every key and secret later: stop here.
+        crate::support::ids::check_random().map_err(|error| StartError::Random(error.to_string()))?;
         let egress = egress(&config).await?;
         // The providers first: a configuration they refuse stops the start before anything is stored.
         let metrics = Arc::new(Metrics::new());
@@ -163,7 +171,7 @@ impl ServerBuilder {
         let providers = Providers::new(
             providers,
             config.default_provider.clone(),
-            config.sandbox,
+            config.is_sandbox(),
             metrics.clone(),
         )
         .map_err(|error| StartError::Providers(error.to_string()))?
@@ -171,13 +179,13 @@ impl ServerBuilder {
         tracing::info!(
             providers = ?providers.global_names(),
             default = providers.default_name().unwrap_or("(none)"),
-            sandbox = config.sandbox,
+            sandbox = config.is_sandbox(),
             "providers"
         );
         let opened = crate::store::open(&config.database_url).await?;
         let store = opened.store;
         let master_key = master_key(&config)?;
-        let sandbox_key = if config.sandbox && store.merchant_count().await? == 0 {
+        let sandbox_key = if config.is_sandbox() && store.merchant_count().await? == 0 {
             let (merchant_id, key) = create_merchant(&*store, "sandbox", Some(Scopes::all())).await?;
             tracing::info!(merchant = %merchant_id, "created the sandbox merchant");
             key
@@ -440,15 +448,15 @@ fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, 
     let mut providers = Vec::new();
     for factory in provider_factories() {
         let configured = config.providers.get(factory.name);
-        if factory.name == MOCK && !config.sandbox {
+        if factory.name == MOCK && !config.is_sandbox() {
             if configured.is_some() {
                 return Err(StartError::Providers(
                     "the mock provider is configured, but it is offered in sandbox mode only: remove its \
-                     settings, or set GATEWAY_SANDBOX=true for a sandbox"
+                     settings (GATEWAY_MOCK_*), or set GATEWAY_MODE=sandbox"
                         .to_owned(),
                 ));
             }
-            tracing::info!("the mock provider is not offered: not a sandbox (GATEWAY_SANDBOX=false)");
+            tracing::info!("the mock provider is not offered: GATEWAY_MODE=production");
             continue;
         }
         let mut settings = ProviderConfig::new();
@@ -456,7 +464,7 @@ fn registry_providers(config: &Config) -> Result<Vec<Arc<dyn PaymentProvider>>, 
             settings.set(key.clone(), value.clone());
         }
         if factory.name == MOCK {
-            randomize_mock(&mut settings);
+            randomize_mock(&mut settings).map_err(|error| StartError::Random(error.to_string()))?;
         }
         match build_provider(factory.name, &settings) {
             Ok(provider) => providers.push(provider),
@@ -527,7 +535,7 @@ fn master_key(config: &Config) -> Result<MasterKey, StartError> {
     }
     let Some(db) = sqlite_path(&config.database_url) else {
         tracing::warn!("no GATEWAY_MASTER_KEY: using a key that lives only as long as this process");
-        return Ok(MasterKey::generate());
+        return generated_key();
     };
     let mut path = db.into_os_string();
     path.push(".master-key");
@@ -537,7 +545,7 @@ fn master_key(config: &Config) -> Result<MasterKey, StartError> {
             StartError::MasterKey(format!("{} does not hold 64 hex characters", path.display()))
         });
     }
-    let key = MasterKey::generate();
+    let key = generated_key()?;
     write_private(path, &key.to_hex())
         .map_err(|error| StartError::MasterKey(format!("{}: {error}", path.display())))?;
     tracing::warn!(
@@ -545,6 +553,10 @@ fn master_key(config: &Config) -> Result<MasterKey, StartError> {
         "no GATEWAY_MASTER_KEY configured: generated one into this file; set GATEWAY_MASTER_KEY in production"
     );
     Ok(key)
+}
+
+fn generated_key() -> Result<MasterKey, StartError> {
+    MasterKey::generate().ok_or_else(|| StartError::Random("cannot generate a master key".to_owned()))
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -564,7 +576,7 @@ pub(crate) async fn create_merchant(
     store: &dyn Store,
     name: &str,
     scopes: Option<Scopes>,
-) -> Result<(String, Option<String>), StoreError> {
+) -> Result<(String, Option<String>), StartError> {
     let merchant = MerchantRow {
         id: new_id(),
         name: name.to_owned(),
@@ -573,10 +585,12 @@ pub(crate) async fn create_merchant(
     };
     let mut changes = vec![Change::InsertMerchant(merchant.clone())];
     let key = scopes.map(|scopes| {
-        let (row, key) = crate::app::merchants::new_key_row(&merchant.id, scopes);
+        let (row, key) = crate::app::merchants::new_key_row(&merchant.id, scopes)
+            .map_err(|error| StartError::Random(error.to_string()))?;
         changes.push(Change::InsertApiKey(row));
-        key
+        Ok::<_, StartError>(key)
     });
+    let key = key.transpose()?;
     store.commit(changes).await?;
     Ok((merchant.id, key))
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 
-use crate::support::ids::{random_bytes, unhex};
+use crate::support::ids::{random_bytes, unhex, RandomUnavailable};
 
 /// The 256-bit master key that seals secrets at rest. `Debug` never shows it.
 #[derive(Clone)]
@@ -18,9 +18,9 @@ impl MasterKey {
         Some(MasterKey(bytes.try_into().ok()?))
     }
 
-    /// A fresh random key.
-    pub fn generate() -> Self {
-        MasterKey(random_bytes::<32>())
+    /// A fresh random key; `None` when the operating system's generator fails.
+    pub fn generate() -> Option<Self> {
+        random_bytes::<32>().ok().map(MasterKey)
     }
 
     /// The key as hex, to write into a key file.
@@ -54,8 +54,8 @@ impl Sealer {
         }
     }
 
-    pub(crate) fn seal(&self, plaintext: &[u8], associated: &[u8]) -> Vec<u8> {
-        let nonce_bytes = random_bytes::<12>();
+    pub(crate) fn seal(&self, plaintext: &[u8], associated: &[u8]) -> Result<Vec<u8>, RandomUnavailable> {
+        let nonce_bytes = random_bytes::<12>()?;
         let nonce = Nonce::from_slice(&nonce_bytes);
         let payload = Payload {
             msg: plaintext,
@@ -66,7 +66,7 @@ impl Sealer {
         let mut out = Vec::with_capacity(12 + ciphertext.len());
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(&ciphertext);
-        out
+        Ok(out)
     }
 
     pub(crate) fn open(&self, sealed: &[u8], associated: &[u8]) -> Result<Vec<u8>, OpenError> {
@@ -110,16 +110,16 @@ mod tests {
 
     #[test]
     fn seal_open_and_tamper() {
-        let key = MasterKey::generate();
+        let key = MasterKey::generate().unwrap();
         let sealer = Sealer::new(&key);
-        let sealed = sealer.seal(b"sk_test_123", b"merchant-a");
+        let sealed = sealer.seal(b"sk_test_123", b"merchant-a").unwrap();
         assert!(!sealed.windows(11).any(|w| w == b"sk_test_123"));
         assert_eq!(sealer.open(&sealed, b"merchant-a").unwrap(), b"sk_test_123");
         assert!(sealer.open(&sealed, b"merchant-b").is_err());
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(sealer.open(&tampered, b"merchant-a").is_err());
-        assert!(Sealer::new(&MasterKey::generate())
+        assert!(Sealer::new(&MasterKey::generate().unwrap())
             .open(&sealed, b"merchant-a")
             .is_err());
         assert_eq!(format!("{key:?}"), "MasterKey(<redacted>)");

@@ -35,7 +35,7 @@ fn idle_stripe() -> Arc<dyn gateway_core::PaymentProvider> {
 async fn production() -> TestServer {
     TestServer::start()
         .await
-        .restart_with(|config| config.sandbox = false, idle_stripe())
+        .restart_with(|config| config.mode = gateway_server::Mode::Production, idle_stripe())
         .await
         .expect("a production server starts")
 }
@@ -181,7 +181,7 @@ async fn a_production_start_refuses_an_operator_api_base_on_a_local_address() {
     let refused = server
         .restart_with(
             |config| {
-                config.sandbox = false;
+                config.mode = gateway_server::Mode::Production;
                 let stripe = config.providers.entry("stripe".to_owned()).or_default();
                 stripe.insert("api_base".to_owned(), "https://169.254.169.254/".to_owned());
             },

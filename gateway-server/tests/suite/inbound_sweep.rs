@@ -10,7 +10,7 @@ use gateway_core::{
     GATEWAY_PAYMENT_METADATA_KEY,
 };
 
-use super::webhooks::{db_count, deliver_mock, merchant_id, wait_until_processed};
+use super::webhooks::{db_count, deliver_mock, wait_until_processed};
 use crate::common::TestServer;
 
 /// A confirmed Visa charge made on the provider account directly, not through the gateway.
@@ -27,7 +27,6 @@ async fn events_of_intents_the_gateway_did_not_create_are_finished_at_once() {
         config.webhook_sweep_interval = Duration::from_millis(50);
     })
     .await;
-    let merchant = merchant_id(&server).await;
     // Another application on the same account: an intent and a refund of it.
     let key = |name: &str| IdempotencyKey::new(format!("elsewhere-{name}")).unwrap();
     let intent = server
@@ -43,7 +42,7 @@ async fn events_of_intents_the_gateway_did_not_create_are_finished_at_once() {
     let events = server.mock.take_events();
     assert_eq!(events.len(), 3, "created, succeeded, charge.refunded");
     for event in &events {
-        assert_eq!(deliver_mock(&server, &merchant, event).await, StatusCode::OK);
+        assert_eq!(deliver_mock(&server, event).await, StatusCode::OK);
     }
     wait_until_processed(&server, 3).await;
     assert_eq!(
@@ -66,7 +65,6 @@ async fn an_event_naming_a_gateway_payment_with_no_row_is_retried_with_backoff()
         config.webhook_sweep_interval = Duration::from_millis(50);
     })
     .await;
-    let merchant = merchant_id(&server).await;
     let mut request = charge_made_elsewhere("9.00");
     request.metadata.insert(
         GATEWAY_PAYMENT_METADATA_KEY.to_owned(),
@@ -78,7 +76,7 @@ async fn an_event_naming_a_gateway_payment_with_no_row_is_retried_with_backoff()
         .await
         .unwrap();
     let succeeded = server.mock.take_events().pop().unwrap();
-    assert_eq!(deliver_mock(&server, &merchant, &succeeded).await, StatusCode::OK);
+    assert_eq!(deliver_mock(&server, &succeeded).await, StatusCode::OK);
     // With a 50 ms sweep, a retry at every sweep would be ~30 attempts in
     // 1.5 s; the backoff (1 s, then 2 s) allows two.
     tokio::time::sleep(Duration::from_millis(1_500)).await;

@@ -16,6 +16,7 @@ mod idempotency;
 mod inbound_sweep;
 mod limits;
 mod merchants;
+mod modes_and_secrets;
 mod openapi_contract;
 mod operations;
 mod ordering;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use awc::http::StatusCode;
 use gateway_core::{EventKind, EventObject, IntentStatus, PaymentErrorDetails, ProviderEvent};
 
-use super::webhooks::{deliver_mock, merchant_id, poll_status, wait_until_processed};
+use super::webhooks::{deliver_mock, poll_status, wait_until_processed};
 use crate::common::merchant_endpoint::{fast, set_webhook, verify, Receiver};
 use crate::common::{payment_body, TestServer};
 
@@ -54,9 +54,8 @@ fn stale_copy(event: &ProviderEvent, id: &str, event_type: &str, status: IntentS
 
 /// Delivers `events` one after the other, each processed before the next.
 async fn deliver_in_order(server: &TestServer, events: &[ProviderEvent]) {
-    let merchant = merchant_id(server).await;
     for (done, event) in events.iter().enumerate() {
-        assert_eq!(deliver_mock(server, &merchant, event).await, StatusCode::OK);
+        assert_eq!(deliver_mock(server, event).await, StatusCode::OK);
         wait_until_processed(server, done as i64 + 1).await;
     }
 }

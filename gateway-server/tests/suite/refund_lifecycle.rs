@@ -8,7 +8,7 @@ use awc::http::StatusCode;
 use gateway_core::{CreateRefund, EventKind, EventObject, IdempotencyKey, PaymentProvider, RefundStatus};
 use serde_json::Value;
 
-use super::webhooks::{db_count, deliver_mock, merchant_id, poll_status, wait_until_processed};
+use super::webhooks::{db_count, deliver_mock, poll_status, wait_until_processed};
 use crate::common::merchant_endpoint::{fast, set_webhook, verify, Receiver};
 use crate::common::{payment_body, TestServer};
 
@@ -42,7 +42,6 @@ fn dashboard_key(name: &str) -> IdempotencyKey {
 async fn a_refund_that_fails_later_gives_its_amount_back_and_the_merchant_hears_of_it() {
     let receiver = Receiver::start(&[]).await;
     let server = TestServer::start_with(fast).await;
-    let merchant = merchant_id(&server).await;
     let secret = set_webhook(&server, &receiver.url).await;
     let payment = server.pay(&payment_body("20.00", "pm_card_refundFail", "")).await;
     let id = payment["id"].as_str().unwrap().to_owned();
@@ -79,7 +78,7 @@ async fn a_refund_that_fails_later_gives_its_amount_back_and_the_merchant_hears_
     let failed = server.mock.take_events().pop().expect("charge.refund.updated");
     assert_eq!(failed.event_type, "charge.refund.updated");
     for event in [&failed, &failed, &created] {
-        assert_eq!(deliver_mock(&server, &merchant, event).await, StatusCode::OK);
+        assert_eq!(deliver_mock(&server, event).await, StatusCode::OK);
     }
     wait_until_processed(&server, 2).await;
     let read = poll_status(&server, &id, "completed").await;
@@ -133,7 +132,6 @@ async fn a_refund_that_fails_later_gives_its_amount_back_and_the_merchant_hears_
 #[actix_web::test]
 async fn two_dashboard_refunds_of_one_charge_count_as_two_and_each_once() {
     let server = TestServer::start_with(fast).await;
-    let merchant = merchant_id(&server).await;
     let payment = server.pay(&payment_body("30.00", "pm_card_visa", "")).await;
     let id = payment["id"].as_str().unwrap().to_owned();
     let intent = payment["provider_ref"].as_str().unwrap().to_owned();
@@ -154,7 +152,7 @@ async fn two_dashboard_refunds_of_one_charge_count_as_two_and_each_once() {
     same_refund.id = "evt_same_refund_again".to_owned();
     same_refund.event_type = "refund.created".to_owned();
     for event in [&events[0], &events[1], &events[1], &events[0], &same_refund] {
-        assert_eq!(deliver_mock(&server, &merchant, event).await, StatusCode::OK);
+        assert_eq!(deliver_mock(&server, event).await, StatusCode::OK);
     }
     wait_until_processed(&server, 3).await;
     let read = poll_status(&server, &id, "partially_refunded").await;
@@ -181,7 +179,7 @@ async fn two_dashboard_refunds_of_one_charge_count_as_two_and_each_once() {
     assert_eq!(rest.data()["amount"], "18.00");
     // Its own webhook, arriving after the API stored it, does not count it again.
     let own = server.mock.take_events().pop().expect("the API refund's event");
-    assert_eq!(deliver_mock(&server, &merchant, &own).await, StatusCode::OK);
+    assert_eq!(deliver_mock(&server, &own).await, StatusCode::OK);
     wait_until_processed(&server, 4).await;
     let read = server.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(read.data()["amount_refunded"], "30.00");
@@ -199,7 +197,6 @@ async fn reconciliation_settles_refunds_whose_webhooks_never_came() {
         config.reconcile.interval = Duration::from_millis(100);
     })
     .await;
-    let merchant = merchant_id(&server).await;
     let secret = set_webhook(&server, &receiver.url).await;
 
     // A pending refund that succeeds at the bank.
@@ -242,7 +239,7 @@ async fn reconciliation_settles_refunds_whose_webhooks_never_came() {
     if let EventObject::Refund { refund } = &mut announced.object {
         refund.status = RefundStatus::Pending;
     }
-    assert_eq!(deliver_mock(&server, &merchant, &announced).await, StatusCode::OK);
+    assert_eq!(deliver_mock(&server, &announced).await, StatusCode::OK);
     let read = poll_status(&server, &failing_id, "partially_refunded").await;
     assert_eq!(read["amount_refunded"], "4.00");
     server.mock.settle_refund(&dashboard.id).unwrap();

@@ -89,6 +89,7 @@ async fn change_payment(
             // A retry of a call that reconciliation has since resolved: the payment as it is now.
             Err(_) if attempt.resumed() && row.pending_step.is_none() => {
                 return Ok(Outcome {
+                    replay: None,
                     status: Status::OK,
                     body: success_bytes(&PaymentView::new(&row)),
                     changes: Vec::new(),
@@ -98,6 +99,7 @@ async fn change_payment(
             Err(error) => return Err(error),
         };
         let step = call.step();
+        let confirming = matches!(call, Call::Confirm(_));
         match row.pending_step {
             // This request's own call, written ahead by the attempt it resumes.
             Some(pending) if pending == step && attempt.resumed() => {}
@@ -124,7 +126,11 @@ async fn change_payment(
             source: ChangeSource::Api,
             after_earlier_call: attempt.resumed(),
         };
-        Ok(steps.settle(row, result, Vec::new(), Vec::new()).into_outcome())
+        let settled = steps.settle(row, result, Vec::new(), Vec::new());
+        Ok(match confirming {
+            true => settled.into_outcome_with_client_secret(),
+            false => settled.into_outcome(),
+        })
     })
     .await
 }
@@ -180,7 +186,8 @@ pub(crate) async fn confirm(
             off_session: false,
         }))
     };
-    change_payment(core, caller, post, id, check).await
+    let reply = change_payment(core, caller, post, id, check).await?;
+    super::refill_client_secret(core, caller, reply).await
 }
 
 /// Captures an authorized payment, in full or in part (the rest is released).

@@ -128,7 +128,7 @@ pub(crate) async fn create(
     post: IdempotentRequest<'_>,
 ) -> Result<Reply, ApiError> {
     // A replay answers from the stored record: the lookups below run only for a fresh or resumed request.
-    idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
+    let reply = idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
         let _guard = core.payment_locks.lock(attempt.resource_id().to_owned()).await;
         // Only a resumed request can have written its row already: a fresh one skips the read.
         let stored = match attempt.resumed() {
@@ -184,7 +184,8 @@ pub(crate) async fn create(
             after_earlier_call: attempt.resumed(),
         };
         let advanced = steps.advance(row, early).await?;
-        Ok(advanced.into_outcome())
+        Ok(advanced.into_outcome_with_client_secret())
     })
-    .await
+    .await?;
+    super::refill_client_secret(core, caller, reply).await
 }

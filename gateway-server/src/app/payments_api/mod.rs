@@ -13,6 +13,7 @@ pub(crate) use steps::Steps;
 use gateway_core::{IntentStatus, ProviderError};
 
 use crate::app::core::Core;
+use crate::app::idempotency::Reply;
 use crate::app::lists::{Page, PageRequest};
 use crate::app::payments::{apply_intent_change, commit_and_publish, ChangeSource};
 use crate::domain::error::{success_bytes, ApiError, Status};
@@ -38,6 +39,32 @@ fn payment_outcome(row: &PaymentRow, error: Option<ProviderError>) -> (Status, V
             (api.status(), api.body_bytes())
         }
     }
+}
+
+/// A replayed answer to create or confirm with the payment's `client_secret`
+/// filled in again from its row while the customer still has to act: the
+/// secret is never stored for replay. Other answers pass unchanged.
+async fn refill_client_secret(core: &Core, caller: &Caller, reply: Reply) -> Result<Reply, ApiError> {
+    if !reply.replayed || !matches!(reply.status, Status::OK | Status::ACCEPTED) {
+        return Ok(reply);
+    }
+    let Ok(mut envelope) = serde_json::from_slice::<serde_json::Value>(&reply.body) else {
+        return Ok(reply);
+    };
+    let Some(id) = envelope["data"]["id"].as_str().map(str::to_owned) else {
+        return Ok(reply);
+    };
+    let Some(row) = core.store.payment(&caller.merchant_id, &id).await? else {
+        return Ok(reply);
+    };
+    if !PaymentView::has_client_secret(&row) {
+        return Ok(reply);
+    }
+    envelope["data"]["client_secret"] = row.intent.client_secret.clone().into();
+    Ok(Reply {
+        body: serde_json::to_vec(&envelope).map_err(|_| ApiError::internal())?,
+        ..reply
+    })
 }
 
 /// A payment, refreshed from the provider first while it waits on the

@@ -101,6 +101,21 @@ impl Advanced {
     /// The answer: the payment (`200`, or `202` while its outcome is
     /// unknown), or the provider's refusal naming it.
     pub(crate) fn into_outcome(self) -> Outcome {
+        self.outcome(false)
+    }
+
+    /// [`Advanced::into_outcome`] for create and confirm: the answer shows
+    /// the `client_secret` while the customer has to act; what is stored for
+    /// replay does not (a replay fills it in again from the payment row).
+    pub(crate) fn into_outcome_with_client_secret(self) -> Outcome {
+        self.outcome(true)
+    }
+
+    fn outcome(self, client_secret: bool) -> Outcome {
+        let shows_secret = client_secret
+            && matches!(self.end, End::Answered | End::Unknown)
+            && PaymentView::has_client_secret(&self.row);
+        let answer = shows_secret.then(|| success_bytes(&PaymentView::with_client_secret(&self.row)));
         let (status, body) = match self.end {
             End::Answered => payment_outcome(&self.row, None),
             End::Refused(error) => payment_outcome(&self.row, Some(error)),
@@ -114,7 +129,12 @@ impl Advanced {
                 (api.status(), api.body_bytes())
             }
         };
+        let (body, replay) = match answer {
+            Some(answer) => (answer, Some(body)),
+            None => (body, None),
+        };
         Outcome {
+            replay,
             status,
             body,
             changes: self.changes,

@@ -199,9 +199,13 @@ pub(crate) async fn get_webhook(
 }
 
 /// Create an API key; the key is in this response only.
+///
+/// The key is never stored for replay: a replay of this request (the same
+/// `Idempotency-Key`, `Idempotent-Replayed: true`) answers the same key
+/// object without `key`.
 #[utoipa::path(post, path = "/v1/merchant/api_keys", tag = "merchant",
     request_body = CreateKeyRequest,
-    responses((status = 200, description = "The key, shown once", body = ApiKeyView)),
+    responses((status = 200, description = "The key, shown once (a replay leaves `key` out)", body = ApiKeyView)),
     security(("api_key" = ["merchant:write"])))]
 pub(crate) async fn create_key(
     core: web::Data<Core>,
