@@ -46,7 +46,7 @@ as_pg "$PG_BIN/pg_ctl" start -D "$work/pg" -w -l "$work/pg.log" \
 master_key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 start() { # port database mode
   GATEWAY_LISTEN="127.0.0.1:$1" GATEWAY_DATABASE_URL="$2" GATEWAY_MASTER_KEY="$master_key" \
-  GATEWAY_MODE="$3" GATEWAY_LOG_LEVEL=warn \
+  GATEWAY_MODE="$3" GATEWAY_LOG_LEVEL=warn GATEWAY_RATE_LIMIT=0 GATEWAY_AUTH_FAILURES_PER_MINUTE=0 \
     ./target/release/gateway serve >"$work/out-$1" 2>"$work/err-$1" &
   pids+=($!)
 }

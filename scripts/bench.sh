@@ -30,6 +30,8 @@ GATEWAY_LISTEN="127.0.0.1:$PORT" \
 GATEWAY_DATABASE_URL="sqlite://$work/bench.db" \
 GATEWAY_LOG_LEVEL=warn \
 GATEWAY_MODE=sandbox \
+GATEWAY_RATE_LIMIT=0 \
+GATEWAY_AUTH_FAILURES_PER_MINUTE=0 \
   ./target/release/gateway serve >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 

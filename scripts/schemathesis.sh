@@ -76,6 +76,7 @@ env -u STRIPE_SECRET_KEY -u STRIPE_WEBHOOK_SECRET -u STRIPE_API_BASE \
   GATEWAY_MASTER_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(32))')" \
   GATEWAY_MODE=sandbox \
   GATEWAY_RATE_LIMIT=0 \
+  GATEWAY_AUTH_FAILURES_PER_MINUTE=0 \
   GATEWAY_LOG_LEVEL=warn \
   "$binary" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!

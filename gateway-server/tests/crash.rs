@@ -48,6 +48,8 @@ impl Gateway {
             .env("GATEWAY_MASTER_KEY", "0123456789abcdef".repeat(4))
             .env("GATEWAY_LOG_LEVEL", "error")
             .env("GATEWAY_WORKERS", "2")
+            // Load beyond the default per-merchant rate limit is the point here.
+            .env("GATEWAY_RATE_LIMIT", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -35,7 +35,10 @@ fn idle_stripe() -> Arc<dyn gateway_core::PaymentProvider> {
 async fn production() -> TestServer {
     TestServer::start()
         .await
-        .restart_with(|config| config.mode = gateway_server::Mode::Production, idle_stripe())
+        .restart_with(
+            |config| config.mode = gateway_server::Mode::Production,
+            idle_stripe(),
+        )
         .await
         .expect("a production server starts")
 }

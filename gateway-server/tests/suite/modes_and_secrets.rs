@@ -71,6 +71,9 @@ async fn production_on_an_empty_database_creates_no_merchant_and_prints_no_key()
     stripe.insert("secret_key".to_owned(), "sk_test_production".to_owned());
     // Nothing listens there: no call of this test reaches it.
     stripe.insert("api_base".to_owned(), "http://127.0.0.1:9".to_owned());
+    // The operator allows that local endpoint explicitly (production refuses it otherwise).
+    config.egress_allow_http = Some(true);
+    config.egress_allow_nets = Some(vec!["127.0.0.0/8".parse().unwrap()]);
     let server = ServerBuilder::new(config.clone())
         .start()
         .await
@@ -248,6 +251,9 @@ async fn a_merchant_endpoint_never_verifies_with_the_gateway_wide_stripe_secret(
     stripe.insert("secret_key".to_owned(), "sk_test_gateway".to_owned());
     stripe.insert("webhook_secrets".to_owned(), "whsec_gateway_wide".to_owned());
     stripe.insert("api_base".to_owned(), "http://127.0.0.1:9".to_owned());
+    // The operator allows that local endpoint explicitly (production refuses it otherwise).
+    config.egress_allow_http = Some(true);
+    config.egress_allow_nets = Some(vec!["127.0.0.0/8".parse().unwrap()]);
     let server = ServerBuilder::new(config.clone()).start().await.expect("starts");
     let key = server.sandbox_key().unwrap().to_owned();
     let base = format!("http://{}", server.addr());
