@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -412,54 +413,59 @@ impl Config {
                 message: format!("{:?}; use error, warn, info, debug or trace", config.log_level),
             });
         }
-        config.workers = match env("GATEWAY_WORKERS") {
-            Some(text) => parse_number("workers", &text)?,
-            None => file.workers.unwrap_or(0),
-        };
-        config.max_body_bytes = match env("GATEWAY_MAX_BODY_BYTES") {
-            Some(text) => parse_number("max_body_bytes", &text)?,
-            None => file.max_body_bytes.unwrap_or(config.max_body_bytes),
-        };
+        let read = Sources { env: &env };
+        config.workers = read.number("workers", "GATEWAY_WORKERS", file.workers, 0, ..)?;
+        config.max_body_bytes = read.number(
+            "max_body_bytes",
+            "GATEWAY_MAX_BODY_BYTES",
+            file.max_body_bytes,
+            config.max_body_bytes,
+            1024..,
+        )?;
         config.default_provider = env("GATEWAY_DEFAULT_PROVIDER").or(file.default_provider);
-        config.rate_limit_per_second = match env("GATEWAY_RATE_LIMIT") {
-            Some(text) => u32::try_from(parse_number("rate_limit_per_second", &text)?).map_err(|_| {
-                ConfigError::Invalid {
-                    name: "rate_limit_per_second",
-                    message: "too large".to_owned(),
-                }
-            })?,
-            None => file.rate_limit_per_second.unwrap_or(config.rate_limit_per_second),
-        };
-        let duration = |name: &'static str, text: String| {
-            humantime::parse_duration(text.trim()).map_err(|_| ConfigError::Invalid {
-                name,
-                message: format!("{text:?} is not a duration such as 30s or 15m"),
-            })
-        };
-        if let Some(text) = env("GATEWAY_WEBHOOK_FIRST_RETRY") {
-            config.webhook_delivery.first_retry = duration("webhook_first_retry", text)?;
-        }
-        if let Some(text) = env("GATEWAY_WEBHOOK_TIMEOUT") {
-            config.webhook_delivery.timeout = duration("webhook_timeout", text)?;
-        }
-        if let Some(text) = env("GATEWAY_WEBHOOK_MAX_ATTEMPTS") {
-            config.webhook_delivery.max_attempts =
-                u32::try_from(parse_number("webhook_max_attempts", &text)?)
-                    .unwrap_or(u32::MAX)
-                    .max(1);
-        }
-        if let Some(text) = env("GATEWAY_RECONCILE_AFTER") {
-            config.reconcile.after = duration("reconcile_after", text)?;
-        }
-        if let Some(text) = env("GATEWAY_PROVIDER_TIMEOUT").or(file.provider_timeout) {
-            config.provider_timeout = duration("provider_timeout", text)?;
-            if config.provider_timeout < Duration::from_secs(1) {
-                return Err(ConfigError::Invalid {
-                    name: "provider_timeout",
-                    message: "must be at least 1s".to_owned(),
-                });
-            }
-        }
+        config.rate_limit_per_second = read.number(
+            "rate_limit_per_second",
+            "GATEWAY_RATE_LIMIT",
+            file.rate_limit_per_second,
+            config.rate_limit_per_second,
+            ..,
+        )?;
+        let delivery = &mut config.webhook_delivery;
+        delivery.first_retry = read.duration(
+            "webhook_first_retry",
+            "GATEWAY_WEBHOOK_FIRST_RETRY",
+            None,
+            delivery.first_retry,
+            ..,
+        )?;
+        delivery.timeout = read.duration(
+            "webhook_timeout",
+            "GATEWAY_WEBHOOK_TIMEOUT",
+            None,
+            delivery.timeout,
+            ..,
+        )?;
+        delivery.max_attempts = read.number(
+            "webhook_max_attempts",
+            "GATEWAY_WEBHOOK_MAX_ATTEMPTS",
+            None,
+            delivery.max_attempts,
+            1..,
+        )?;
+        config.reconcile.after = read.duration(
+            "reconcile_after",
+            "GATEWAY_RECONCILE_AFTER",
+            None,
+            config.reconcile.after,
+            ..,
+        )?;
+        config.provider_timeout = read.duration(
+            "provider_timeout",
+            "GATEWAY_PROVIDER_TIMEOUT",
+            file.provider_timeout.clone(),
+            config.provider_timeout,
+            Duration::from_secs(1)..,
+        )?;
         config.providers = file.providers;
         let provider_variables = [
             ("STRIPE_SECRET_KEY", "stripe", "secret_key"),
@@ -546,62 +552,39 @@ impl Config {
                 });
             }
         }
-        if config.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid {
-                name: "max_body_bytes",
-                message: "must be at least 1024".to_owned(),
-            });
-        }
-        let count = |name: &'static str, variable: &str, file: Option<u32>, default: u32, max: u32| {
-            let value = match env(variable) {
-                Some(text) => u32::try_from(parse_number(name, &text)?).unwrap_or(u32::MAX),
-                None => file.unwrap_or(default),
-            };
-            if value == 0 || value > max {
-                return Err(ConfigError::Invalid {
-                    name,
-                    message: format!("{value}; use 1 to {max}"),
-                });
-            }
-            Ok(value)
-        };
         let limits = config.webhook_limits;
-        config.webhook_limits.concurrency = count(
+        config.webhook_limits.concurrency = read.number(
             "webhook_concurrency",
             "GATEWAY_WEBHOOK_CONCURRENCY",
             file.webhook_concurrency,
             limits.concurrency,
-            1024,
+            1..=1024,
         )?;
-        config.webhook_limits.per_merchant = count(
+        config.webhook_limits.per_merchant = read.number(
             "webhook_per_merchant",
             "GATEWAY_WEBHOOK_PER_MERCHANT",
             file.webhook_per_merchant,
             limits.per_merchant,
-            config.webhook_limits.concurrency,
+            1..=config.webhook_limits.concurrency,
         )?;
-        config.webhook_limits.endpoint_failures = count(
+        config.webhook_limits.endpoint_failures = read.number(
             "webhook_endpoint_failures",
             "GATEWAY_WEBHOOK_ENDPOINT_FAILURES",
             file.webhook_endpoint_failures,
             limits.endpoint_failures,
-            1000,
+            1..=1000,
         )?;
-        if let Some(text) = env("GATEWAY_RETENTION").or(file.retention) {
-            config.retention = duration("retention", text)?;
-            // Stored inbound events are also what deduplicates a provider's
-            // retries (Stripe retries for 3 days), and a delivery can be
-            // retried for about as long: a shorter retention would forget them.
-            if config.retention < Duration::from_secs(7 * 24 * 3600)
-                || config.retention > Duration::from_secs(10 * 365 * 24 * 3600)
-            {
-                return Err(ConfigError::Invalid {
-                    name: "retention",
-                    message: "must be between 7days and 10 years (default 30days)".to_owned(),
-                });
-            }
-        }
-        limits_from_sources(&mut config, &file_limits, &env)?;
+        // Stored inbound events are also what deduplicates a provider's
+        // retries (Stripe retries for 3 days), and a delivery can be
+        // retried for about as long: a shorter retention would forget them.
+        config.retention = read.duration(
+            "retention",
+            "GATEWAY_RETENTION",
+            file.retention.clone(),
+            config.retention,
+            Duration::from_secs(7 * 24 * 3600)..=Duration::from_secs(10 * 365 * 24 * 3600),
+        )?;
+        limits_from_sources(&mut config, &file_limits, &read)?;
         config.egress_allow_http = match env("GATEWAY_EGRESS_ALLOW_HTTP") {
             Some(text) => Some(matches!(text.trim(), "1" | "true" | "yes")),
             None => file.egress_allow_http,
@@ -651,124 +634,153 @@ impl Config {
 fn limits_from_sources(
     config: &mut Config,
     file: &FileConfig,
-    env: &dyn Fn(&str) -> Option<String>,
+    read: &Sources<'_>,
 ) -> Result<(), ConfigError> {
-    let number =
-        |name: &'static str, variable: &str, from_file: Option<usize>, default: usize| match env(variable) {
-            Some(text) => parse_number(name, &text),
-            None => Ok(from_file.unwrap_or(default)),
-        };
-    let small = |name: &'static str, value: usize| {
-        u32::try_from(value).map_err(|_| ConfigError::Invalid {
-            name,
-            message: "too large".to_owned(),
-        })
-    };
-    let duration =
-        |name: &'static str, variable: &str, from_file: &Option<String>, default: Duration| match env(
-            variable,
-        )
-        .or_else(|| from_file.clone())
-        {
-            Some(text) => humantime::parse_duration(text.trim()).map_err(|_| ConfigError::Invalid {
-                name,
-                message: format!("{text:?} is not a duration such as 10s or 30m"),
-            }),
-            None => Ok(default),
-        };
-    let at_least = |name: &'static str, value: Duration, least: Duration| {
-        if value < least {
-            Err(ConfigError::Invalid {
-                name,
-                message: format!("must be at least {}", humantime::format_duration(least)),
-            })
-        } else {
-            Ok(value)
-        }
-    };
-    let burst = number(
-        "rate_limit_burst",
-        "GATEWAY_RATE_LIMIT_BURST",
-        file.rate_limit_burst.map(|n| n as usize),
-        config.rate_limit_burst as usize,
-    )?;
-    config.rate_limit_burst = small("rate_limit_burst", burst)?.max(config.rate_limit_per_second);
-    let failures = number(
+    config.rate_limit_burst = read
+        .number(
+            "rate_limit_burst",
+            "GATEWAY_RATE_LIMIT_BURST",
+            file.rate_limit_burst,
+            config.rate_limit_burst,
+            ..,
+        )?
+        .max(config.rate_limit_per_second);
+    config.auth_failures_per_minute = read.number(
         "auth_failures_per_minute",
         "GATEWAY_AUTH_FAILURES_PER_MINUTE",
-        file.auth_failures_per_minute.map(|n| n as usize),
-        config.auth_failures_per_minute as usize,
+        file.auth_failures_per_minute,
+        config.auth_failures_per_minute,
+        ..,
     )?;
-    config.auth_failures_per_minute = small("auth_failures_per_minute", failures)?;
-    let least = Duration::from_millis(100);
-    config.request_head_timeout = at_least(
+    let deadline = Duration::from_millis(100)..;
+    config.request_head_timeout = read.duration(
         "request_head_timeout",
-        duration(
-            "request_head_timeout",
-            "GATEWAY_REQUEST_HEAD_TIMEOUT",
-            &file.request_head_timeout,
-            config.request_head_timeout,
-        )?,
-        least,
+        "GATEWAY_REQUEST_HEAD_TIMEOUT",
+        file.request_head_timeout.clone(),
+        config.request_head_timeout,
+        deadline.clone(),
     )?;
-    config.body_read_timeout = at_least(
+    config.body_read_timeout = read.duration(
         "body_read_timeout",
-        duration(
-            "body_read_timeout",
-            "GATEWAY_BODY_TIMEOUT",
-            &file.body_read_timeout,
-            config.body_read_timeout,
-        )?,
-        least,
+        "GATEWAY_BODY_TIMEOUT",
+        file.body_read_timeout.clone(),
+        config.body_read_timeout,
+        deadline,
     )?;
-    config.keep_alive = duration(
+    config.keep_alive = read.duration(
         "keep_alive",
         "GATEWAY_KEEP_ALIVE",
-        &file.keep_alive,
+        file.keep_alive.clone(),
         config.keep_alive,
+        ..,
     )?;
-    config.client_disconnect_timeout = duration(
+    config.client_disconnect_timeout = read.duration(
         "client_disconnect_timeout",
         "GATEWAY_DISCONNECT_TIMEOUT",
-        &file.client_disconnect_timeout,
+        file.client_disconnect_timeout.clone(),
         config.client_disconnect_timeout,
+        ..,
     )?;
-    config.max_connections = number(
+    config.max_connections = read.number(
         "max_connections",
         "GATEWAY_MAX_CONNECTIONS",
         file.max_connections,
         config.max_connections,
+        1..,
     )?;
-    if config.max_connections == 0 {
-        return Err(ConfigError::Invalid {
-            name: "max_connections",
-            message: "must be at least 1".to_owned(),
-        });
-    }
-    let backlog = number(
-        "backlog",
-        "GATEWAY_BACKLOG",
-        file.backlog.map(|n| n as usize),
-        config.backlog as usize,
-    )?;
-    config.backlog = small("backlog", backlog)?.max(1);
-    config.live_per_merchant = number(
+    config.backlog = read
+        .number("backlog", "GATEWAY_BACKLOG", file.backlog, config.backlog, ..)?
+        .max(1);
+    config.live_per_merchant = read.number(
         "live_per_merchant",
         "GATEWAY_LIVE_PER_MERCHANT",
         file.live_per_merchant,
         config.live_per_merchant,
+        ..,
     )?;
-    config.live_stream_max = at_least(
+    config.live_stream_max = read.duration(
         "live_stream_max",
-        duration(
-            "live_stream_max",
-            "GATEWAY_LIVE_STREAM_MAX",
-            &file.live_stream_max,
-            config.live_stream_max,
-        )?,
-        Duration::from_secs(1),
+        "GATEWAY_LIVE_STREAM_MAX",
+        file.live_stream_max.clone(),
+        config.live_stream_max,
+        Duration::from_secs(1)..,
     )?;
     Ok(())
+}
+
+/// Where a setting comes from: its `GATEWAY_*` variable, else its file key,
+/// else the default; then checked against the range it may take.
+struct Sources<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Sources<'_> {
+    /// A whole number of type `T` within `range`.
+    fn number<T>(
+        &self,
+        name: &'static str,
+        variable: &str,
+        file: Option<T>,
+        default: T,
+        range: impl RangeBounds<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: TryFrom<usize> + PartialOrd + Copy + fmt::Display,
+    {
+        let value = match (self.env)(variable) {
+            Some(text) => T::try_from(parse_number(name, &text)?).map_err(|_| ConfigError::Invalid {
+                name,
+                message: format!("{} is too large", text.trim()),
+            })?,
+            None => file.unwrap_or(default),
+        };
+        within(name, value, &range, |n| n.to_string())
+    }
+
+    /// A duration such as `10s` or `30days` within `range`.
+    fn duration(
+        &self,
+        name: &'static str,
+        variable: &str,
+        file: Option<String>,
+        default: Duration,
+        range: impl RangeBounds<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let value = match (self.env)(variable).or(file) {
+            Some(text) => humantime::parse_duration(text.trim()).map_err(|_| ConfigError::Invalid {
+                name,
+                message: format!("{text:?} is not a duration such as 30s or 15m"),
+            })?,
+            None => default,
+        };
+        within(name, value, &range, |d| humantime::format_duration(d).to_string())
+    }
+}
+
+/// `value` if `range` holds it, else an error naming the setting and its bounds.
+fn within<T: PartialOrd + Copy>(
+    name: &'static str,
+    value: T,
+    range: &impl RangeBounds<T>,
+    show: impl Fn(T) -> String,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let bound = |bound: Bound<&T>| match bound {
+        Bound::Included(at) | Bound::Excluded(at) => Some(show(*at)),
+        Bound::Unbounded => None,
+    };
+    let allowed = match (bound(range.start_bound()), bound(range.end_bound())) {
+        (Some(least), Some(most)) => format!("use {least} to {most}"),
+        (Some(least), None) => format!("must be at least {least}"),
+        (None, Some(most)) => format!("must be at most {most}"),
+        (None, None) => String::new(),
+    };
+    Err(ConfigError::Invalid {
+        name,
+        message: format!("{}: {allowed}", show(value)),
+    })
 }
 
 /// What a production configuration must not set: the mock provider's settings.
@@ -949,6 +961,25 @@ mod tests {
     #[test]
     fn invalid_values_are_refused() {
         assert!(Config::from_sources(Some("nope = 1"), &env(&[])).is_err());
+        // Out of range: the message says which values the setting takes.
+        let retention = Config::from_sources(None, &env(&[("GATEWAY_RETENTION", "1day")]))
+            .unwrap_err()
+            .to_string();
+        assert!(retention.contains("1day: use 7days to"), "{retention}");
+        let body = Config::from_sources(None, &env(&[("GATEWAY_MAX_BODY_BYTES", "10")]))
+            .unwrap_err()
+            .to_string();
+        assert!(body.contains("10: must be at least 1024"), "{body}");
+        let per_merchant = Config::from_sources(
+            None,
+            &env(&[
+                ("GATEWAY_WEBHOOK_CONCURRENCY", "8"),
+                ("GATEWAY_WEBHOOK_PER_MERCHANT", "9"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(per_merchant.contains("9: use 1 to 8"), "{per_merchant}");
         assert!(Config::from_sources(None, &env(&[("GATEWAY_LOG_FORMAT", "xml")])).is_err());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_MASTER_KEY", "short")])).is_err());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_DATABASE_URL", "mysql://x")])).is_err());
