@@ -445,6 +445,16 @@ impl TestServer {
 }
 
 /// `{"amount": …, "currency": "USD", "payment_method": …}` with extra fields.
+/// A `Stripe-Signature` header for `body`, signed with `secret` now (by
+/// gateway-stripe's own test signer).
+pub fn stripe_signature(body: &str, secret: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_secs() as i64;
+    gateway_stripe::generate_test_header(body.as_bytes(), secret, now)
+}
+
 pub fn payment_body(amount: &str, method: &str, extra: &str) -> String {
     let extra = if extra.is_empty() {
         String::new()

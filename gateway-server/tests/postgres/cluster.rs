@@ -532,6 +532,21 @@ async fn key_id(server: &TestServer, key: &str) -> String {
         .to_owned()
 }
 
+/// Revokes `key` through `server`, with the key itself.
+async fn revoke(server: &TestServer, key: &str) {
+    let id = key_id(server, key).await;
+    let revoked = server
+        .send(
+            "DELETE",
+            &format!("/v1/merchant/api_keys/{id}"),
+            Some(key),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+}
+
 #[actix_web::test]
 async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second() {
     let a = TestServer::start().await;
@@ -539,17 +554,7 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second()
     let (_, key) = a.merchant(ALL_SCOPES).await;
     // B has checked the key and trusts it from its cache.
     assert_eq!(b.get_as(&key, "/v1/payments").await.status, StatusCode::OK);
-    let id = key_id(&a, &key).await;
-    let revoked = a
-        .send(
-            "DELETE",
-            &format!("/v1/merchant/api_keys/{id}"),
-            Some(&key),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    revoke(&a, &key).await;
     assert_eq!(
         a.get_as(&key, "/v1/payments").await.status,
         StatusCode::UNAUTHORIZED
@@ -567,7 +572,6 @@ async fn an_event_stream_on_another_instance_ends_when_its_key_is_revoked() {
     let a = TestServer::start().await;
     let b = a.another_instance().await;
     let (_, key) = a.merchant(ALL_SCOPES).await;
-    let id = key_id(&a, &key).await;
     let payment = a
         .post_as(
             &key,
@@ -594,16 +598,7 @@ async fn an_event_stream_on_another_instance_ends_when_its_key_is_revoked() {
         body.map(|body| String::from_utf8_lossy(&body.unwrap_or_default()).into_owned())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let revoked = a
-        .send(
-            "DELETE",
-            &format!("/v1/merchant/api_keys/{id}"),
-            Some(&key),
-            &[],
-            None,
-        )
-        .await;
-    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    revoke(&a, &key).await;
     let revoked_at = Instant::now();
     let text = reading.await.unwrap().expect("B's stream ended");
     assert!(

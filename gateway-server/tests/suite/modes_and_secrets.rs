@@ -213,11 +213,7 @@ fn stripe_event(id: &str, secret: &str, livemode: bool) -> (String, String) {
         "data": {"object": fixture_intent(json!({"id": "pi_not_ours", "status": "succeeded"}))}
     })
     .to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = gateway_stripe::generate_test_header(event.as_bytes(), secret, now);
+    let header = crate::common::stripe_signature(&event, secret);
     (event, header)
 }
 

@@ -74,11 +74,7 @@ async fn deliver_stripe(server: &TestServer, merchant: &str, id: &str, event_typ
         "type": event_type, "data": {"object": refund}
     })
     .to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = gateway_stripe::generate_test_header(event.as_bytes(), SECRET, now);
+    let header = crate::common::stripe_signature(&event, SECRET);
     let reply = server
         .send(
             "POST",

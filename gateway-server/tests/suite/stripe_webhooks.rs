@@ -122,11 +122,7 @@ async fn an_old_api_version_event_missing_fields_is_resolved_through_the_provide
         "data": {"object": {"id": "pi_stub_old", "object": "payment_intent", "status": "succeeded"}}
     })
     .to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = gateway_stripe::generate_test_header(event.as_bytes(), secret, now);
+    let header = crate::common::stripe_signature(&event, secret);
     let path = format!("/v1/webhooks/stripe/{merchant}");
     let reply = server
         .send(
