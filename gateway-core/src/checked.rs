@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -19,10 +20,30 @@ use crate::provider::{
 use crate::refund::Refund;
 use crate::webhook::{ProviderEvent, VerifiedWebhook, WebhookError, WebhookRequest};
 
+/// One call a [`CheckedProvider`] made or refused, as its observer is told of it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ObservedCall<'a> {
+    /// The provider's name.
+    pub provider: &'a str,
+    /// The operation (`create_intent`, `confirm_intent`, …).
+    pub operation: &'static str,
+    /// How it ended.
+    pub outcome: Result<(), &'a ProviderError>,
+    /// How long the provider took to answer (about zero for a call refused
+    /// before it was sent, e.g. [`ProviderError::Unsupported`]).
+    pub elapsed: Duration,
+}
+
 /// Told the outcome of every call a [`CheckedProvider`] makes or refuses.
 pub trait ProviderObserver: Send + Sync + 'static {
     /// `operation` (`create_intent`, …) on `provider` ended with `outcome`.
     fn observe(&self, provider: &str, operation: &'static str, outcome: Result<(), &ProviderError>);
+
+    /// The call with its timing; by default [`ProviderObserver::observe`] of its outcome.
+    fn observe_call(&self, call: &ObservedCall<'_>) {
+        self.observe(call.provider, call.operation, call.outcome);
+    }
 }
 
 /// A provider behind its capability checks and an optional observer.
@@ -49,10 +70,16 @@ impl CheckedProvider {
     fn observe<T>(
         &self,
         operation: &'static str,
+        started: Instant,
         result: Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
         if let Some(observer) = &self.observer {
-            observer.observe(self.inner.name(), operation, result.as_ref().map(|_| ()));
+            observer.observe_call(&ObservedCall {
+                provider: self.inner.name(),
+                operation,
+                outcome: result.as_ref().map(|_| ()),
+                elapsed: started.elapsed(),
+            });
         }
         result
     }
@@ -69,18 +96,20 @@ impl CheckedProvider {
         }
     }
 
-    /// Runs `call` if `check` passed, and reports the outcome either way.
+    /// Runs `call` if `check` passed, and reports the outcome (and how long
+    /// the call took) either way.
     async fn run<T>(
         &self,
         operation: &'static str,
         check: Result<(), ProviderError>,
         call: impl Future<Output = Result<T, ProviderError>> + Send,
     ) -> Result<T, ProviderError> {
+        let started = Instant::now();
         let result = match check {
             Ok(()) => call.await,
             Err(refused) => Err(refused),
         };
-        self.observe(operation, result)
+        self.observe(operation, started, result)
     }
 
     /// Whether `amount` of the intent is less than `of(intent)`: asked of the
@@ -164,7 +193,8 @@ impl PaymentProvider for CheckedProvider {
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent, ProviderError> {
-        self.observe("retrieve_intent", self.inner.retrieve_intent(intent_id).await)
+        self.run("retrieve_intent", Ok(()), self.inner.retrieve_intent(intent_id))
+            .await
     }
 
     async fn update_intent(
@@ -188,10 +218,12 @@ impl PaymentProvider for CheckedProvider {
         request: ConfirmIntent,
         key: &IdempotencyKey,
     ) -> Result<PaymentIntent, ProviderError> {
-        self.observe(
+        self.run(
             "confirm_intent",
-            self.inner.confirm_intent(intent_id, request, key).await,
+            Ok(()),
+            self.inner.confirm_intent(intent_id, request, key),
         )
+        .await
     }
 
     async fn capture_intent(
@@ -214,10 +246,12 @@ impl PaymentProvider for CheckedProvider {
         request: CancelIntent,
         key: &IdempotencyKey,
     ) -> Result<PaymentIntent, ProviderError> {
-        self.observe(
+        self.run(
             "cancel_intent",
-            self.inner.cancel_intent(intent_id, request, key).await,
+            Ok(()),
+            self.inner.cancel_intent(intent_id, request, key),
         )
+        .await
     }
 
     async fn create_refund(
@@ -234,7 +268,8 @@ impl PaymentProvider for CheckedProvider {
     }
 
     async fn retrieve_refund(&self, refund_id: &str) -> Result<Refund, ProviderError> {
-        self.observe("retrieve_refund", self.inner.retrieve_refund(refund_id).await)
+        self.run("retrieve_refund", Ok(()), self.inner.retrieve_refund(refund_id))
+            .await
     }
 
     async fn create_customer(
@@ -301,7 +336,8 @@ impl PaymentProvider for CheckedProvider {
     }
 
     async fn interpret_webhook(&self, webhook: &VerifiedWebhook) -> Result<ProviderEvent, ProviderError> {
-        self.observe("interpret_webhook", self.inner.interpret_webhook(webhook).await)
+        self.run("interpret_webhook", Ok(()), self.inner.interpret_webhook(webhook))
+            .await
     }
 }
 

@@ -230,6 +230,17 @@ impl ProviderError {
         }
     }
 
+    /// The HTTP status of the provider's answer, where the error kept one
+    /// (an outage or an unreadable answer with a response).
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ProviderError::Unavailable { status, .. } | ProviderError::OutcomeUnknown { status, .. } => {
+                *status
+            }
+            _ => None,
+        }
+    }
+
     /// The intent the provider returned with a decline, as it stands after it.
     pub fn intent(&self) -> Option<&PaymentIntent> {
         match self {

@@ -28,7 +28,7 @@ pub mod testing;
 pub use bus::{
     BusError, DispatchHandle, EventBus, EventBusBuilder, HandlerOutcome, Publication, WaitError, Watch,
 };
-pub use checked::{CheckedProvider, ProviderObserver};
+pub use checked::{CheckedProvider, ObservedCall, ProviderObserver};
 pub use customer::{CardDetails, Customer, SavedPaymentMethod};
 pub use error::{ErrorSource, ProviderError, ProviderErrorKind};
 pub use events::{

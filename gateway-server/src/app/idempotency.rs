@@ -35,6 +35,7 @@ use gateway_core::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::app::core::Core;
 use crate::app::leases::{Renewal, LEASE_MS};
 use crate::app::payments::{commit_and_publish, IntentUpdate};
+use crate::app::timeline;
 use crate::domain::error::{ApiError, Status};
 use crate::domain::records::StoredResponse;
 use crate::domain::scopes::Caller;
@@ -204,12 +205,70 @@ fn fingerprint(request: &IdempotentRequest<'_>) -> String {
     sha256_hex(&material)
 }
 
+/// Which payment a POST is about, for its timeline (`app::timeline`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum About<'a> {
+    /// No payment: nothing is recorded.
+    Nothing,
+    /// The payment it creates: the id reserved for the request.
+    CreatedPayment,
+    /// A stored payment (confirm, capture, cancel, refund).
+    Payment(&'a str),
+}
+
 /// Runs `handler` once per merchant key of `caller`, storing and replaying
 /// its outcome, and resuming it when it ended without one.
 pub(crate) async fn run<F, Fut>(
     state: &Core,
     caller: &Caller,
     request: IdempotentRequest<'_>,
+    handler: F,
+) -> Result<Reply, ApiError>
+where
+    F: FnOnce(Attempt) -> Fut,
+    Fut: Future<Output = Result<Outcome, ApiError>>,
+{
+    run_about(state, caller, request, About::Nothing, handler).await
+}
+
+/// [`run`] for a POST about a payment: the request, how it was answered
+/// (replayed or not) and the provider calls of its run go on the payment's
+/// timeline, with the run's changes (a replay, or an answer that changed
+/// nothing, in a small commit of its own). The use case says which payment
+/// once it has found it (`timeline::concerns`); a replay names it from `about`.
+pub(crate) async fn run_about<F, Fut>(
+    state: &Core,
+    caller: &Caller,
+    request: IdempotentRequest<'_>,
+    about: About<'_>,
+    handler: F,
+) -> Result<Reply, ApiError>
+where
+    F: FnOnce(Attempt) -> Fut,
+    Fut: Future<Output = Result<Outcome, ApiError>>,
+{
+    if matches!(about, About::Nothing) {
+        return run_once(state, caller, request, about, handler).await;
+    }
+    timeline::recorded(state, timeline::Leftovers::Commit, async {
+        let key = request.key.ok().flatten();
+        timeline::request(request.method, request.path, key);
+        let reply = run_once(state, caller, request, about, handler).await;
+        match &reply {
+            Ok(reply) => timeline::answered(reply.status.as_u16(), reply.replayed),
+            Err(error) => timeline::answered(error.status().as_u16(), false),
+        }
+        reply
+    })
+    .await
+}
+
+/// [`run`], the timeline aside.
+async fn run_once<F, Fut>(
+    state: &Core,
+    caller: &Caller,
+    request: IdempotentRequest<'_>,
+    about: About<'_>,
     handler: F,
 ) -> Result<Reply, ApiError>
 where
@@ -236,7 +295,8 @@ where
     let mut lease: Option<Renewal> = None;
     let found = loop {
         let found = lookup(state, auth, &key, &fingerprint).await?;
-        if let Found::Done(response) = found {
+        if let Found::Done(response, resource) = found {
+            replay_concerns(auth, about, resource.as_deref());
             return Ok(response);
         }
         if !state.store.leases_are_shared() {
@@ -247,8 +307,9 @@ where
             let held = Renewal::start(state.store.clone(), lease_name.clone(), owner.clone(), LEASE_MS);
             // The holder before may have stored its response and let go between our two reads.
             let found = lookup(state, auth, &key, &fingerprint).await?;
-            if let Found::Done(response) = found {
+            if let Found::Done(response, resource) = found {
                 held.release_now().await;
+                replay_concerns(auth, about, resource.as_deref());
                 return Ok(response);
             }
             lease = Some(held);
@@ -263,7 +324,7 @@ where
             let attempt = Attempt::new(&auth.merchant_id, resource_id, None, true)?;
             (record, attempt)
         }
-        Found::Nothing | Found::Done(_) => {
+        Found::Nothing | Found::Done(..) => {
             let resource_id = new_id();
             let record = IdempotencyRow {
                 merchant_id: auth.merchant_id.to_string(),
@@ -288,12 +349,25 @@ where
     response
 }
 
+/// Tells the timeline which payment a replayed answer is about: the one
+/// the request names, or the one it created (its record's reserved id).
+fn replay_concerns(caller: &Caller, about: About<'_>, resource: Option<&str>) {
+    let payment = match about {
+        About::Nothing => None,
+        About::CreatedPayment => resource,
+        About::Payment(id) => Some(id),
+    };
+    if let Some(payment) = payment {
+        timeline::concerns(&caller.merchant_id, payment);
+    }
+}
+
 /// What the store holds for a key, for this request.
 enum Found {
     /// No record, or an expired one.
     Nothing,
-    /// The stored response.
-    Done(Reply),
+    /// The stored response, and the id the request reserved.
+    Done(Reply, Option<String>),
     /// The record of this request, in progress or ended without an answer.
     InProgress(IdempotencyRow),
 }
@@ -318,11 +392,14 @@ async fn lookup(state: &Core, auth: &Caller, key: &str, fingerprint: &str) -> Re
         .with_param(HEADER));
     }
     Ok(match stored.response {
-        Some(response) => Found::Done(Reply {
-            status: Status::from_u16(response.status).unwrap_or(Status::OK),
-            body: response.body,
-            replayed: true,
-        }),
+        Some(response) => Found::Done(
+            Reply {
+                status: Status::from_u16(response.status).unwrap_or(Status::OK),
+                body: response.body,
+                replayed: true,
+            },
+            stored.resource_id,
+        ),
         None => Found::InProgress(stored),
     })
 }
@@ -349,6 +426,8 @@ async fn finish(
         });
         outcome.changes.push(Change::SaveIdempotency(record));
     }
+    // The request's timeline entry commits with its answer.
+    timeline::answered(outcome.status.as_u16(), false);
     commit_and_publish(state, outcome.changes, &outcome.updates)
         .await
         .map_err(|error| match error {

@@ -23,7 +23,8 @@ use gateway_core::{
 
 use crate::app::core::Core;
 use crate::app::payments::{apply_intent_change, apply_refund, commit_and_publish, ChangeSource};
-use crate::store::{Change, EventKey, StoreError, WebhookEventRow};
+use crate::app::timeline;
+use crate::store::{Change, EventKey, StoreError, WebhookEventRow, EVENT_ALREADY_PROCESSED};
 use crate::support::clock::now_ms;
 
 /// Processing attempts before an event is set aside (marked processed with its last error).
@@ -97,7 +98,8 @@ pub(crate) async fn process_stored(state: &Core, row: WebhookEventRow) -> Proces
 
 async fn process_locked(state: &Core, row: WebhookEventRow) -> Processed {
     let key = &row.key;
-    match apply(state, &row).await {
+    let applied = timeline::recorded(state, timeline::Leftovers::Commit, apply(state, &row)).await;
+    match applied {
         Ok(processed) => processed,
         Err(Failure::Conflict) => Processed::AlreadyDone,
         Err(Failure::Retry(error)) => {
@@ -223,8 +225,28 @@ async fn apply(state: &Core, row: &WebhookEventRow) -> Result<Processed, Failure
         update.event_id = event.id.clone();
     }
     changes.push(finish(key, None));
-    commit_and_publish(state, changes, &updates).await?;
-    Ok(Processed::Done)
+    // The event goes on the payment's timeline with what it changed.
+    timeline::concerns(&payment.merchant_id, &payment.id);
+    timeline::note(row.received_at, received(row, false));
+    match commit_and_publish(state, changes, &updates).await {
+        Ok(()) => Ok(Processed::Done),
+        Err(StoreError::Conflict(EVENT_ALREADY_PROCESSED)) => {
+            // A second delivery of an event applied before: recorded alone, as a duplicate.
+            timeline::note(row.received_at, received(row, true));
+            Err(Failure::Conflict)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The timeline entry of a provider webhook about a payment.
+fn received(row: &WebhookEventRow, duplicate: bool) -> timeline::Entry {
+    timeline::Entry::WebhookReceived {
+        provider: row.key.provider.clone(),
+        event_id: row.key.event_id.clone(),
+        event_type: row.event_type.clone(),
+        duplicate,
+    }
 }
 
 /// The intent state to apply for an intent event: the event's own snapshot

@@ -27,6 +27,7 @@ pub(crate) mod reconcile_refunds;
 pub(crate) mod refunds;
 pub(crate) mod resolve;
 pub(crate) mod retention;
+pub(crate) mod timeline;
 
 use crate::domain::error::{ApiError, Status};
 use crate::store::StoreError;

@@ -204,6 +204,8 @@ pub(crate) async fn commit_and_publish(
     updates: &[IntentUpdate],
 ) -> Result<(), StoreError> {
     let queued = crate::app::outbound::outbox_changes(state, updates, &mut changes).await?;
+    // The timeline's entries for these changes commit with them.
+    crate::app::timeline::add_to_commit(&mut changes, updates);
     state.store.commit(changes).await?;
     publish_committed(state, updates);
     if queued {
@@ -240,9 +242,11 @@ pub(crate) fn bus_changes(update: &IntentUpdate, received_at: i64) -> Vec<Intent
 }
 
 /// Called once the changes behind `updates` are committed: publishes each on
-/// the event bus (handlers and watchers).
+/// the event bus (handlers and watchers); the handlers' outcomes are then
+/// recorded on the payment's timeline.
 pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
     let received_at = now_ms() / 1000;
+    let has_handlers = !updates.is_empty() && !state.bus.handler_names().is_empty();
     for update in updates {
         tracing::debug!(
             merchant = %update.merchant_id,
@@ -255,10 +259,16 @@ pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
             status = %update.status,
             "payment changed"
         );
+        let mut dispatched = Vec::new();
         for change in bus_changes(update, received_at) {
             // Handlers run in the background; a duplicate event id is dropped by the bus.
-            drop(state.bus.publish(change));
+            let publication = state.bus.publish(change);
+            if has_handlers && !publication.is_duplicate() {
+                dispatched.push(publication);
+            }
         }
+        // How the handlers fare goes on the payment's timeline, recorded once they are done.
+        crate::app::timeline::record_handlers(state, update, dispatched);
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use gateway_core::{
-    build_provider, CheckedProvider, PaymentProvider, ProviderConfig, ProviderError, ProviderObserver,
+    build_provider, CheckedProvider, ObservedCall, PaymentProvider, ProviderConfig, ProviderError,
+    ProviderObserver,
 };
 
 use crate::app::invalidation::CACHE_TTL;
@@ -23,7 +24,8 @@ use crate::support::ids::{hex, random_bytes, RandomUnavailable};
 use crate::support::metrics::Metrics;
 
 /// Counts and logs every provider call (the observer of each account's
-/// [`CheckedProvider`], which also enforces the provider's capabilities).
+/// [`CheckedProvider`], which also enforces the provider's capabilities),
+/// and records it on the timeline of the payment it was made for (`app::timeline`).
 struct CallMetrics(Arc<Metrics>);
 
 impl ProviderObserver for CallMetrics {
@@ -39,6 +41,12 @@ impl ProviderObserver for CallMetrics {
                 tracing::warn!(provider, operation, %error, "provider error");
             }
         }
+    }
+
+    /// Counts the call, and puts it on the timeline of the payment whose run made it.
+    fn observe_call(&self, call: &ObservedCall<'_>) {
+        self.observe(call.provider, call.operation, call.outcome);
+        crate::app::timeline::record_call(call);
     }
 }
 

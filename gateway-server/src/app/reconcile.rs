@@ -97,6 +97,15 @@ pub(crate) async fn reconcile_pending_now(state: &Core, concurrency: usize) -> u
 
 /// Retrieves one payment's intent and applies it.
 pub(crate) async fn reconcile_one(state: &Core, row: PaymentRow) {
+    crate::app::timeline::recorded(state, crate::app::timeline::Leftovers::Commit, async {
+        crate::app::timeline::concerns(&row.merchant_id, &row.id);
+        reconcile_recorded(state, row).await
+    })
+    .await
+}
+
+/// The work of [`reconcile_one`], recorded on the payment's timeline.
+async fn reconcile_recorded(state: &Core, row: PaymentRow) {
     let _guard = state.payment_locks.lock(row.id.clone()).await;
     let Ok(Some(mut row)) = state.store.payment(&row.merchant_id, &row.id).await else {
         return;

@@ -39,6 +39,15 @@ pub(crate) async fn reconcile_refunds(state: &Arc<Core>, updated_before: i64, co
 /// still unsettled is touched (`updated_at`), so it is asked about again
 /// only after another reconcile age, across restarts too.
 pub(crate) async fn reconcile_refund(state: &Core, row: RefundRow) {
+    crate::app::timeline::recorded(state, crate::app::timeline::Leftovers::Commit, async {
+        crate::app::timeline::concerns(&row.merchant_id, &row.payment_id);
+        reconcile_refund_recorded(state, row).await
+    })
+    .await
+}
+
+/// The work of [`reconcile_refund`], recorded on the payment's timeline.
+async fn reconcile_refund_recorded(state: &Core, row: RefundRow) {
     let _guard = state.payment_locks.lock(row.payment_id.clone()).await;
     let Ok(Some(mut payment)) = state.store.payment(&row.merchant_id, &row.payment_id).await else {
         return;

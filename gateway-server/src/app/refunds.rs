@@ -88,7 +88,9 @@ pub(crate) async fn create(
     input: NewRefund,
     post: IdempotentRequest<'_>,
 ) -> Result<Reply, ApiError> {
-    idempotency::run(core, caller, post, |mut attempt| async move {
+    let refunded = input.payment_id.clone();
+    let about = idempotency::About::Payment(&refunded);
+    idempotency::run_about(core, caller, post, about, |mut attempt| async move {
         let payment_id = &input.payment_id;
         let _guard = core.payment_locks.lock(payment_id.clone()).await;
         let mut payment = core
@@ -96,6 +98,8 @@ pub(crate) async fn create(
             .payment(&caller.merchant_id, payment_id)
             .await?
             .ok_or_else(|| ApiError::not_found("payment", payment_id).with_param("payment_id"))?;
+        // The refund request goes on the payment's timeline, refused or not.
+        crate::app::timeline::concerns(&payment.merchant_id, &payment.id);
         let mut stored = core.store.refunds_of_payment(&payment.id).await?;
         let earlier = stored.iter().find(|row| row.id == attempt.resource_id()).cloned();
         let after_earlier_call = earlier.is_some();

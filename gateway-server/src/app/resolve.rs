@@ -73,6 +73,15 @@ pub(crate) async fn resolve_unresolved(state: &Arc<Core>, after: Duration) -> us
 
 /// Resolves one payment under its lock, if it still waits on the same call.
 async fn resolve_one(state: &Core, seen: PaymentRow) -> bool {
+    crate::app::timeline::recorded(state, crate::app::timeline::Leftovers::Commit, async {
+        crate::app::timeline::concerns(&seen.merchant_id, &seen.id);
+        resolve_one_recorded(state, seen).await
+    })
+    .await
+}
+
+/// The work of [`resolve_one`], recorded on the payment's timeline.
+async fn resolve_one_recorded(state: &Core, seen: PaymentRow) -> bool {
     let _guard = state.payment_locks.lock(seen.id.clone()).await;
     let row = match state.store.payment(&seen.merchant_id, &seen.id).await {
         Ok(Some(row)) if row.version == seen.version && row.pending_step.is_some() => row,
@@ -139,6 +148,15 @@ async fn resolve_one(state: &Core, seen: PaymentRow) -> bool {
 
 /// Asks the provider again for one written-ahead refund, under its payment's lock.
 async fn resolve_refund(state: &Core, draft: RefundRow) -> bool {
+    crate::app::timeline::recorded(state, crate::app::timeline::Leftovers::Commit, async {
+        crate::app::timeline::concerns(&draft.merchant_id, &draft.payment_id);
+        resolve_refund_recorded(state, draft).await
+    })
+    .await
+}
+
+/// The work of [`resolve_refund`], recorded on the payment's timeline.
+async fn resolve_refund_recorded(state: &Core, draft: RefundRow) -> bool {
     if draft.created_at < now_ms() - REFUND_REPLAY_WINDOW_MS {
         tracing::error!(
             refund = %draft.id,

@@ -52,7 +52,8 @@ struct ErrorEnvelope {
         merchant::create_key, merchant::list_keys, merchant::revoke_key, live::wait, live::events,
         webhooks::receive_global, webhooks::receive_merchant, webhooks::list_deliveries,
         webhooks::get_delivery, webhooks::retry_delivery, ops::healthz, ops::readyz, ops::metrics,
-        ops::openapi
+        ops::openapi,
+        payments::timeline
     ),
     components(schemas(ErrorEnvelope, ApiErrorObject)),
     modifiers(&Wire),

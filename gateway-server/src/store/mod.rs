@@ -228,6 +228,17 @@ pub(crate) enum Change {
         merchant_id: String,
         at: i64,
     },
+    /// Appends entries to payment timelines: each only if its payment is
+    /// the merchant's (a replayed answer about another merchant's id, or a
+    /// draft removed in the same commit, records nothing), and, unless its
+    /// kind is `uncapped_kind`, only while the payment holds at most `cap`
+    /// entries of the other kinds (so at most `cap + 1` are kept, plus what
+    /// one commit adds: the one past `cap` says the timeline was cut).
+    InsertTimeline {
+        rows: Vec<TimelineRow>,
+        cap: i64,
+        uncapped_kind: &'static str,
+    },
 }
 
 impl Change {
@@ -404,6 +415,7 @@ pub(crate) trait Store:
     + InboundStore
     + OutboxStore
     + LeaseStore
+    + TimelineStore
     + 'static
 {
     /// Applies every change in one transaction: all or nothing.
@@ -442,3 +454,29 @@ pub(crate) fn amount_e4(minor: i64, exponent: u8) -> i64 {
     let scale = 10i64.pow(u32::from(4u8.saturating_sub(exponent)));
     minor.saturating_mul(scale)
 }
+
+/// One stored entry of a payment's timeline: its kind and its fields as
+/// JSON, which the store keeps without reading (`app::timeline` writes and reads them).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct TimelineRow {
+    /// Filled by the store (insertion order): orders entries of one millisecond.
+    pub(crate) seq: i64,
+    pub(crate) merchant_id: String,
+    pub(crate) payment_id: String,
+    /// When it happened (Unix ms).
+    pub(crate) at: i64,
+    pub(crate) kind: String,
+    pub(crate) detail: String,
+}
+
+/// Payment timelines (see [`Change::InsertTimeline`]).
+#[async_trait]
+pub(crate) trait TimelineStore: Send + Sync {
+    /// The timeline of the merchant's payment, by time then insertion order
+    /// (bounded by the cap its entries were inserted with).
+    async fn timeline(&self, merchant_id: &str, payment_id: &str) -> Result<Vec<TimelineRow>, StoreError>;
+}
+
+/// The [`StoreError::Conflict`] of a [`Change::FinishWebhookEvent`] whose
+/// event was already processed (a duplicate delivery).
+pub(crate) const EVENT_ALREADY_PROCESSED: &str = "the event was already processed";

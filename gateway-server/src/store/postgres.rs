@@ -93,6 +93,11 @@ pub(super) fn migrator() -> Migrator {
             "delivery fairness",
             include_str!("../../migrations/postgres/0008_delivery_fairness.sql"),
         ),
+        migration(
+            10,
+            "payment timeline",
+            include_str!("../../migrations/postgres/0010_payment_timeline.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -88,6 +88,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0007_delivery_fairness.sql")),
             false,
         ),
+        Migration::new(
+            9,
+            Cow::Borrowed("payment timeline"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0009_payment_timeline.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -25,4 +25,5 @@ mod refund_lifecycle;
 mod robustness;
 mod stripe_refunds;
 mod stripe_webhooks;
+mod timeline;
 mod webhooks;

@@ -10,8 +10,9 @@ use serde_json::value::RawValue;
 use super::{load, Steps};
 use crate::app::amounts::amount_in;
 use crate::app::core::Core;
-use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
+use crate::app::idempotency::{self, About, IdempotentRequest, Outcome, Reply};
 use crate::app::payments::ChangeSource;
+use crate::app::timeline;
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::records::PendingStep;
 use crate::domain::scopes::Caller;
@@ -81,9 +82,11 @@ async fn change_payment(
     id: &str,
     check: impl FnOnce(&PaymentRow) -> Result<Call, ApiError>,
 ) -> Result<Reply, ApiError> {
-    idempotency::run(core, caller, post, |mut attempt| async move {
+    idempotency::run_about(core, caller, post, About::Payment(id), |mut attempt| async move {
         let _guard = core.payment_locks.lock(id.to_owned()).await;
         let mut row = load(core, caller, id).await?;
+        // The caller's payment: this request goes on its timeline, refused or not.
+        timeline::concerns(&row.merchant_id, &row.id);
         let call = match check(&row) {
             Ok(call) => call,
             // A retry of a call that reconciliation has since resolved: the payment as it is now.

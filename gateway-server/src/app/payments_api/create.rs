@@ -7,6 +7,7 @@ use super::steps::Steps;
 use crate::app::core::Core;
 use crate::app::idempotency::{self, Attempt, IdempotentRequest, Reply};
 use crate::app::payments::ChangeSource;
+use crate::app::timeline;
 use crate::domain::error::ApiError;
 use crate::domain::records::{PendingStep, ProviderAccount};
 use crate::domain::scopes::Caller;
@@ -128,7 +129,8 @@ pub(crate) async fn create(
     post: IdempotentRequest<'_>,
 ) -> Result<Reply, ApiError> {
     // A replay answers from the stored record: the lookups below run only for a fresh or resumed request.
-    let reply = idempotency::run(core, caller, post, |mut attempt: Attempt| async move {
+    let about = idempotency::About::CreatedPayment;
+    let reply = idempotency::run_about(core, caller, post, about, |mut attempt: Attempt| async move {
         let _guard = core.payment_locks.lock(attempt.resource_id().to_owned()).await;
         // Only a resumed request can have written its row already: a fresh one skips the read.
         let stored = match attempt.resumed() {
@@ -166,6 +168,8 @@ pub(crate) async fn create(
                 (provider, row)
             }
         };
+        // Stored now (written ahead, or by the run this one resumes): the timeline's subject.
+        timeline::concerns(&row.merchant_id, &row.id);
         let mut early = Vec::new();
         if attempt.resumed()
             && input.confirm

@@ -16,6 +16,7 @@ use crate::app::core::Core;
 use crate::app::idempotency::Reply;
 use crate::app::lists::{Page, PageRequest};
 use crate::app::payments::{apply_intent_change, commit_and_publish, ChangeSource};
+use crate::app::timeline;
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
 use crate::domain::views::PaymentView;
@@ -85,16 +86,22 @@ pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<Paymen
         return Ok(row);
     }
     let provider = core.provider_for_payment(&row).await?;
-    match provider.retrieve_intent(&row.intent.id).await {
-        Ok(intent) => {
-            if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
-                commit_and_publish(core, vec![change], &[update]).await?;
+    // The retrieval goes on the timeline when it changed the payment (a read adds no write of its own).
+    timeline::recorded(core, timeline::Leftovers::Drop, async {
+        timeline::concerns(&row.merchant_id, &row.id);
+        match provider.retrieve_intent(&row.intent.id).await {
+            Ok(intent) => {
+                if let Some((change, update)) = apply_intent_change(&mut row, intent, ChangeSource::Reconcile) {
+                    commit_and_publish(core, vec![change], &[update]).await?;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(payment = %row.id, %error, "refreshing the intent failed; showing the stored state")
             }
         }
-        Err(error) => {
-            tracing::warn!(payment = %row.id, %error, "refreshing the intent failed; showing the stored state")
-        }
-    }
+        Ok::<(), ApiError>(())
+    })
+    .await?;
     Ok(row)
 }
 

@@ -86,6 +86,7 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
         &[Store, Provider, Own(409, "Already captured or canceled, or an earlier call's outcome is still unknown (`payment_outcome_unknown`)")],
     ),
     ("get", "/v1/payments/{id}/wait", &[Store]),
+    ("get", "/v1/payments/{id}/timeline", &[Store]),
     ("get", "/v1/payments/{id}/events", &[Store]),
     ("post", "/v1/payments/cards", &[Store, Provider]),
     ("get", "/v1/payments/cards", &[Store]),

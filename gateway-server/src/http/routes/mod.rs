@@ -41,6 +41,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(endpoint("/v1/payments/{id}/confirm").post(payments::confirm))
     .service(endpoint("/v1/payments/{id}/capture").post(payments::capture))
     .service(endpoint("/v1/payments/{id}/cancel").post(payments::cancel))
+    .service(endpoint("/v1/payments/{id}/timeline").get(payments::timeline))
     .service(endpoint("/v1/refunds").post(refunds::create))
     .service(endpoint("/v1/refunds/{id}").get(refunds::get))
     .service(endpoint("/v1/merchant").get(merchant::get))

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::app::amounts::parse_currency;
 use crate::app::core::Core;
 use crate::app::payments_api::{self, Cancel, Capture, Confirm, NewPayment};
+use crate::app::timeline::{self as app_timeline, TimelineEntry};
 pub(crate) use crate::domain::views::PaymentView;
 use crate::http::auth::{Auth, PaymentsRead, PaymentsWrite};
 use crate::http::body::parse_amount;
@@ -407,6 +408,36 @@ pub(crate) async fn cancel(
     Ok(Replied(
         payments_api::cancel(&core, &auth, &id, value, post.request()).await?,
     ))
+}
+
+/// A payment's timeline as documented: every entry at once, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PaymentTimeline {
+    /// Always `list`.
+    object: &'static str,
+    data: Vec<TimelineEntry>,
+    /// Whether entries past the per-payment cap (200 besides status changes) were dropped.
+    truncated: bool,
+}
+
+/// A payment's history, oldest first: the API requests about it (replayed
+/// or not), its provider calls (latency, outcome), provider webhooks
+/// (duplicates too), status changes (from → to, source), handler outcomes
+/// and merchant webhook deliveries. Bounded: at most 200 entries besides
+/// status changes are kept per payment (then `truncated` is true), and the
+/// whole list is answered at once. It holds no secret and no body.
+#[utoipa::path(get, path = "/v1/payments/{id}/timeline", tag = "payments",
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, description = "The payment's timeline", body = PaymentTimeline),
+              (status = 404, description = "No such payment for this merchant")),
+    security(("api_key" = ["payments:read"])))]
+pub(crate) async fn timeline(
+    core: web::Data<Core>,
+    auth: Auth<PaymentsRead>,
+    id: PaymentId,
+) -> Result<Success, ApiError> {
+    Ok(Success::of(&app_timeline::timeline(&core, &auth, &id).await?))
 }
 
 #[cfg(test)]

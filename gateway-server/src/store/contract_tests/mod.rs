@@ -10,6 +10,7 @@
 mod fairness;
 mod records;
 mod refunds;
+mod timeline;
 mod webhooks;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use serde_json::json;
 use self::fairness::*;
 use self::records::*;
 use self::refunds::*;
+use self::timeline::*;
 use self::webhooks::*;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
@@ -118,6 +120,9 @@ contract!(
     an_endpoint_that_keeps_failing_is_backed_off_as_a_whole,
     retention_prunes_old_finished_rows_in_bounded_batches,
     concurrent_claims_never_share_a_row_nor_give_one_merchant_a_batch,
+    timeline_entries_commit_with_their_payment_in_time_order,
+    timelines_stop_at_their_cap_except_status_changes,
+    a_removed_draft_takes_its_timeline_with_it,
 );
 
 const NOW: i64 = 1_700_000_000_000;

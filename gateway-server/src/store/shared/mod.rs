@@ -20,6 +20,8 @@
 mod reads;
 #[macro_use]
 mod writes;
+#[macro_use]
+mod timeline;
 
 /// Expands the shared statements for one backend (see the module docs).
 macro_rules! shared_statements {
@@ -34,5 +36,6 @@ macro_rules! shared_statements {
 
         shared_writes!($db);
         shared_reads!($store, $db, $pool, $lock);
+        shared_timeline!($store, $db, $pool);
     };
 }

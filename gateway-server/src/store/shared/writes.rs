@@ -207,6 +207,7 @@ macro_rules! shared_writes {
                         .bind(merchant_id)
                         .execute(&mut *conn)
                         .await?;
+                    delete_orphan_timeline(conn, merchant_id, id).await?;
                 }
                 Change::InsertRefund(r) => {
                     let done = sqlx::query(
@@ -322,7 +323,7 @@ macro_rules! shared_writes {
                     .execute(&mut *conn)
                     .await?;
                     if done.rows_affected() == 0 {
-                        return Err(StoreError::Conflict("the event was already processed"));
+                        return Err(StoreError::Conflict(EVENT_ALREADY_PROCESSED));
                     }
                 }
                 Change::WebhookEventFailed { key, error, retry_at } => {
@@ -408,6 +409,11 @@ macro_rules! shared_writes {
                     .execute(&mut *conn)
                     .await?;
                 }
+                Change::InsertTimeline {
+                    rows,
+                    cap,
+                    uncapped_kind,
+                } => insert_timeline(conn, rows, *cap, uncapped_kind).await?,
                 Change::EndpointRecovered { merchant_id, at } => {
                     sqlx::query(
                         "UPDATE webhook_endpoints SET failures = 0, blocked_until = 0, updated_at = $1 \
