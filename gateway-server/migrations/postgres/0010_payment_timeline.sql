@@ -1,5 +1,6 @@
 -- The payment timeline (issue 14): what happened to a payment, recorded
--- with the payment's own writes. Times are Unix milliseconds.
+-- with the payment's own writes. `at` is in Unix microseconds (the entries
+-- of one request are often less than a millisecond apart).
 --
 -- `kind` is the entry's type (`api_request`, `provider_call`,
 -- `webhook_received`, `status_changed`, `handler`); `detail` its fields as

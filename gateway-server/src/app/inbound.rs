@@ -227,12 +227,12 @@ async fn apply(state: &Core, row: &WebhookEventRow) -> Result<Processed, Failure
     changes.push(finish(key, None));
     // The event goes on the payment's timeline with what it changed.
     timeline::concerns(&payment.merchant_id, &payment.id);
-    timeline::note(row.received_at, received(row, false));
+    timeline::note(row.received_at.saturating_mul(1000), received(row, false));
     match commit_and_publish(state, changes, &updates).await {
         Ok(()) => Ok(Processed::Done),
         Err(StoreError::Conflict(EVENT_ALREADY_PROCESSED)) => {
             // A second delivery of an event applied before: recorded alone, as a duplicate.
-            timeline::note(row.received_at, received(row, true));
+            timeline::note(row.received_at.saturating_mul(1000), received(row, true));
             Err(Failure::Conflict)
         }
         Err(error) => Err(error.into()),

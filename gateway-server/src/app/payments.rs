@@ -203,9 +203,10 @@ pub(crate) async fn commit_and_publish(
     mut changes: Vec<Change>,
     updates: &[IntentUpdate],
 ) -> Result<(), StoreError> {
-    let queued = crate::app::outbound::outbox_changes(state, updates, &mut changes).await?;
-    // The timeline's entries for these changes commit with them.
+    // The timeline's entries for these changes commit with them (timed
+    // before the outbox rows, so a delivery follows the change it announces).
     crate::app::timeline::add_to_commit(&mut changes, updates);
+    let queued = crate::app::outbound::outbox_changes(state, updates, &mut changes).await?;
     state.store.commit(changes).await?;
     publish_committed(state, updates);
     if queued {

@@ -43,7 +43,7 @@ use crate::app::payments::{ChangeSource, IntentUpdate};
 use crate::domain::error::ApiError;
 use crate::domain::scopes::Caller;
 use crate::store::{Change, DeliveryFilter, DeliveryRow, TimelineRow};
-use crate::support::clock::{now_ms, rfc3339};
+use crate::support::clock::{now_us, rfc3339};
 
 /// The most entries other than status changes a payment keeps.
 pub(crate) const CAP: i64 = 200;
@@ -197,6 +197,12 @@ pub(crate) struct Timeline {
     truncated: bool,
 }
 
+/// A timeline time (Unix µs: entries of one run are often less than a
+/// millisecond apart) in milliseconds.
+fn at_ms(at_us: i64) -> i64 {
+    at_us.div_euclid(1000)
+}
+
 // ---- recording -------------------------------------------------------------
 
 tokio::task_local! {
@@ -270,7 +276,7 @@ pub(crate) fn concerns(merchant_id: &str, payment_id: &str) {
     });
 }
 
-/// Adds an entry of `at` (Unix ms) to the current run.
+/// Adds an entry of `at` (Unix µs: see [`at_ms`]) to the current run.
 pub(crate) fn note(at: i64, entry: Entry) {
     let _ = RUN.try_with(|run| run.borrow_mut().pending.push((at, entry)));
 }
@@ -282,7 +288,7 @@ pub(crate) fn request(method: &str, path: &str, idempotency_key: Option<&str>) {
             method: method.to_owned(),
             path: path.to_owned(),
             idempotency_key: idempotency_key.map(str::to_owned),
-            at: now_ms(),
+            at: now_us(),
         });
     });
 }
@@ -308,6 +314,7 @@ pub(crate) fn answered(status: u16, replayed: bool) {
 /// A provider call, as `CheckedProvider` reported it (outside a run: not recorded).
 pub(crate) fn record_call(call: &ObservedCall<'_>) {
     let latency_ms = u64::try_from(call.elapsed.as_millis()).unwrap_or(u64::MAX);
+    let latency_us = i64::try_from(call.elapsed.as_micros()).unwrap_or(i64::MAX);
     let (outcome, error_kind, http_status) = match call.outcome {
         Ok(()) => ("ok", None, None),
         Err(error) => {
@@ -328,7 +335,8 @@ pub(crate) fn record_call(call: &ObservedCall<'_>) {
         http_status,
         latency_ms,
     };
-    note(now_ms().saturating_sub(latency_ms as i64), entry);
+    // At its start: the calls and the changes they led to stay in order.
+    note(now_us().saturating_sub(latency_us), entry);
 }
 
 /// An error kind's name (`unavailable`, `invalid_request`, …).
@@ -352,8 +360,8 @@ fn error_kind_name(kind: ProviderErrorKind) -> String {
 /// entry per update, and what the current run collected (for the payment it
 /// concerns, or else the payment the changes are about).
 pub(crate) fn add_to_commit(changes: &mut Vec<Change>, updates: &[IntentUpdate]) {
-    let now = now_ms();
-    let mut rows: Vec<TimelineRow> = updates
+    let now = now_us();
+    let mut statuses: Vec<TimelineRow> = updates
         .iter()
         .map(|update| {
             let subject = Subject {
@@ -363,15 +371,17 @@ pub(crate) fn add_to_commit(changes: &mut Vec<Change>, updates: &[IntentUpdate])
             row(&subject, now, &Entry::status_changed(update))
         })
         .collect();
+    let mut rows = Vec::new();
     let _ = RUN.try_with(|run| {
         let mut run = run.borrow_mut();
         let subject = run.subject.clone().or_else(|| subject_of(changes, updates));
         if let Some(subject) = subject {
-            rows.extend(rows_for(&subject, std::mem::take(&mut run.pending)));
+            rows = rows_for(&subject, std::mem::take(&mut run.pending));
         }
     });
+    rows.append(&mut statuses);
     if !rows.is_empty() {
-        // By time; what was collected during the run comes before the changes it led to.
+        // By time (a stable sort): what the run collected comes before the changes it led to.
         rows.sort_by_key(|row| row.at);
         changes.push(insert(rows));
     }
@@ -458,7 +468,7 @@ pub(crate) fn record_handlers(core: &Core, update: &IntentUpdate, publications: 
                         .as_ref()
                         .map(|error| error.chars().take(ERROR_MAX_CHARS).collect()),
                 };
-                rows.push(row(&subject, now_ms(), &entry));
+                rows.push(row(&subject, now_us(), &entry));
             }
         }
         if rows.is_empty() {
@@ -495,7 +505,7 @@ pub(crate) async fn timeline(core: &Core, caller: &Caller, id: &str) -> Result<T
 /// A merchant webhook delivery as an entry, at its creation.
 fn delivery_entry(delivery: DeliveryRow) -> (i64, Entry) {
     (
-        delivery.created_at,
+        delivery.created_at.saturating_mul(1000),
         Entry::Delivery {
             delivery_id: delivery.id,
             event_type: delivery.event_type,
@@ -507,7 +517,7 @@ fn delivery_entry(delivery: DeliveryRow) -> (i64, Entry) {
 }
 
 /// The stored entries (in order) cut to the cap, merged with the deliveries
-/// (oldest first) by time; at the same time, recorded entries come first.
+/// (oldest first) by time; in the same millisecond, recorded entries come first.
 fn assemble(stored: Vec<TimelineRow>, deliveries: Vec<(i64, Entry)>) -> Timeline {
     let mut capped = 0i64;
     let mut truncated = false;
@@ -529,8 +539,9 @@ fn assemble(stored: Vec<TimelineRow>, deliveries: Vec<(i64, Entry)>) -> Timeline
     let mut merged = Vec::with_capacity(recorded.len() + DELIVERIES_SHOWN as usize);
     let mut next_delivery = delivered.next();
     for (at, entry) in recorded {
+        // A delivery's time is in milliseconds: it follows the entries of its millisecond.
         while let Some((delivery_at, _)) = &next_delivery {
-            if *delivery_at >= at {
+            if at_ms(*delivery_at) >= at_ms(at) {
                 break;
             }
             merged.extend(next_delivery.take());
@@ -543,7 +554,7 @@ fn assemble(stored: Vec<TimelineRow>, deliveries: Vec<(i64, Entry)>) -> Timeline
     let data = merged
         .into_iter()
         .map(|(at, entry)| TimelineEntry {
-            at: rfc3339(at),
+            at: rfc3339(at_ms(at)),
             entry,
         })
         .collect();
@@ -606,9 +617,9 @@ mod tests {
         };
         let mut rows = Vec::new();
         for i in 0..(CAP + 1) {
-            rows.push(stored(i, 10 + i, &webhook(&format!("evt_{i}"))));
+            rows.push(stored(i, (10 + i) * 1000 + 500, &webhook(&format!("evt_{i}"))));
         }
-        rows.push(stored(CAP + 1, 10_000, &status));
+        rows.push(stored(CAP + 1, 10_000_000, &status));
         let delivery = Entry::Delivery {
             delivery_id: "evt_d".into(),
             event_type: "payment.completed".into(),
@@ -616,7 +627,7 @@ mod tests {
             attempts: 1,
             last_http_status: Some(200),
         };
-        let timeline = assemble(rows, vec![(12, delivery)]);
+        let timeline = assemble(rows, vec![(12_000, delivery)]);
         assert!(timeline.truncated);
         let json = serde_json::to_value(&timeline).unwrap();
         let data = json["data"].as_array().unwrap();

@@ -463,7 +463,8 @@ pub(crate) struct TimelineRow {
     pub(crate) seq: i64,
     pub(crate) merchant_id: String,
     pub(crate) payment_id: String,
-    /// When it happened (Unix ms).
+    /// When it happened (Unix µs: the entries of one request are often
+    /// less than a millisecond apart).
     pub(crate) at: i64,
     pub(crate) kind: String,
     pub(crate) detail: String,

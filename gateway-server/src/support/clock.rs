@@ -9,6 +9,13 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
+/// Microseconds since the Unix epoch (for ordering events closer than a millisecond).
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as i64)
+}
+
 /// `2025-01-01T12:00:00Z` (seconds precision, UTC).
 pub(crate) fn rfc3339(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
