@@ -56,11 +56,14 @@ async fn timeline_until(server: &TestServer, id: &str, done: impl Fn(&[Value]) -
     panic!("the timeline never got there: {entries:#?}");
 }
 
+/// What an entry must be, and what it is called in a failure.
+type Check<'a> = (&'a str, &'a dyn Fn(&Value) -> bool);
+
 /// Whether `entries` hold, in this order, an entry matching each check.
-fn in_order(entries: &[Value], checks: &[(&str, &dyn Fn(&Value) -> bool)]) -> Result<(), String> {
+fn in_order(entries: &[Value], checks: &[Check<'_>]) -> Result<(), String> {
     let mut rest = entries.iter();
     for (what, check) in checks {
-        if !rest.any(|entry| check(entry)) {
+        if !rest.any(check) {
             return Err(format!("no {what} in order in {entries:#?}"));
         }
     }
