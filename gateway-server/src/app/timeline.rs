@@ -59,6 +59,7 @@ const STATUS_CHANGED: &str = "status_changed";
 
 /// A payment's status at one point: the merchant-facing one and the intent's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = TimelineStatus)]
 pub(crate) struct StatusPoint {
     /// `pending`, `completed`, `failed`, `canceled`, `refunded`, `partially_refunded`.
     status: String,
@@ -78,6 +79,7 @@ impl StatusPoint {
 /// One entry of a timeline, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = TimelineEntryFields)]
 pub(crate) enum Entry {
     /// An API request about the payment, and how it was answered.
     ApiRequest {
