@@ -257,7 +257,7 @@ pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
         );
         for change in bus_changes(update, received_at) {
             // Handlers run in the background; a duplicate event id is dropped by the bus.
-            drop(state.bus.publish(change));
+            state.metrics.publish_counted(&state.bus, change);
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cluster;
 pub(crate) mod config;
 pub(crate) mod egress_client;
+pub(crate) mod settings;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -124,12 +125,16 @@ impl ServerBuilder {
     }
 
     /// Adds to what handlers receive (typed extensions such as an order
-    /// book). The server's providers are already in it.
+    /// book). The server's providers are already in it. Called several
+    /// times, each extension applies, in order.
     pub fn handler_context(
         mut self,
         extend: impl FnOnce(HandlerContext) -> HandlerContext + Send + 'static,
     ) -> Self {
-        self.context = Some(Box::new(extend));
+        self.context = Some(match self.context.take() {
+            Some(earlier) => Box::new(move |context| extend(earlier(context))),
+            None => Box::new(extend),
+        });
         self
     }
 
@@ -212,10 +217,14 @@ impl ServerBuilder {
             Some(pool) => {
                 let (announce, outgoing) = mpsc::unbounded_channel();
                 let (incoming, notices) = mpsc::unbounded_channel();
-                let relay =
-                    ClusterRelay::start_linked(bus.clone(), pool, Some(CacheLink { outgoing, incoming }))
-                        .await
-                        .map_err(|error| StartError::Storage(error.to_string()))?;
+                let relay = ClusterRelay::start_linked(
+                    bus.clone(),
+                    pool,
+                    Some(CacheLink { outgoing, incoming }),
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|error| StartError::Storage(error.to_string()))?;
                 (Some(relay), Peers::through(announce), Some(notices))
             }
             None => (None, Peers::none(), None),
