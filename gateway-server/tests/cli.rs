@@ -350,7 +350,8 @@ fn show_config(toml: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         .env_remove("GATEWAY_MASTER_KEY")
         .env_remove("GATEWAY_DATABASE_URL")
         .env_remove("STRIPE_SECRET_KEY")
-        .env_remove("STRIPE_WEBHOOK_SECRET");
+        .env_remove("STRIPE_WEBHOOK_SECRET")
+        .env_remove("GATEWAY_DEFAULT_PROVIDER");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -412,9 +413,14 @@ fn config_never_prints_a_secret_given_in_the_file_or_the_environment() {
             ("STRIPE_SECRET_KEY", "sk_live_env_secret_abc"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_env_one,whsec_env_two"),
             ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_mock_env_def"),
+            ("GATEWAY_DEFAULT_PROVIDER", "stripe"),
         ],
     );
     assert!(ok, "{stderr}");
+    assert!(
+        stdout.ends_with("# providers offered: mock, stripe; default: stripe\n"),
+        "{stdout}"
+    );
     for secret in [
         file_master.as_str(),
         env_master.as_str(),
@@ -468,5 +474,21 @@ fn config_refuses_a_bad_setting_naming_it() {
         assert!(!ok, "accepted {file:?} {env:?}:\n{stdout}");
         assert!(stdout.is_empty(), "{stdout}");
         assert!(stderr.contains(named), "{named} not named: {stderr}");
+    }
+    // Settings a provider refuses, or providers the server cannot choose between, fail as `serve` would.
+    for (env, named) in [
+        (
+            &[("STRIPE_SECRET_KEY", "sk_test_x"), ("STRIPE_TIMEOUT_MS", "soon")][..],
+            "timeout_ms",
+        ),
+        (
+            &[("STRIPE_SECRET_KEY", "sk_test_x")][..],
+            "GATEWAY_DEFAULT_PROVIDER",
+        ),
+    ] {
+        let (ok, _, stderr) = show_config("mode = \"sandbox\"\n", env);
+        assert!(!ok, "accepted {env:?}");
+        assert!(stderr.contains(named), "{named} not named: {stderr}");
+        assert!(!stderr.contains("sk_test_x"), "{stderr}");
     }
 }

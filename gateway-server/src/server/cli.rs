@@ -48,7 +48,8 @@ enum Command {
         action: ApiKeyAction,
     },
     /// Print the effective configuration (file, then environment, then
-    /// defaults and what the mode decides) as TOML, secrets masked, then exit.
+    /// defaults and what the mode decides) as TOML, secrets masked, and the
+    /// providers a server would offer; exit non-zero if it would not start with them.
     #[command(name = "config")]
     ShowConfig,
 }
@@ -117,8 +118,9 @@ pub fn main() -> ExitCode {
 /// }
 /// ```
 ///
-/// `customize` is called once, by the command that builds a server (`serve`,
-/// the default); the configuration is read as for the bundled binary
+/// `customize` is called once, by the commands that build a server: `serve`
+/// (the default), and `config`, which reports the providers that server
+/// would offer (without starting it); the configuration is read as for the bundled binary
 /// (`--config`, `GATEWAY_*`), so every setting applies. Naming a plugin keeps
 /// the linker from dropping its crate, and the server refuses to start if
 /// its handlers are missing.
@@ -166,13 +168,7 @@ fn init_logging(config: &Config) {
 async fn run(command: Command, config: Config, customize: Customize) -> Result<(), String> {
     match command {
         Command::Serve => serve(config, customize).await,
-        Command::ShowConfig => {
-            if let Some(warning) = &config.mode_warning {
-                eprintln!("gateway: {warning}");
-            }
-            print!("{}", effective_toml(&config));
-            Ok(())
-        }
+        Command::ShowConfig => show_config(config, customize),
         Command::Migrate => {
             open(&config).await?;
             eprintln!("gateway: database is up to date");
@@ -249,6 +245,28 @@ async fn run(command: Command, config: Config, customize: Customize) -> Result<(
             Ok(())
         }
     }
+}
+
+/// Prints the effective configuration, then the providers a server would
+/// offer with it (or, on stderr, why it would not start with them).
+fn show_config(config: Config, customize: Customize) -> Result<(), String> {
+    if let Some(warning) = &config.mode_warning {
+        eprintln!("gateway: {warning}");
+    }
+    print!("{}", effective_toml(&config));
+    let (offered, default) = customize(ServerBuilder::new(config))
+        .check_providers()
+        .map_err(|error| error.to_string())?;
+    println!(
+        "# providers offered: {}; default: {}",
+        if offered.is_empty() {
+            "none".to_owned()
+        } else {
+            offered.join(", ")
+        },
+        default.as_deref().unwrap_or("none")
+    );
+    Ok(())
 }
 
 /// Creates a merchant and an API key with the comma-separated `scopes` in the

@@ -853,18 +853,32 @@ fn production_refusals(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `scheme://user:****@host/…`: a database URL without its password, for logs.
+/// `scheme://user:****@host/…`: a database URL without its password (in
+/// the authority or as a `password=` query parameter), for logs.
 pub(crate) fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let redacted = match rest[..authority_end].rfind('@') {
         Some(at) => match rest[..at].split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:****{}", &rest[at..]),
             None => url.to_owned(),
         },
         None => url.to_owned(),
+    };
+    match redacted.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=****"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => redacted,
     }
 }
 
@@ -1048,6 +1062,10 @@ mod tests {
         assert_eq!(
             redact_url_password("sqlite://./gateway.db"),
             "sqlite://./gateway.db"
+        );
+        assert_eq!(
+            redact_url_password("postgres://gw@db/gateway?sslmode=require&password=s3cret"),
+            "postgres://gw@db/gateway?sslmode=require&password=****"
         );
     }
 

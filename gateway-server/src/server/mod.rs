@@ -154,6 +154,17 @@ impl ServerBuilder {
         self
     }
 
+    /// The gateway-wide providers `start` would offer and the default one
+    /// (`None` when none is), checked as `start` checks them, without opening
+    /// the database or binding: what `gateway config` reports.
+    pub(crate) fn check_providers(&self) -> Result<(Vec<String>, Option<String>), StartError> {
+        let providers = offered_providers(&self.config, self.providers.clone(), Arc::new(Metrics::new()))?;
+        Ok((
+            providers.global_names(),
+            providers.default_name().map(str::to_owned),
+        ))
+    }
+
     /// Builds the providers (refusing, before anything is stored, a mock
     /// outside sandbox mode and a default provider that is unknown or
     /// ambiguous), opens the database, then binds and starts serving in the
@@ -168,19 +179,7 @@ impl ServerBuilder {
         let egress = egress(&config).await?;
         // The providers first: a configuration they refuse stops the start before anything is stored.
         let metrics = Arc::new(Metrics::new());
-        let providers = if self.providers.is_empty() {
-            registry_providers(&config)?
-        } else {
-            self.providers
-        };
-        let providers = Providers::new(
-            providers,
-            config.default_provider.clone(),
-            config.is_sandbox(),
-            metrics.clone(),
-        )
-        .map_err(|error| StartError::Providers(error.to_string()))?
-        .with_operator_settings(&config.providers);
+        let providers = offered_providers(&config, self.providers, metrics.clone())?;
         tracing::info!(
             providers = ?providers.global_names(),
             default = providers.default_name().unwrap_or("(none)"),
@@ -445,6 +444,29 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The providers a server offers: `given` (through [`ServerBuilder::provider`]),
+/// else those of the registry; refusing a mock outside sandbox mode and a
+/// default provider that is unknown or ambiguous.
+fn offered_providers(
+    config: &Config,
+    given: Vec<Arc<dyn PaymentProvider>>,
+    metrics: Arc<Metrics>,
+) -> Result<Providers, StartError> {
+    let providers = if given.is_empty() {
+        registry_providers(config)?
+    } else {
+        given
+    };
+    Ok(Providers::new(
+        providers,
+        config.default_provider.clone(),
+        config.is_sandbox(),
+        metrics,
+    )
+    .map_err(|error| StartError::Providers(error.to_string()))?
+    .with_operator_settings(&config.providers))
 }
 
 /// Builds the gateway-wide providers linked into the binary: each one the
