@@ -120,10 +120,10 @@ pub fn main() -> ExitCode {
 ///
 /// `customize` is called once, by the commands that build a server: `serve`
 /// (the default), and `config`, which reports the providers that server
-/// would offer (without starting it); the configuration is read as for the bundled binary
-/// (`--config`, `GATEWAY_*`), so every setting applies. Naming a plugin keeps
-/// the linker from dropping its crate, and the server refuses to start if
-/// its handlers are missing.
+/// would offer (without starting it). The configuration is read as for the
+/// bundled binary (`--config`, `GATEWAY_*`), so every setting applies.
+/// Naming a plugin keeps the linker from dropping its crate, and the server
+/// refuses to start if its handlers are missing.
 pub fn main_with(customize: impl FnOnce(ServerBuilder) -> ServerBuilder + 'static) -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {

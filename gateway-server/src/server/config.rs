@@ -457,7 +457,7 @@ impl Config {
             "webhook_max_delay",
             "GATEWAY_WEBHOOK_MAX_DELAY",
             file.webhook_max_delay.clone(),
-            delivery.max_delay,
+            delivery.max_delay.max(delivery.first_retry),
             delivery.first_retry..,
         )?;
         delivery.timeout = read.duration(
@@ -914,6 +914,37 @@ mod tests {
         assert_eq!(config.providers["stripe"]["secret_key"], "sk_test_file");
         let debug = format!("{config:?}");
         assert!(!debug.contains("sk_test_file"), "{debug}");
+    }
+
+    #[test]
+    fn delivery_reconciliation_and_sweep_settings_from_the_file_with_their_ranges() {
+        let file = "webhook_first_retry = \"1m\"\nwebhook_max_delay = \"2h\"\nwebhook_max_attempts = 4\n\
+                    webhook_timeout = \"3s\"\nwebhook_sweep_interval = \"10s\"\nreconcile_after = \"5m\"\n\
+                    reconcile_interval = \"20s\"\nreconcile_concurrency = 3\n";
+        let config = Config::from_sources(Some(file), &env(&[])).unwrap();
+        assert_eq!(config.webhook_delivery.first_retry, Duration::from_secs(60));
+        assert_eq!(config.webhook_delivery.max_delay, Duration::from_secs(7200));
+        assert_eq!(config.webhook_delivery.max_attempts, 4);
+        assert_eq!(config.webhook_delivery.timeout, Duration::from_secs(3));
+        assert_eq!(config.webhook_sweep_interval, Duration::from_secs(10));
+        assert_eq!(config.reconcile.after, Duration::from_secs(300));
+        assert_eq!(config.reconcile.interval, Duration::from_secs(20));
+        assert_eq!(config.reconcile.concurrency, 3);
+        // A first retry past the default longest pause raises that pause with it.
+        let config = Config::from_sources(None, &env(&[("GATEWAY_WEBHOOK_FIRST_RETRY", "1day")])).unwrap();
+        assert_eq!(config.webhook_delivery.max_delay, Duration::from_secs(24 * 3600));
+        for (bad, named) in [
+            (("GATEWAY_WEBHOOK_MAX_DELAY", "1s"), "webhook_max_delay"),
+            (("GATEWAY_WEBHOOK_SWEEP_INTERVAL", "0s"), "webhook_sweep_interval"),
+            (("GATEWAY_RECONCILE_INTERVAL", "0s"), "reconcile_interval"),
+            (("GATEWAY_RECONCILE_CONCURRENCY", "0"), "reconcile_concurrency"),
+            (("GATEWAY_RECONCILE_CONCURRENCY", "1000"), "reconcile_concurrency"),
+            (("GATEWAY_EGRESS_ALLOW_HTTP", "maybe"), "egress_allow_http"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([bad]));
+            let error = Config::from_sources(None, &env(pairs)).unwrap_err().to_string();
+            assert!(error.contains(named), "{bad:?}: {error}");
+        }
     }
 
     #[test]
