@@ -635,6 +635,28 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn handler_context_extensions_add_up_in_order() {
+        #[derive(Debug, PartialEq)]
+        struct Shop(&'static str);
+        #[derive(Debug, PartialEq)]
+        struct Ledger(u32);
+        let builder = ServerBuilder::new(Config::default())
+            .handler_context(|ctx| ctx.with_extension(Shop("first")).with_extension(Ledger(1)))
+            .handler_context(|ctx| ctx.with_extension(Shop("second")));
+        let context = (builder.context.expect("a context hook"))(HandlerContext::new());
+        assert_eq!(
+            context.extension::<Ledger>(),
+            Some(&Ledger(1)),
+            "the first still applies"
+        );
+        assert_eq!(
+            context.extension::<Shop>(),
+            Some(&Shop("second")),
+            "the later one last"
+        );
+    }
+
     #[actix_web::test]
     async fn a_graceful_stop_waits_for_a_provider_call_in_flight() {
         let dir = tempfile::tempdir().unwrap();
