@@ -30,6 +30,8 @@ enum Value {
     Secret(String),
     /// Not set, and what happens instead.
     Unset(&'static str),
+    /// A remark instead of a value.
+    Note(&'static str),
 }
 
 fn text(value: impl Into<String>) -> Value {
@@ -70,7 +72,9 @@ pub(crate) const SETTINGS: &[Setting] = &[
         variable: "GATEWAY_MASTER_KEY",
         value: |c| match &c.master_key {
             Some(key) => Value::Secret(mask(key)),
-            None => Value::Unset("SQLite: generated into <database>.master-key; PostgreSQL: required"),
+            None => {
+                Value::Unset("on SQLite one is generated into <database>.master-key; PostgreSQL requires it")
+            }
         },
     },
     Setting {
@@ -81,7 +85,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting {
         key: "sandbox",
         variable: "GATEWAY_SANDBOX",
-        value: |_| Value::Unset("deprecated: `mode` says what it chose"),
+        value: |_| Value::Note("deprecated; what it chose is `mode`"),
     },
     Setting {
         key: "log_format",
@@ -108,7 +112,9 @@ pub(crate) const SETTINGS: &[Setting] = &[
         variable: "GATEWAY_DEFAULT_PROVIDER",
         value: |c| match &c.default_provider {
             Some(name) => text(name.as_str()),
-            None => Value::Unset("the only provider offered; with several the server refuses to start"),
+            None => Value::Unset(
+                "the only provider offered is the default; with several the server refuses to start",
+            ),
         },
     },
     Setting {
@@ -124,32 +130,32 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting {
         key: "providers.stripe.webhook_secrets",
         variable: "STRIPE_WEBHOOK_SECRET",
-        value: |c| provider(c, "stripe", "webhook_secrets", "none"),
+        value: |c| provider(c, "stripe", "webhook_secrets", "no gateway-wide webhook secret"),
     },
     Setting {
         key: "providers.stripe.api_base",
         variable: "STRIPE_API_BASE",
-        value: |c| provider(c, "stripe", "api_base", "https://api.stripe.com"),
+        value: |c| provider(c, "stripe", "api_base", "Stripe's own, https://api.stripe.com"),
     },
     Setting {
         key: "providers.stripe.timeout_ms",
         variable: "STRIPE_TIMEOUT_MS",
-        value: |c| provider(c, "stripe", "timeout_ms", "30000"),
+        value: |c| provider(c, "stripe", "timeout_ms", "default 30000"),
     },
     Setting {
         key: "providers.stripe.max_retries",
         variable: "STRIPE_MAX_RETRIES",
-        value: |c| provider(c, "stripe", "max_retries", "2"),
+        value: |c| provider(c, "stripe", "max_retries", "default 2"),
     },
     Setting {
         key: "providers.stripe.retry_backoff_ms",
         variable: "STRIPE_RETRY_BACKOFF_MS",
-        value: |c| provider(c, "stripe", "retry_backoff_ms", "500"),
+        value: |c| provider(c, "stripe", "retry_backoff_ms", "default 500"),
     },
     Setting {
         key: "providers.stripe.webhook_tolerance_secs",
         variable: "STRIPE_WEBHOOK_TOLERANCE_SECS",
-        value: |c| provider(c, "stripe", "webhook_tolerance_secs", "300"),
+        value: |c| provider(c, "stripe", "webhook_tolerance_secs", "default 300"),
     },
     Setting {
         key: "providers.mock.seed",
@@ -350,6 +356,7 @@ fn line(out: &mut String, key: &str, value: Value) {
         Value::Text(text) | Value::Secret(text) => writeln!(out, "{key} = {}", quote(&text)),
         Value::Plain(raw) => writeln!(out, "{key} = {raw}"),
         Value::Unset(instead) => writeln!(out, "# {key} is not set: {instead}"),
+        Value::Note(note) => writeln!(out, "# {key}: {note}"),
     };
 }
 
