@@ -333,3 +333,162 @@ async fn a_production_configuration_cannot_reach_the_mock() {
     // The first line on stdout would be a sandbox key: there is none.
     assert!(server.stdout.try_recv().is_err());
 }
+
+/// `gateway config` with a configuration file `toml` and `env`; whether it succeeded, stdout, stderr.
+fn show_config(toml: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    command
+        .arg("--config")
+        .arg(&file)
+        .arg("config")
+        .env_remove("GATEWAY_CONFIG")
+        .env_remove("GATEWAY_LISTEN")
+        .env_remove("GATEWAY_MODE")
+        .env_remove("GATEWAY_MASTER_KEY")
+        .env_remove("GATEWAY_DATABASE_URL")
+        .env_remove("STRIPE_SECRET_KEY")
+        .env_remove("STRIPE_WEBHOOK_SECRET")
+        .env_remove("GATEWAY_DEFAULT_PROVIDER");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("gateway runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_prints_the_effective_settings_the_environment_overriding_the_file() {
+    let file = "listen = \"127.0.0.1:7001\"\nworkers = 3\nmode = \"sandbox\"\nwebhook_max_attempts = 5\n\
+                reconcile_after = \"2m\"\n";
+    let (ok, stdout, stderr) = show_config(
+        file,
+        &[
+            ("GATEWAY_LISTEN", "127.0.0.1:7002"),
+            ("GATEWAY_RECONCILE_INTERVAL", "5s"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    for line in [
+        "listen = \"127.0.0.1:7002\"",
+        "workers = 3",
+        "mode = \"sandbox\"",
+        "webhook_max_attempts = 5",
+        "reconcile_after = \"2m\"",
+        "reconcile_interval = \"5s\"",
+        // Decided by the mode: a sandbox may send webhooks over http.
+        "egress_allow_http = true",
+    ] {
+        assert!(
+            stdout.lines().any(|shown| shown == line),
+            "{line} missing:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("7001"),
+        "the file's listen was overridden:\n{stdout}"
+    );
+}
+
+#[test]
+fn config_never_prints_a_secret_given_in_the_file_or_the_environment() {
+    let file_master = "ab".repeat(32);
+    let env_master = "cd".repeat(32);
+    let file = format!(
+        "master_key = \"{file_master}\"\ndatabase_url = \"postgres://gw:file_db_password@db/gateway\"\n\
+         mode = \"sandbox\"\n[providers.stripe]\nsecret_key = \"sk_test_file_secret_123\"\n\
+         webhook_secret = \"whsec_file_secret_456\"\n[providers.mock]\nwebhook_secret = \"whsec_mock_file_789\"\n"
+    );
+    let (ok, stdout, stderr) = show_config(
+        &file,
+        &[
+            ("GATEWAY_MASTER_KEY", &env_master),
+            ("GATEWAY_DATABASE_URL", "postgres://gw:env_db_password@db/gateway"),
+            ("STRIPE_SECRET_KEY", "sk_live_env_secret_abc"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_env_one,whsec_env_two"),
+            ("GATEWAY_MOCK_WEBHOOK_SECRET", "whsec_mock_env_def"),
+            ("GATEWAY_DEFAULT_PROVIDER", "stripe"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.ends_with("# providers offered: mock, stripe; default: stripe\n"),
+        "{stdout}"
+    );
+    for secret in [
+        file_master.as_str(),
+        env_master.as_str(),
+        "file_db_password",
+        "env_db_password",
+        "sk_test_file_secret_123",
+        "sk_live_env_secret_abc",
+        "whsec_file_secret_456",
+        "whsec_env_one",
+        "whsec_env_two",
+        "whsec_mock_file_789",
+        "whsec_mock_env_def",
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} shown:\n{stdout}{stderr}"
+        );
+    }
+    // Masked, the environment's winning: its key is a live one.
+    for line in [
+        "master_key = \"****\"",
+        "database_url = \"postgres://gw:****@db/gateway\"",
+        "providers.stripe.secret_key = \"sk_live_****\"",
+        "providers.stripe.webhook_secrets = \"whsec_****,whsec_****\"",
+        "providers.mock.webhook_secret = \"whsec_****\"",
+    ] {
+        assert!(
+            stdout.lines().any(|shown| shown == line),
+            "{line} missing:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn config_refuses_a_bad_setting_naming_it() {
+    for (file, env, named) in [
+        (
+            "",
+            &[("GATEWAY_RECONCILE_CONCURRENCY", "0")][..],
+            "reconcile_concurrency",
+        ),
+        ("webhook_max_delay = \"soon\"\n", &[][..], "webhook_max_delay"),
+        (
+            "",
+            &[("GATEWAY_EGRESS_ALLOW_HTTP", "perhaps")][..],
+            "egress_allow_http",
+        ),
+        ("no_such_setting = 1\n", &[][..], "no_such_setting"),
+    ] {
+        let (ok, stdout, stderr) = show_config(file, env);
+        assert!(!ok, "accepted {file:?} {env:?}:\n{stdout}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains(named), "{named} not named: {stderr}");
+    }
+    // Settings a provider refuses, or providers the server cannot choose between, fail as `serve` would.
+    for (env, named) in [
+        (
+            &[("STRIPE_SECRET_KEY", "sk_test_x"), ("STRIPE_TIMEOUT_MS", "soon")][..],
+            "timeout_ms",
+        ),
+        (
+            &[("STRIPE_SECRET_KEY", "sk_test_x")][..],
+            "GATEWAY_DEFAULT_PROVIDER",
+        ),
+    ] {
+        let (ok, _, stderr) = show_config("mode = \"sandbox\"\n", env);
+        assert!(!ok, "accepted {env:?}");
+        assert!(stderr.contains(named), "{named} not named: {stderr}");
+        assert!(!stderr.contains("sk_test_x"), "{stderr}");
+    }
+}

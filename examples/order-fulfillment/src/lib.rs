@@ -7,15 +7,23 @@
 //!   at once for orders of waitlist items, through the provider in the context;
 //! - a payment failed → the decline reason is recorded on the order.
 //!
-//! Link it into a binary with `EventBus::builder().plugin(&example_order_fulfillment::PLUGIN)`:
-//! naming the plugin keeps the linker from dropping this crate and its handlers.
+//! Link it into a binary with `EventBus::builder().plugin(&example_order_fulfillment::PLUGIN)`,
+//! or into the whole gateway server with `gateway_server::cli::main_with(|server|
+//! server.plugin(&PLUGIN).handler_context(|ctx| ctx.with_extension(OrderBook::default())))`
+//! (`examples/shop-gateway`): naming the plugin keeps the linker from dropping
+//! this crate and its handlers.
+//!
+//! An order the book has not seen (placed through the gateway's API, with
+//! `order_id` in the payment) is recorded when its payment first changes,
+//! as a waitlist order when the payment's metadata says `waitlist=true`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use gateway::{
     payment_handler, BusError, CaptureIntent, EventBus, HandlerContext, HandlerError, IdempotencyKey,
-    IntentPaymentFailed, IntentRequiresCapture, IntentSucceeded, PaymentProvider, StaticProviders,
+    IntentPaymentFailed, IntentRequiresCapture, IntentSucceeded, PaymentIntent, PaymentProvider,
+    StaticProviders,
 };
 
 gateway::declare_plugin!(PLUGIN);
@@ -39,6 +47,10 @@ pub fn orders(bus: &EventBus) -> &OrderBook {
         .extension::<OrderBook>()
         .expect("shop_bus puts an OrderBook in the context")
 }
+
+/// The payment metadata key that marks the order of a payment unknown to
+/// the [`OrderBook`] as one of waitlist items (value `true`).
+pub const WAITLIST_METADATA_KEY: &str = "waitlist";
 
 /// Where an order stands, as the shop sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,13 +99,20 @@ impl OrderBook {
         self.lock().get(order_id).cloned()
     }
 
-    fn update(&self, order_id: &str, change: impl FnOnce(&mut Order)) -> Result<Order, HandlerError> {
+    /// The order of `intent` (recorded from the payment if the book has not
+    /// seen it), after `change`; `None` when the payment has no order id.
+    fn update(&self, intent: &PaymentIntent, change: impl FnOnce(&mut Order)) -> Option<Order> {
+        let order_id = intent.order_id()?;
         let mut orders = self.lock();
-        let order = orders
-            .get_mut(order_id)
-            .ok_or_else(|| HandlerError::permanent(format!("no order {order_id}")))?;
+        let order = orders.entry(order_id.to_owned()).or_insert_with(|| Order {
+            waitlist: intent
+                .metadata
+                .get(WAITLIST_METADATA_KEY)
+                .is_some_and(|value| value == "true"),
+            state: OrderState::Placed,
+        });
         change(order);
-        Ok(order.clone())
+        Some(order.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Order>> {
@@ -111,11 +130,11 @@ fn order_book(ctx: &HandlerContext) -> Result<&OrderBook, HandlerError> {
 /// Marks the order received once its payment succeeded.
 #[payment_handler(retries = 5, timeout = "10s")]
 pub async fn mark_order_received(event: IntentSucceeded, ctx: HandlerContext) -> Result<(), HandlerError> {
-    let Some(order_id) = event.intent.order_id() else {
-        return Ok(()); // Not a shop payment.
-    };
     let amount = event.intent.amount_received;
-    order_book(&ctx)?.update(order_id, |order| order.state = OrderState::Received { amount })?;
+    // No order id: not a shop payment.
+    order_book(&ctx)?.update(&event.intent, |order| {
+        order.state = OrderState::Received { amount }
+    });
     Ok(())
 }
 
@@ -126,11 +145,8 @@ pub async fn capture_waitlist_items(
     event: IntentRequiresCapture,
     ctx: HandlerContext,
 ) -> Result<(), HandlerError> {
-    let Some(order_id) = event.intent.order_id() else {
-        return Ok(());
-    };
     let waitlist = order_book(&ctx)?
-        .get(order_id)
+        .update(&event.intent, |_| ())
         .is_some_and(|order| order.waitlist);
     if !waitlist {
         return Ok(());
@@ -150,17 +166,14 @@ pub async fn record_decline_reason(
     event: IntentPaymentFailed,
     ctx: HandlerContext,
 ) -> Result<(), HandlerError> {
-    let Some(order_id) = event.intent.order_id() else {
-        return Ok(());
-    };
     let reason = event
         .intent
         .last_payment_error
         .as_ref()
         .and_then(|error| error.decline_code.clone().or_else(|| error.code.clone()))
         .unwrap_or_else(|| "unknown".to_owned());
-    order_book(&ctx)?.update(order_id, |order| {
+    order_book(&ctx)?.update(&event.intent, |order| {
         order.state = OrderState::PaymentDeclined { reason }
-    })?;
+    });
     Ok(())
 }

@@ -132,3 +132,47 @@ async fn waitlist_orders_are_captured_at_once_and_others_wait() {
     );
     assert_eq!(shop.mock.stats().executed("capture_intent"), 1);
 }
+
+#[tokio::test]
+async fn orders_placed_through_the_gateway_are_recorded_and_their_metadata_marks_waitlist_items() {
+    let shop = Shop::new();
+    let pay = |order_id: &'static str, metadata_waitlist: Option<&'static str>| {
+        let mut request = CreateIntent::new(Money::parse("12.00", Currency::USD).unwrap());
+        request.payment_method = Some("pm_card_visa".into());
+        request.confirm = true;
+        request.capture_method = CaptureMethod::Manual;
+        request.metadata.insert("order_id".into(), order_id.into());
+        if let Some(value) = metadata_waitlist {
+            request.metadata.insert(
+                example_order_fulfillment::WAITLIST_METADATA_KEY.into(),
+                value.into(),
+            );
+        }
+        let mock = shop.mock.clone();
+        async move {
+            mock.create_intent(request, &IdempotencyKey::new(order_id).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let waitlist = pay("o-5", Some("true")).await;
+    let other = pay("o-6", Some("false")).await;
+    loop {
+        let events = shop.mock.take_events();
+        if events.is_empty() {
+            break;
+        }
+        shop.relay.relay_all(&events).await.unwrap();
+    }
+    assert_eq!(shop.state("o-5"), OrderState::Received { amount: 1200 });
+    assert!(shop.orders().get("o-5").unwrap().waitlist);
+    assert_eq!(
+        shop.mock.retrieve_intent(&waitlist.id).await.unwrap().status,
+        IntentStatus::Succeeded
+    );
+    assert_eq!(shop.state("o-6"), OrderState::Placed, "recorded, not captured");
+    assert_eq!(
+        shop.mock.retrieve_intent(&other.id).await.unwrap().status,
+        IntentStatus::RequiresCapture
+    );
+}

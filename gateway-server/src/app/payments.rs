@@ -247,7 +247,6 @@ pub(crate) fn bus_changes(update: &IntentUpdate, received_at: i64) -> Vec<Intent
 /// recorded on the payment's timeline.
 pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
     let received_at = now_ms() / 1000;
-    let has_handlers = !updates.is_empty() && !state.bus.handler_names().is_empty();
     for update in updates {
         tracing::debug!(
             merchant = %update.merchant_id,
@@ -263,12 +262,11 @@ pub(crate) fn publish_committed(state: &Core, updates: &[IntentUpdate]) {
         let mut dispatched = Vec::new();
         for change in bus_changes(update, received_at) {
             // Handlers run in the background; a duplicate event id is dropped by the bus.
-            let publication = state.bus.publish(change);
-            if has_handlers && !publication.is_duplicate() {
-                dispatched.push(publication);
+            if let Some(counted) = state.metrics.publish_counted(&state.bus, change) {
+                dispatched.push(counted);
             }
         }
-        // How the handlers fare goes on the payment's timeline, recorded once they are done.
+        // Counted in /metrics, and on the payment's timeline, once they are done.
         crate::app::timeline::record_handlers(state, update, dispatched);
     }
 }

@@ -33,7 +33,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 
-use gateway_core::{IntentStatus, ObservedCall, PaymentStatus, ProviderErrorKind, Publication};
+use gateway_core::{HandlerOutcome, IntentStatus, ObservedCall, PaymentStatus, ProviderErrorKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -442,8 +442,12 @@ fn insert(rows: Vec<TimelineRow>) -> Change {
 /// Records how the handlers fared with the published changes of `update`,
 /// by a task of its own once the bus has finished with them (nothing waits
 /// for it: not the request, not the handlers).
-pub(crate) fn record_handlers(core: &Core, update: &IntentUpdate, publications: Vec<Publication>) {
-    if publications.is_empty() {
+pub(crate) fn record_handlers(
+    core: &Core,
+    update: &IntentUpdate,
+    dispatched: Vec<impl Future<Output = Vec<HandlerOutcome>> + Send + 'static>,
+) {
+    if dispatched.is_empty() {
         return;
     }
     let store = core.store.clone();
@@ -453,8 +457,8 @@ pub(crate) fn record_handlers(core: &Core, update: &IntentUpdate, publications: 
     };
     tokio::spawn(async move {
         let mut rows = Vec::new();
-        for publication in publications {
-            for outcome in publication.done().await {
+        for handlers in dispatched {
+            for outcome in handlers.await {
                 let entry = Entry::Handler {
                     handler: outcome.handler.to_owned(),
                     event_id: outcome.event_id().to_owned(),

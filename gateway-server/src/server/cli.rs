@@ -1,6 +1,10 @@
 //! The `gateway` command line: `serve` (default), `migrate`, `merchant create`,
-//! `apikey create` and `apikey revoke`. Results a script needs (an id, a key)
-//! go alone to stdout; everything else to stderr.
+//! `apikey create`, `apikey revoke` and `config`. Results a script needs (an
+//! id, a key, the configuration) go alone to stdout; everything else to stderr.
+//!
+//! [`main`] is the bundled binary; [`main_with`] is the same command line in
+//! an application's own binary, with its plugins, providers and handler
+//! context linked in.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +15,7 @@ use crate::app::invalidation::{Invalidation, CACHE_TTL};
 use crate::domain::scopes::Scopes;
 use crate::server::cluster::announce;
 use crate::server::config::{Config, LogFormat};
+use crate::server::settings::effective_toml;
 use crate::server::{create_merchant, ServerBuilder};
 use crate::store::{Change, Store};
 use crate::support::clock::now_ms;
@@ -42,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Print the effective configuration (file, then environment, then
+    /// defaults and what the mode decides) as TOML, secrets masked, and the
+    /// providers a server would offer; exit non-zero if it would not start with them.
+    #[command(name = "config")]
+    ShowConfig,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +90,41 @@ enum ApiKeyAction {
 }
 
 /// Runs the command line with the process arguments; returns the exit code.
+/// The bundled `gateway` binary: [`main_with`] without customization.
 pub fn main() -> ExitCode {
+    main_with(|server| server)
+}
+
+/// Runs the whole `gateway` command line (`serve`, `migrate`, `merchant`,
+/// `apikey`, `config`) with the process arguments, the server built by
+/// `customize`: the application's handler plugins, providers and handler
+/// context. A binary that is the gateway with the application's handlers
+/// linked in is one line:
+///
+/// ```no_run
+/// // In the application: its plugin crate declares `PLUGIN` and its handlers…
+/// gateway_core::declare_plugin!(PLUGIN);
+///
+/// /// …and something they find in their context.
+/// #[derive(Default)]
+/// struct OrderBook;
+///
+/// fn main() -> std::process::ExitCode {
+///     gateway_server::cli::main_with(|server| {
+///         server
+///             .plugin(&PLUGIN)
+///             .handler_context(|ctx| ctx.with_extension(OrderBook::default()))
+///     })
+/// }
+/// ```
+///
+/// `customize` is called once, by the commands that build a server: `serve`
+/// (the default), and `config`, which reports the providers that server
+/// would offer (without starting it). The configuration is read as for the
+/// bundled binary (`--config`, `GATEWAY_*`), so every setting applies.
+/// Naming a plugin keeps the linker from dropping its crate, and the server
+/// refuses to start if its handlers are missing.
+pub fn main_with(customize: impl FnOnce(ServerBuilder) -> ServerBuilder + 'static) -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -91,7 +135,8 @@ pub fn main() -> ExitCode {
     };
     init_logging(&config);
     let runtime = actix_web::rt::System::new();
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    match runtime.block_on(run(command, config, Box::new(customize))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("gateway: {message}");
@@ -99,6 +144,9 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// What an application adds to the server it runs ([`main_with`]).
+type Customize = Box<dyn FnOnce(ServerBuilder) -> ServerBuilder>;
 
 fn init_logging(config: &Config) {
     let level = match config.log_level.as_str() {
@@ -117,9 +165,10 @@ fn init_logging(config: &Config) {
     };
 }
 
-async fn run(command: Command, config: Config) -> Result<(), String> {
+async fn run(command: Command, config: Config, customize: Customize) -> Result<(), String> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config, customize).await,
+        Command::ShowConfig => show_config(config, customize),
         Command::Migrate => {
             open(&config).await?;
             eprintln!("gateway: database is up to date");
@@ -198,6 +247,28 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     }
 }
 
+/// Prints the effective configuration, then the providers a server would
+/// offer with it (or, on stderr, why it would not start with them).
+fn show_config(config: Config, customize: Customize) -> Result<(), String> {
+    if let Some(warning) = &config.mode_warning {
+        eprintln!("gateway: {warning}");
+    }
+    print!("{}", effective_toml(&config));
+    let (offered, default) = customize(ServerBuilder::new(config))
+        .check_providers()
+        .map_err(|error| error.to_string())?;
+    println!(
+        "# providers offered: {}; default: {}",
+        if offered.is_empty() {
+            "none".to_owned()
+        } else {
+            offered.join(", ")
+        },
+        default.as_deref().unwrap_or("none")
+    );
+    Ok(())
+}
+
 /// Creates a merchant and an API key with the comma-separated `scopes` in the
 /// database `config` names; returns the merchant id and the key. (What
 /// `gateway merchant create` and `gateway apikey create` do, for scripts and tests.)
@@ -221,8 +292,8 @@ async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>, String> {
         .map_err(|error| format!("cannot open the database: {error}"))
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let server = ServerBuilder::new(config)
+async fn serve(config: Config, customize: Customize) -> Result<(), String> {
+    let server = customize(ServerBuilder::new(config))
         .start()
         .await
         .map_err(|error| error.to_string())?;

@@ -31,6 +31,7 @@
 //!   value outlives its TTL anyway.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_core::{EventBus, IntentChange};
@@ -42,6 +43,7 @@ use tokio::task::JoinHandle;
 use crate::app::invalidation::Invalidation;
 use crate::store::postgres::migrate;
 use crate::support::ids::new_id;
+use crate::support::metrics::Metrics;
 
 /// The `LISTEN`/`NOTIFY` channel of bus events.
 const CHANNEL: &str = "gateway_events";
@@ -101,14 +103,17 @@ impl ClusterRelay {
     /// relaying. Changes published on `bus` from now on reach the other
     /// instances; theirs published from now on reach `bus`.
     pub async fn start(bus: EventBus, pool: PgPool) -> Result<ClusterRelay, ClusterError> {
-        ClusterRelay::start_linked(bus, pool, None).await
+        ClusterRelay::start_linked(bus, pool, None, Arc::new(Metrics::new())).await
     }
 
-    /// [`ClusterRelay::start`], also carrying cache invalidations over `caches`.
+    /// [`ClusterRelay::start`], also carrying cache invalidations over
+    /// `caches`, and counting the changes it publishes (and their handlers'
+    /// runs) in `metrics`.
     pub(crate) async fn start_linked(
         bus: EventBus,
         pool: PgPool,
         caches: Option<CacheLink>,
+        metrics: Arc<Metrics>,
     ) -> Result<ClusterRelay, ClusterError> {
         let fail = |error: &dyn std::fmt::Display| ClusterError(error.to_string());
         migrate(&pool).await.map_err(|error| fail(&error))?;
@@ -121,6 +126,7 @@ impl ClusterRelay {
         let (wake, wakeups) = mpsc::channel(1);
         let inbound = Inbound {
             bus: bus.clone(),
+            metrics,
             pool: pool.clone(),
             instance: instance.clone(),
             last,
@@ -284,6 +290,7 @@ async fn announce_loop(mut outgoing: mpsc::UnboundedReceiver<Invalidation>, pool
 
 struct Inbound {
     bus: EventBus,
+    metrics: Arc<Metrics>,
     pool: PgPool,
     instance: String,
     /// The highest id read.
@@ -373,7 +380,7 @@ impl Inbound {
             Ok(mut change) => {
                 change.context.local = false;
                 // A duplicate (an event id this bus saw already) is dropped by the bus.
-                let _ = self.bus.publish(change);
+                self.metrics.publish_counted_in_background(&self.bus, change);
             }
             Err(error) => tracing::warn!(id, %error, "cluster bus: skipped an unreadable event"),
         }

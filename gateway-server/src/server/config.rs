@@ -1,5 +1,6 @@
 //! Configuration: defaults, then a TOML file (`--config`), then `GATEWAY_*`
-//! environment variables, each overriding the one before.
+//! environment variables, each overriding the one before. Every setting has
+//! both a file key and a variable; `server::settings` is the table of them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -120,12 +121,17 @@ pub struct Config {
     /// one bucket (`GATEWAY_RATE_LIMIT`, default 100); 0 means no limit.
     /// Bursts up to [`Config::rate_limit_burst`].
     pub rate_limit_per_second: u32,
-    /// Outbound webhook retries (`GATEWAY_WEBHOOK_FIRST_RETRY`, `GATEWAY_WEBHOOK_MAX_ATTEMPTS`,
-    /// `GATEWAY_WEBHOOK_TIMEOUT`); by default 16 attempts over about three days.
+    /// Outbound webhook retries (`GATEWAY_WEBHOOK_FIRST_RETRY`, `GATEWAY_WEBHOOK_MAX_DELAY`,
+    /// `GATEWAY_WEBHOOK_MAX_ATTEMPTS`, `GATEWAY_WEBHOOK_TIMEOUT`; file keys
+    /// `webhook_first_retry`, `webhook_max_delay`, `webhook_max_attempts`,
+    /// `webhook_timeout`); by default 16 attempts over about three days.
     pub webhook_delivery: crate::app::outbound::DeliverySchedule,
-    /// Reconciliation of payments left pending (`GATEWAY_RECONCILE_AFTER`, 0 turns it off).
+    /// Reconciliation of payments left pending (`GATEWAY_RECONCILE_AFTER`, 0
+    /// turns it off; `GATEWAY_RECONCILE_INTERVAL`, `GATEWAY_RECONCILE_CONCURRENCY`;
+    /// file keys `reconcile_after`, `reconcile_interval`, `reconcile_concurrency`).
     pub reconcile: crate::app::reconcile::ReconcileSettings,
-    /// How often stored inbound webhook events that are not processed yet are retried.
+    /// How often stored inbound webhook events that are not processed yet are
+    /// retried (`GATEWAY_WEBHOOK_SWEEP_INTERVAL`, file key `webhook_sweep_interval`, default 30 s).
     pub webhook_sweep_interval: Duration,
     /// Outbound webhook fairness (`GATEWAY_WEBHOOK_CONCURRENCY`, default 32
     /// in flight; `GATEWAY_WEBHOOK_PER_MERCHANT`, default 4 per merchant;
@@ -310,9 +316,10 @@ pub enum ConfigError {
     },
 }
 
+/// The TOML file's keys (each also has a variable: see `server::settings`).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     master_key: Option<String>,
@@ -344,6 +351,14 @@ struct FileConfig {
     egress_allow_http: Option<bool>,
     egress_allow_nets: Option<Vec<String>>,
     webhook_ca_file: Option<PathBuf>,
+    webhook_first_retry: Option<String>,
+    webhook_max_delay: Option<String>,
+    webhook_max_attempts: Option<u32>,
+    webhook_timeout: Option<String>,
+    webhook_sweep_interval: Option<String>,
+    reconcile_after: Option<String>,
+    reconcile_interval: Option<String>,
+    reconcile_concurrency: Option<usize>,
 }
 
 impl Config {
@@ -434,30 +449,60 @@ impl Config {
         delivery.first_retry = read.duration(
             "webhook_first_retry",
             "GATEWAY_WEBHOOK_FIRST_RETRY",
-            None,
+            file.webhook_first_retry.clone(),
             delivery.first_retry,
             ..,
+        )?;
+        delivery.max_delay = read.duration(
+            "webhook_max_delay",
+            "GATEWAY_WEBHOOK_MAX_DELAY",
+            file.webhook_max_delay.clone(),
+            delivery.max_delay.max(delivery.first_retry),
+            delivery.first_retry..,
         )?;
         delivery.timeout = read.duration(
             "webhook_timeout",
             "GATEWAY_WEBHOOK_TIMEOUT",
-            None,
+            file.webhook_timeout.clone(),
             delivery.timeout,
             ..,
         )?;
         delivery.max_attempts = read.number(
             "webhook_max_attempts",
             "GATEWAY_WEBHOOK_MAX_ATTEMPTS",
-            None,
+            file.webhook_max_attempts,
             delivery.max_attempts,
             1..,
+        )?;
+        // Periodic tasks: an interval of zero would spin.
+        let period = Duration::from_millis(100)..;
+        config.webhook_sweep_interval = read.duration(
+            "webhook_sweep_interval",
+            "GATEWAY_WEBHOOK_SWEEP_INTERVAL",
+            file.webhook_sweep_interval.clone(),
+            config.webhook_sweep_interval,
+            period.clone(),
         )?;
         config.reconcile.after = read.duration(
             "reconcile_after",
             "GATEWAY_RECONCILE_AFTER",
-            None,
+            file.reconcile_after.clone(),
             config.reconcile.after,
             ..,
+        )?;
+        config.reconcile.interval = read.duration(
+            "reconcile_interval",
+            "GATEWAY_RECONCILE_INTERVAL",
+            file.reconcile_interval.clone(),
+            config.reconcile.interval,
+            period,
+        )?;
+        config.reconcile.concurrency = read.number(
+            "reconcile_concurrency",
+            "GATEWAY_RECONCILE_CONCURRENCY",
+            file.reconcile_concurrency,
+            config.reconcile.concurrency,
+            1..=256,
         )?;
         config.provider_timeout = read.duration(
             "provider_timeout",
@@ -467,14 +512,7 @@ impl Config {
             Duration::from_secs(1)..,
         )?;
         config.providers = file.providers;
-        let provider_variables = [
-            ("STRIPE_SECRET_KEY", "stripe", "secret_key"),
-            ("STRIPE_WEBHOOK_SECRET", "stripe", "webhook_secrets"),
-            ("STRIPE_API_BASE", "stripe", "api_base"),
-            ("GATEWAY_MOCK_SEED", "mock", "seed"),
-            ("GATEWAY_MOCK_WEBHOOK_SECRET", "mock", "webhook_secret"),
-        ];
-        for (variable, provider, setting) in provider_variables {
+        for (variable, provider, setting) in crate::server::settings::provider_variables() {
             if let Some(value) = env(variable) {
                 config
                     .providers
@@ -586,7 +624,16 @@ impl Config {
         )?;
         limits_from_sources(&mut config, &file_limits, &read)?;
         config.egress_allow_http = match env("GATEWAY_EGRESS_ALLOW_HTTP") {
-            Some(text) => Some(matches!(text.trim(), "1" | "true" | "yes")),
+            Some(text) => Some(match text.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "egress_allow_http",
+                        message: format!("{other:?}; use true or false"),
+                    })
+                }
+            }),
             None => file.egress_allow_http,
         };
         let nets = env("GATEWAY_EGRESS_ALLOW_NETS").or(file.egress_allow_nets.map(|nets| {
@@ -806,18 +853,32 @@ fn production_refusals(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `scheme://user:****@host/…`: a database URL without its password, for logs.
-fn redact_url_password(url: &str) -> String {
+/// `scheme://user:****@host/…`: a database URL without its password (in
+/// the authority or as a `password=` query parameter), for logs.
+pub(crate) fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let redacted = match rest[..authority_end].rfind('@') {
         Some(at) => match rest[..at].split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:****{}", &rest[at..]),
             None => url.to_owned(),
         },
         None => url.to_owned(),
+    };
+    match redacted.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=****"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => redacted,
     }
 }
 
@@ -853,6 +914,37 @@ mod tests {
         assert_eq!(config.providers["stripe"]["secret_key"], "sk_test_file");
         let debug = format!("{config:?}");
         assert!(!debug.contains("sk_test_file"), "{debug}");
+    }
+
+    #[test]
+    fn delivery_reconciliation_and_sweep_settings_from_the_file_with_their_ranges() {
+        let file = "webhook_first_retry = \"1m\"\nwebhook_max_delay = \"2h\"\nwebhook_max_attempts = 4\n\
+                    webhook_timeout = \"3s\"\nwebhook_sweep_interval = \"10s\"\nreconcile_after = \"5m\"\n\
+                    reconcile_interval = \"20s\"\nreconcile_concurrency = 3\n";
+        let config = Config::from_sources(Some(file), &env(&[])).unwrap();
+        assert_eq!(config.webhook_delivery.first_retry, Duration::from_secs(60));
+        assert_eq!(config.webhook_delivery.max_delay, Duration::from_secs(7200));
+        assert_eq!(config.webhook_delivery.max_attempts, 4);
+        assert_eq!(config.webhook_delivery.timeout, Duration::from_secs(3));
+        assert_eq!(config.webhook_sweep_interval, Duration::from_secs(10));
+        assert_eq!(config.reconcile.after, Duration::from_secs(300));
+        assert_eq!(config.reconcile.interval, Duration::from_secs(20));
+        assert_eq!(config.reconcile.concurrency, 3);
+        // A first retry past the default longest pause raises that pause with it.
+        let config = Config::from_sources(None, &env(&[("GATEWAY_WEBHOOK_FIRST_RETRY", "1day")])).unwrap();
+        assert_eq!(config.webhook_delivery.max_delay, Duration::from_secs(24 * 3600));
+        for (bad, named) in [
+            (("GATEWAY_WEBHOOK_MAX_DELAY", "1s"), "webhook_max_delay"),
+            (("GATEWAY_WEBHOOK_SWEEP_INTERVAL", "0s"), "webhook_sweep_interval"),
+            (("GATEWAY_RECONCILE_INTERVAL", "0s"), "reconcile_interval"),
+            (("GATEWAY_RECONCILE_CONCURRENCY", "0"), "reconcile_concurrency"),
+            (("GATEWAY_RECONCILE_CONCURRENCY", "1000"), "reconcile_concurrency"),
+            (("GATEWAY_EGRESS_ALLOW_HTTP", "maybe"), "egress_allow_http"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([bad]));
+            let error = Config::from_sources(None, &env(pairs)).unwrap_err().to_string();
+            assert!(error.contains(named), "{bad:?}: {error}");
+        }
     }
 
     #[test]
@@ -1001,6 +1093,10 @@ mod tests {
         assert_eq!(
             redact_url_password("sqlite://./gateway.db"),
             "sqlite://./gateway.db"
+        );
+        assert_eq!(
+            redact_url_password("postgres://gw@db/gateway?sslmode=require&password=s3cret"),
+            "postgres://gw@db/gateway?sslmode=require&password=****"
         );
     }
 

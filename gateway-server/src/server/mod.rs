@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cluster;
 pub(crate) mod config;
 pub(crate) mod egress_client;
+pub(crate) mod settings;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -124,12 +125,16 @@ impl ServerBuilder {
     }
 
     /// Adds to what handlers receive (typed extensions such as an order
-    /// book). The server's providers are already in it.
+    /// book). The server's providers are already in it. Called several
+    /// times, each extension applies, in order.
     pub fn handler_context(
         mut self,
         extend: impl FnOnce(HandlerContext) -> HandlerContext + Send + 'static,
     ) -> Self {
-        self.context = Some(Box::new(extend));
+        self.context = Some(match self.context.take() {
+            Some(earlier) => Box::new(move |context| extend(earlier(context))),
+            None => Box::new(extend),
+        });
         self
     }
 
@@ -149,6 +154,17 @@ impl ServerBuilder {
         self
     }
 
+    /// The gateway-wide providers `start` would offer and the default one
+    /// (`None` when none is), checked as `start` checks them, without opening
+    /// the database or binding: what `gateway config` reports.
+    pub(crate) fn check_providers(&self) -> Result<(Vec<String>, Option<String>), StartError> {
+        let providers = offered_providers(&self.config, self.providers.clone(), Arc::new(Metrics::new()))?;
+        Ok((
+            providers.global_names(),
+            providers.default_name().map(str::to_owned),
+        ))
+    }
+
     /// Builds the providers (refusing, before anything is stored, a mock
     /// outside sandbox mode and a default provider that is unknown or
     /// ambiguous), opens the database, then binds and starts serving in the
@@ -163,19 +179,7 @@ impl ServerBuilder {
         let egress = egress(&config).await?;
         // The providers first: a configuration they refuse stops the start before anything is stored.
         let metrics = Arc::new(Metrics::new());
-        let providers = if self.providers.is_empty() {
-            registry_providers(&config)?
-        } else {
-            self.providers
-        };
-        let providers = Providers::new(
-            providers,
-            config.default_provider.clone(),
-            config.is_sandbox(),
-            metrics.clone(),
-        )
-        .map_err(|error| StartError::Providers(error.to_string()))?
-        .with_operator_settings(&config.providers);
+        let providers = offered_providers(&config, self.providers, metrics.clone())?;
         tracing::info!(
             providers = ?providers.global_names(),
             default = providers.default_name().unwrap_or("(none)"),
@@ -212,10 +216,14 @@ impl ServerBuilder {
             Some(pool) => {
                 let (announce, outgoing) = mpsc::unbounded_channel();
                 let (incoming, notices) = mpsc::unbounded_channel();
-                let relay =
-                    ClusterRelay::start_linked(bus.clone(), pool, Some(CacheLink { outgoing, incoming }))
-                        .await
-                        .map_err(|error| StartError::Storage(error.to_string()))?;
+                let relay = ClusterRelay::start_linked(
+                    bus.clone(),
+                    pool,
+                    Some(CacheLink { outgoing, incoming }),
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|error| StartError::Storage(error.to_string()))?;
                 (Some(relay), Peers::through(announce), Some(notices))
             }
             None => (None, Peers::none(), None),
@@ -438,6 +446,29 @@ async fn wait_for_signal() {
     }
 }
 
+/// The providers a server offers: `given` (through [`ServerBuilder::provider`]),
+/// else those of the registry; refusing a mock outside sandbox mode and a
+/// default provider that is unknown or ambiguous.
+fn offered_providers(
+    config: &Config,
+    given: Vec<Arc<dyn PaymentProvider>>,
+    metrics: Arc<Metrics>,
+) -> Result<Providers, StartError> {
+    let providers = if given.is_empty() {
+        registry_providers(config)?
+    } else {
+        given
+    };
+    Ok(Providers::new(
+        providers,
+        config.default_provider.clone(),
+        config.is_sandbox(),
+        metrics,
+    )
+    .map_err(|error| StartError::Providers(error.to_string()))?
+    .with_operator_settings(&config.providers))
+}
+
 /// Builds the gateway-wide providers linked into the binary: each one the
 /// configuration has settings for (refusing to start if they do not build),
 /// each other one that needs no settings, and the mock in sandbox mode only,
@@ -603,6 +634,28 @@ mod tests {
     use gateway_core::MockProvider;
 
     use super::*;
+
+    #[test]
+    fn handler_context_extensions_add_up_in_order() {
+        #[derive(Debug, PartialEq)]
+        struct Shop(&'static str);
+        #[derive(Debug, PartialEq)]
+        struct Ledger(u32);
+        let builder = ServerBuilder::new(Config::default())
+            .handler_context(|ctx| ctx.with_extension(Shop("first")).with_extension(Ledger(1)))
+            .handler_context(|ctx| ctx.with_extension(Shop("second")));
+        let context = (builder.context.expect("a context hook"))(HandlerContext::new());
+        assert_eq!(
+            context.extension::<Ledger>(),
+            Some(&Ledger(1)),
+            "the first still applies"
+        );
+        assert_eq!(
+            context.extension::<Shop>(),
+            Some(&Shop("second")),
+            "the later one last"
+        );
+    }
 
     #[actix_web::test]
     async fn a_graceful_stop_waits_for_a_provider_call_in_flight() {
