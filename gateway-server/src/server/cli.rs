@@ -11,6 +11,7 @@ use crate::app::invalidation::{Invalidation, CACHE_TTL};
 use crate::domain::scopes::Scopes;
 use crate::server::cluster::announce;
 use crate::server::config::{Config, LogFormat};
+use crate::server::dev_cli::DevCommand;
 use crate::server::{create_merchant, ServerBuilder};
 use crate::store::{Change, Store};
 use crate::support::clock::now_ms;
@@ -42,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Developer commands against a running gateway (`listen`, `trigger`, `events resend`).
+    #[command(flatten)]
+    Dev(DevCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +86,16 @@ enum ApiKeyAction {
 /// Runs the command line with the process arguments; returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Dev(command)) = cli.command {
+        // These call a running gateway: no server configuration is read.
+        return match actix_web::rt::System::new().block_on(crate::server::dev_cli::run(command)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("gateway: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -120,6 +134,7 @@ fn init_logging(config: &Config) {
 async fn run(command: Command, config: Config) -> Result<(), String> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Dev(command) => crate::server::dev_cli::run(command).await,
         Command::Migrate => {
             open(&config).await?;
             eprintln!("gateway: database is up to date");
