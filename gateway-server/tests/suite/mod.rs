@@ -10,6 +10,7 @@
 mod account_pinning;
 mod cards;
 mod delivery_fairness;
+mod dev_cli;
 mod egress;
 mod faults;
 mod idempotency;
