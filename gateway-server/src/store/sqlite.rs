@@ -88,6 +88,13 @@ pub(super) fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0007_delivery_fairness.sql")),
             false,
         ),
+        Migration::new(
+            8,
+            Cow::Borrowed("events and endpoints"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0008_events_and_endpoints.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),
