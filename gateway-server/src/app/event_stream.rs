@@ -10,7 +10,7 @@ use gateway_core::Watch;
 
 use crate::app::core::Core;
 use crate::app::live::LiveSlot;
-use crate::app::webhook_endpoints;
+use crate::app::outbound::{event_payload, sign_for_endpoint, EVENT_TYPES};
 use crate::domain::error::{ApiError, Status};
 use crate::domain::scopes::Caller;
 use crate::store::EventRow;
@@ -66,15 +66,12 @@ pub(crate) async fn open(
             core.store
                 .endpoint(&caller.merchant_id, id)
                 .await?
-                .ok_or_else(|| {
-                    ApiError::new(Status::NOT_FOUND, "endpoint_not_found", format!("no webhook endpoint {id}"))
-                        .with_param("endpoint")
-                })?,
+                .ok_or_else(|| ApiError::not_found("webhook endpoint", id).with_param("endpoint"))?,
         ),
         None => None,
     };
     let types = match (request.types, &endpoint) {
-        (Some(types), _) => webhook_endpoints::enabled_events(types).map_err(|error| error.with_param("types"))?,
+        (Some(types), _) => stream_types(types)?,
         (None, Some(endpoint)) => serde_json::from_str(&endpoint.enabled_events).unwrap_or_default(),
         (None, None) => Vec::new(),
     };
@@ -116,6 +113,26 @@ pub(crate) async fn open(
     Ok((cursor, slot))
 }
 
+/// The `types` of a stream: known event types, at least one; 400 naming `types` otherwise.
+fn stream_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if let Some(unknown) = types.iter().find(|kind| !EVENT_TYPES.contains(&kind.as_str())) {
+        return Err(ApiError::invalid_param(
+            "types",
+            format!(
+                "unknown event type {unknown:?} in types; known: {}",
+                EVENT_TYPES.join(", ")
+            ),
+        ));
+    }
+    if types.is_empty() {
+        return Err(ApiError::invalid_param(
+            "types",
+            "types needs at least one event type (leave it out for every type)",
+        ));
+    }
+    Ok(types)
+}
+
 /// The `seq` of the merchant's newest event (0 without any).
 async fn latest_seq(core: &Core, caller: &Caller) -> Result<i64, ApiError> {
     let newest = core
@@ -147,11 +164,11 @@ impl EventCursor {
     }
 
     async fn streamed(&self, core: &Core, row: &EventRow) -> Result<StreamedEvent, ApiError> {
-        let payload = crate::app::outbound::event_payload(row);
+        let payload = event_payload(row);
         let signature = match &self.endpoint_id {
-            Some(endpoint) => Some(
-                webhook_endpoints::sign_for_endpoint(core, &self.caller.merchant_id, endpoint, &payload).await?,
-            ),
+            Some(endpoint) => {
+                Some(sign_for_endpoint(core, &self.caller.merchant_id, endpoint, payload.as_bytes()).await?)
+            }
             None => None,
         };
         Ok(StreamedEvent {

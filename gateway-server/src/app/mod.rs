@@ -10,6 +10,7 @@ pub(crate) mod cards;
 pub(crate) mod core;
 pub(crate) mod deliveries;
 pub(crate) mod egress;
+pub(crate) mod event_stream;
 pub(crate) mod events;
 pub(crate) mod idempotency;
 pub(crate) mod inbound;

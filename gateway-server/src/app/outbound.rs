@@ -357,8 +357,6 @@ async fn open_secrets(core: &Core, merchant_id: &str, endpoint_id: &str) -> Resu
 /// first (`t=…,v1=<new>,v1=<old>` during a rotation's grace period). 404 if
 /// the endpoint is not the merchant's; 409 `endpoint_has_no_secret` if it
 /// has no valid secret.
-// The event stream's (`gateway listen`) signer.
-#[allow(dead_code)]
 pub(crate) async fn sign_for_endpoint(
     core: &Core,
     merchant_id: &str,

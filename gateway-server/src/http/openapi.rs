@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::http::routes::{
-    cards, events, live, merchant, ops, payments, refunds, webhook_endpoints, webhooks,
+    cards, event_stream, events, live, merchant, ops, payments, refunds, webhook_endpoints, webhooks,
 };
 use wire::Wire;
 
@@ -55,7 +55,7 @@ struct ErrorEnvelope {
         webhooks::receive_global, webhooks::receive_merchant, webhooks::list_deliveries,
         webhooks::get_delivery, webhooks::retry_delivery, ops::healthz, ops::readyz, ops::metrics,
         ops::openapi,
-        events::list, events::get, events::resend,
+        events::list, events::get, events::resend, event_stream::stream,
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get, webhook_endpoints::update,
         webhook_endpoints::delete, webhook_endpoints::rotate_secret
     ),

@@ -434,8 +434,6 @@ pub(crate) trait EventStore: Send + Sync {
     /// PostgreSQL a commit takes `seq` while holding a transaction lock on
     /// the events (`store::postgres`), so a lower `seq` can never become
     /// visible after a higher one. Rows removed by retention are gone.
-    // The event stream's (`GET /v1/events/stream`) reader.
-    #[allow(dead_code)]
     async fn events_after(
         &self,
         merchant_id: &str,

@@ -172,11 +172,7 @@ async fn listen_forwards_every_event_once_in_order_across_a_dropped_connection()
     let local = Receiver::start(&[]).await;
     let upstream = server.url("").trim_start_matches("http://").parse().unwrap();
     let proxy = Proxy::start(upstream).await;
-    let listen = Cli::start(
-        &proxy.base,
-        &server.key,
-        &["listen", "--forward-to", &local.url],
-    );
+    let listen = Cli::start(&proxy.base, &server.key, &["listen", "--forward-to", &local.url]);
     listen.wait_stderr("connected", Duration::from_secs(20)).await;
 
     for _ in 0..3 {
@@ -206,7 +202,9 @@ async fn listen_forwards_every_event_once_in_order_across_a_dropped_connection()
     let printed: Vec<String> = listen.stdout.try_iter().collect();
     assert_eq!(printed.len(), 6, "one line per event: {printed:?}");
     assert!(
-        printed.iter().all(|line| line.contains("payment.completed") && line.contains("200")),
+        printed
+            .iter()
+            .all(|line| line.contains("payment.completed") && line.contains("200")),
         "{printed:?}"
     );
 }
@@ -220,17 +218,17 @@ async fn listen_forwards_only_the_types_asked_for() {
     let listen = Cli::start(
         &server.url(""),
         &server.key,
-        &[
-            "listen",
-            "--forward-to",
-            &local.url,
-            "--events",
-            "payment.failed",
-        ],
+        &["listen", "--forward-to", &local.url, "--events", "payment.failed"],
     );
     listen.wait_stderr("connected", Duration::from_secs(20)).await;
     pay(&server, "pm_card_visa").await;
-    pay(&server, "pm_card_chargeDeclined").await;
+    let declined = server
+        .post(
+            "/v1/payments",
+            &payment_body("12.00", "pm_card_chargeDeclined", ""),
+        )
+        .await;
+    assert_eq!(declined.status, 402, "{}", declined.text);
     // Both reach the endpoint itself; only the failure is forwarded.
     direct.wait_for(2, Duration::from_secs(20)).await;
     local.wait_for(1, Duration::from_secs(20)).await;
@@ -273,7 +271,6 @@ async fn trigger_produces_each_event_type_with_a_signed_delivery_and_resend_send
         "payment.canceled",
         "payment.partially_refunded",
         "payment.refunded",
-        "refund.failed",
     ];
     let mut triggered = Vec::new();
     for event_type in types {
@@ -328,5 +325,30 @@ async fn trigger_produces_each_event_type_with_a_signed_delivery_and_resend_send
     let (ok, _, stderr) = Cli::start(&server.url(""), &server.key, &["trigger", "payment.exploded"])
         .finish(Duration::from_secs(30))
         .await;
-    assert!(!ok && stderr.contains("payment.completed"), "lists the types: {stderr}");
+    assert!(
+        !ok && stderr.contains("payment.completed"),
+        "lists the types: {stderr}"
+    );
+}
+
+#[actix_web::test]
+async fn the_event_stream_refuses_what_it_cannot_serve() {
+    let server = TestServer::start().await;
+    let refused = |path: &'static str| {
+        let server = &server;
+        async move {
+            let reply = server.get(path).await;
+            (reply.status.as_u16(), reply.code().to_owned(), reply.text.clone())
+        }
+    };
+    let (status, _, text) = refused("/v1/events/stream?types=payment.exploded").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("\"param\":\"types\""), "{text}");
+    let (status, code, text) = refused("/v1/events/stream?after=evt_gone").await;
+    assert_eq!((status, code.as_str()), (404, "event_not_found"), "{text}");
+    let (status, _, text) = refused("/v1/events/stream?endpoint=we_nope").await;
+    assert_eq!(status, 404, "{text}");
+    let (_, other_key) = server.merchant("payments:read").await;
+    let reply = server.get_as(&other_key, "/v1/events/stream").await;
+    assert_eq!(reply.status, 403, "webhooks:read is needed: {}", reply.text);
 }

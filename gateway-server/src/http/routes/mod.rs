@@ -2,6 +2,7 @@
 //! registered ([`endpoint`]): its methods, and 405 with `Allow` for the rest.
 
 pub(crate) mod cards;
+pub(crate) mod event_stream;
 pub(crate) mod events;
 pub(crate) mod live;
 pub(crate) mod merchant;
@@ -60,6 +61,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(endpoint("/v1/merchant/api_keys/{id}").delete(merchant::revoke_key))
     .service(endpoint("/v1/events").get(events::list))
+    // Before `/v1/events/{id}`, which would take `stream` for an id.
+    .service(endpoint("/v1/events/stream").get(event_stream::stream))
     .service(endpoint("/v1/events/{id}").get(events::get))
     .service(endpoint("/v1/events/{id}/resend").post(events::resend))
     .service(
