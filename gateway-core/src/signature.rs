@@ -163,6 +163,21 @@ pub fn sign_header(payload: &[u8], secret: &[u8], timestamp: UnixTimestamp) -> S
     format!("t={timestamp},{SCHEME}={}", hex::encode(signature))
 }
 
+/// The header signing `payload` with each of `secrets` at `timestamp`:
+/// `t=<timestamp>,v1=<first>,v1=<second>…`, in the order given. During a
+/// secret rotation a sender signs with the new and the old secret, so a
+/// receiver that knows either verifies ([`verify_header`] accepts any `v1`).
+/// With one secret it is [`sign_header`]'s header.
+pub fn sign_header_all<S: AsRef<[u8]>>(payload: &[u8], secrets: &[S], timestamp: UnixTimestamp) -> String {
+    let timestamp = timestamp.to_string();
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        let signature = signature_for(secret.as_ref(), &timestamp, payload);
+        header.push_str(&format!(",{SCHEME}={}", hex::encode(signature)));
+    }
+    header
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +227,25 @@ mod tests {
             verify_header(&header, body, &[b"new"], TOLERANCE, 5_300),
             Ok(5_000)
         );
+    }
+
+    #[test]
+    fn a_header_signed_with_several_secrets_verifies_under_each() {
+        let body = br#"{"id":"evt_2"}"#;
+        let header = sign_header_all(body, &[&b"new"[..], b"old"], 7_000);
+        assert_eq!(header.matches(",v1=").count(), 2);
+        assert!(header.starts_with(&sign_header(body, b"new", 7_000)));
+        for secret in [&b"new"[..], b"old"] {
+            assert_eq!(
+                verify_header(&header, body, &[secret], TOLERANCE, 7_000),
+                Ok(7_000)
+            );
+        }
+        assert_eq!(
+            verify_header(&header, body, &[b"other"], TOLERANCE, 7_000),
+            Err(SignatureError::BadSignature)
+        );
+        assert_eq!(sign_header_all(body, &[SECRET], 1), sign_header(body, SECRET, 1));
     }
 
     #[test]

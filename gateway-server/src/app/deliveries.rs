@@ -27,9 +27,16 @@ pub(crate) struct AttemptView {
 /// An outbound webhook and its delivery.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DeliveryView {
-    /// The event id (the payload's `id`; receivers deduplicate on it).
+    /// The delivery's id (`whd_…`; a delivery made before events existed
+    /// has its event's id, `evt_…`).
     id: String,
     object: &'static str,
+    /// The event delivered (the payload's `id` and `Gateway-Event-Id`;
+    /// receivers deduplicate on it).
+    event_id: String,
+    /// The endpoint it goes to (none for a delivery of before endpoints
+    /// whose merchant had removed its URL).
+    endpoint_id: Option<String>,
     event_type: String,
     payment_id: String,
     url: String,
@@ -54,11 +61,13 @@ impl DeliveryView {
         DeliveryView {
             id: row.id.clone(),
             object: "webhook_delivery",
+            event_id: row.event_id.clone(),
+            endpoint_id: row.endpoint_id.clone(),
             event_type: row.event_type.clone(),
             payment_id: row.payment_id.clone(),
             url: row.url.clone(),
             status: row.status.as_str().to_owned(),
-            sequence: row.seq,
+            sequence: row.event_seq,
             attempts: row.attempts,
             next_attempt_at: (row.status == DeliveryStatus::Pending).then(|| rfc3339(row.next_attempt_at)),
             created_at: rfc3339(row.created_at),
@@ -115,7 +124,8 @@ async fn load(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryRow, Api
         .ok_or_else(|| ApiError::not_found("webhook delivery", id))
 }
 
-async fn attempts(core: &Core, row: &DeliveryRow) -> Result<Vec<AttemptView>, ApiError> {
+/// A delivery's attempts, in order.
+pub(crate) async fn attempts(core: &Core, row: &DeliveryRow) -> Result<Vec<AttemptView>, ApiError> {
     Ok(core
         .store
         .delivery_attempts(&row.id)
@@ -166,17 +176,17 @@ pub(crate) async fn retry(
             body: success_bytes(&DeliveryView::new(&row, Some(attempts))),
             // A retry by hand is the merchant saying its endpoint works
             // again: it is no longer backed off as a whole.
-            changes: vec![
-                Change::RetryDelivery {
-                    merchant_id: caller.merchant_id.to_string(),
-                    id: row.id.clone(),
-                    at,
-                },
-                Change::EndpointRecovered {
-                    merchant_id: caller.merchant_id.to_string(),
-                    at,
-                },
-            ],
+            changes: std::iter::once(Change::RetryDelivery {
+                merchant_id: caller.merchant_id.to_string(),
+                id: row.id.clone(),
+                at,
+            })
+            .chain(
+                row.endpoint_id
+                    .clone()
+                    .map(|endpoint_id| Change::EndpointRecovered { endpoint_id }),
+            )
+            .collect(),
             updates: Vec::new(),
         })
     })

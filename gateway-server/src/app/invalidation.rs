@@ -1,7 +1,7 @@
 //! Keeping every instance's caches of merchant configuration fresh.
 //!
 //! Each instance caches what it reads on almost every request: who an API
-//! key belongs to, a merchant's provider accounts, its webhook URL. A change
+//! key belongs to, a merchant's provider accounts, its webhook endpoints. A change
 //! made through one instance ([`Core::changed`]) forgets the cached value
 //! there at once and is announced to the other instances through
 //! [`Peers`] (on PostgreSQL, the cluster relay's `NOTIFY`), whose
@@ -38,7 +38,8 @@ pub(crate) enum Invalidation {
         /// The provider's name.
         provider: String,
     },
-    /// A merchant's webhook URL changed.
+    /// A merchant's webhook endpoints changed (one added, changed or
+    /// deleted; its URL through `PUT /v1/merchant/webhook`).
     WebhookUrl {
         /// The merchant.
         merchant_id: String,

@@ -1,17 +1,19 @@
-//! The merchant's configuration (provider credentials, webhook URL) and its API keys.
+//! The merchant's configuration (provider credentials, webhook URL: the
+//! shorthand for its first webhook endpoint) and its API keys.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::core::Core;
-use crate::app::egress::{check_url, Refusal};
+use crate::app::egress::Refusal;
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
 use crate::app::invalidation::Invalidation;
 use crate::app::lists::List;
-use crate::app::outbound::{new_signing_secret, secret_aad};
 use crate::app::providers::{credential_aad, is_credential, ProviderLookupError};
+use crate::app::webhook_endpoints::{self, check_endpoint_url, NewEndpoint};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::{Caller, Scopes};
 use crate::store::{ApiKeyRow, Change, CredentialRow, MerchantRow};
@@ -48,7 +50,9 @@ pub(crate) struct MerchantView {
 pub(crate) struct WebhookView {
     webhook_url: Option<String>,
     /// The secret `Gateway-Signature` is computed with: shown once, when it
-    /// is created (the first time a URL is set, or on `rotate_secret`).
+    /// is created (the first time a URL is set, or on `rotate_secret`,
+    /// which replaces the old one at once; `POST
+    /// /v1/webhook-endpoints/{id}/rotate-secret` keeps it for a grace period).
     #[serde(skip_serializing_if = "Option::is_none")]
     signing_secret: Option<String>,
     /// Whether a signing secret exists.
@@ -122,11 +126,15 @@ pub(crate) async fn get(core: &Core, caller: &Caller) -> Result<MerchantView, Ap
             updated_at: rfc3339(row.updated_at),
         })
         .collect();
+    // The first endpoint's URL (`PUT /v1/merchant/webhook`'s).
+    let webhook_url = webhook_endpoints::first(core, &merchant.id)
+        .await?
+        .map(|row| row.url);
     Ok(MerchantView {
         id: merchant.id,
         object: "merchant",
         name: merchant.name,
-        webhook_url: merchant.webhook_url,
+        webhook_url,
         providers,
         available_providers: core.providers.global_names(),
         created_at: rfc3339(merchant.created_at),
@@ -188,42 +196,48 @@ pub(crate) async fn put_provider(
     get(core, caller).await
 }
 
-/// Sets the webhook URL, once the egress policy allows it (https, a host
-/// that resolves to allowed addresses only, no credentials; 400 naming
-/// `webhook_url` otherwise); creates the signing secret with the first URL
-/// or on request, shown in this answer only.
+/// Sets the webhook URL, the shorthand for the merchant's first (oldest)
+/// endpoint: creates it (every event type, with a signing secret shown in
+/// this answer only), or sets its URL and enables it (a new secret on
+/// request, replacing the old one at once). The URL must pass the egress
+/// policy (https, a host that resolves to allowed addresses only, no
+/// credentials; 400 naming `webhook_url` otherwise).
 pub(crate) async fn put_webhook(
     core: &Core,
     caller: &Caller,
     input: WebhookSettings,
 ) -> Result<WebhookView, ApiError> {
-    check_url(&core.egress.policy, &input.webhook_url)
-        .await
-        .map_err(|refusal| webhook_url_refused(&core.egress.policy, &refusal))?;
-    let has_secret = core.store.signing_secret(&caller.merchant_id).await?.is_some();
-    // A new endpoint starts afresh: the old one's failures do not back it off.
-    let mut changes = vec![
-        Change::SetWebhookUrl {
-            merchant_id: caller.merchant_id.to_string(),
-            url: Some(input.webhook_url.clone()),
-        },
-        Change::EndpointRecovered {
-            merchant_id: caller.merchant_id.to_string(),
-            at: now_ms(),
-        },
-    ];
-    let new_secret = (input.rotate_secret || !has_secret)
-        .then(new_signing_secret)
-        .transpose()?;
-    if let Some(secret) = &new_secret {
-        changes.push(Change::SetSigningSecret {
-            merchant_id: caller.merchant_id.to_string(),
-            sealed: core
-                .sealer
-                .seal(secret.as_bytes(), secret_aad(&caller.merchant_id).as_bytes())?,
-            at: now_ms(),
-        });
-    }
+    check_endpoint_url(core, &input.webhook_url, "webhook_url").await?;
+    let now = now_ms();
+    let (changes, new_secret) = match webhook_endpoints::first(core, &caller.merchant_id).await? {
+        None => {
+            let row = webhook_endpoints::new_row(
+                &caller.merchant_id,
+                &NewEndpoint {
+                    url: input.webhook_url.clone(),
+                    enabled: true,
+                    enabled_events: vec!["*".to_owned()],
+                    description: None,
+                },
+            )?;
+            let (changes, secret) = webhook_endpoints::creation(core, &row)?;
+            (changes, Some(secret))
+        }
+        Some(mut row) => {
+            // A changed endpoint starts afresh: its old failures do not back it off.
+            row.url = input.webhook_url.clone();
+            row.enabled = true;
+            row.updated_at = now;
+            let mut changes = vec![Change::UpdateEndpoint(Box::new(row.clone()))];
+            let mut new_secret = None;
+            if input.rotate_secret || !webhook_endpoints::has_secret(core, &row.id).await? {
+                let (rotation, secret) = webhook_endpoints::rotation(core, &row, Duration::ZERO, now)?;
+                changes.extend(rotation);
+                new_secret = Some(secret);
+            }
+            (changes, new_secret)
+        }
+    };
     core.store.commit(changes).await?;
     core.changed(Invalidation::WebhookUrl {
         merchant_id: caller.merchant_id.to_string(),
@@ -233,49 +247,53 @@ pub(crate) async fn put_webhook(
     }
     Ok(WebhookView {
         webhook_url: Some(input.webhook_url),
-        signing_secret_set: has_secret || new_secret.is_some(),
+        signing_secret_set: true,
         signing_secret: new_secret,
     })
 }
 
-/// The 400 for a webhook URL the policy refuses: what is wrong and what is allowed.
-fn webhook_url_refused(policy: &EgressPolicy, refusal: &Refusal) -> ApiError {
+/// The 400 for a webhook URL the policy refuses, naming `param`: what is
+/// wrong and what is allowed.
+pub(crate) fn webhook_url_refused(policy: &EgressPolicy, refusal: &Refusal, param: &str) -> ApiError {
     let scheme = if policy.allow_http {
         "an http(s)://"
     } else {
         "an https://"
     };
     ApiError::invalid_param(
-        "webhook_url",
+        param,
         format!(
-            "webhook_url {refusal}; allowed: {scheme} URL without user:password@, whose host is a DNS \
+            "{param} {refusal}; allowed: {scheme} URL without user:password@, whose host is a DNS \
              name or a dotted-quad/[IPv6] address resolving to public addresses only"
         ),
     )
 }
 
-/// Removes the webhook URL: no more events are sent (the signing secret is
-/// kept for the next URL).
+/// Removes the webhook URL: deletes the merchant's first endpoint (with its
+/// secret; its pending deliveries are given up). Answers the configuration
+/// now, the next endpoint's if there is one.
 pub(crate) async fn delete_webhook(core: &Core, caller: &Caller) -> Result<WebhookView, ApiError> {
-    core.store
-        .commit(vec![Change::SetWebhookUrl {
+    if let Some(row) = webhook_endpoints::first(core, &caller.merchant_id).await? {
+        core.store.commit(vec![webhook_endpoints::deletion(&row)]).await?;
+        core.changed(Invalidation::WebhookUrl {
             merchant_id: caller.merchant_id.to_string(),
-            url: None,
-        }])
-        .await?;
-    core.changed(Invalidation::WebhookUrl {
-        merchant_id: caller.merchant_id.to_string(),
-    });
+        });
+    }
     get_webhook(core, caller).await
 }
 
-/// The webhook configuration (never the secret).
+/// The webhook configuration: the first endpoint's URL (never the secret).
 pub(crate) async fn get_webhook(core: &Core, caller: &Caller) -> Result<WebhookView, ApiError> {
-    let merchant = merchant_row(core, caller).await?;
+    merchant_row(core, caller).await?;
+    let first = webhook_endpoints::first(core, &caller.merchant_id).await?;
+    let signing_secret_set = match &first {
+        Some(row) => webhook_endpoints::has_secret(core, &row.id).await?,
+        None => false,
+    };
     Ok(WebhookView {
-        webhook_url: merchant.webhook_url,
+        webhook_url: first.map(|row| row.url),
         signing_secret: None,
-        signing_secret_set: core.store.signing_secret(&caller.merchant_id).await?.is_some(),
+        signing_secret_set,
     })
 }
 

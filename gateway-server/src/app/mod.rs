@@ -10,6 +10,8 @@ pub(crate) mod cards;
 pub(crate) mod core;
 pub(crate) mod deliveries;
 pub(crate) mod egress;
+pub(crate) mod event_stream;
+pub(crate) mod events;
 pub(crate) mod idempotency;
 pub(crate) mod inbound;
 pub(crate) mod inbound_api;
@@ -28,6 +30,7 @@ pub(crate) mod refunds;
 pub(crate) mod resolve;
 pub(crate) mod retention;
 pub(crate) mod timeline;
+pub(crate) mod webhook_endpoints;
 
 use crate::domain::error::{ApiError, Status};
 use crate::store::StoreError;

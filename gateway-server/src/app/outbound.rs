@@ -1,9 +1,14 @@
-//! Outbound merchant webhooks: the outbox and the delivery worker.
+//! Outbound merchant webhooks: events, the outbox and the delivery worker.
 //!
 //! * Every payment change that merchants hear about (`payment.completed`, …)
-//!   becomes an outbox row ([`DeliveryRow`]) in the SAME transaction as the
-//!   change ([`outbox_changes`], called by `payments::commit_and_publish`), so
-//!   a committed change is never without its webhook and vice versa.
+//!   becomes an event ([`EventRow`], whether or not the merchant has an
+//!   endpoint) and one outbox row ([`DeliveryRow`]) per enabled endpoint whose
+//!   `enabled_events` match, in the SAME transaction as the change
+//!   ([`outbox_changes`], called by `payments::commit_and_publish`), so a
+//!   committed change is never without its event and webhooks and vice versa.
+//! * Every delivery of an event sends the same bytes ([`event_payload`]),
+//!   signed with each of the endpoint's valid secrets, newest first
+//!   ([`sign_for_endpoint`]: two `v1=` values during a rotation's grace period).
 //! * The worker claims due rows for a lease before sending (a crash mid-send
 //!   frees them when the lease ends), POSTs the signed payload, records every
 //!   attempt (HTTP status, latency, error) and either marks the row delivered
@@ -15,8 +20,9 @@
 //!   the next claimable one starts), and the claim lets merchants take turns,
 //!   none with more than [`DeliveryLimits::per_merchant`] in flight across
 //!   instances. An endpoint that failed [`DeliveryLimits::endpoint_failures`]
-//!   times in a row is backed off as a whole: none of the merchant's
-//!   deliveries is tried before its next retry time; a 2xx resets it.
+//!   times in a row is backed off as a whole: none of its deliveries is
+//!   tried before its next retry time (the merchant's other endpoints go on);
+//!   a 2xx resets it.
 //! * Delivery is at-least-once: a delivery that was in flight when the
 //!   process died is sent again after the lease. Receivers deduplicate on the
 //!   event `id` (also sent as `Gateway-Event-Id`).
@@ -33,8 +39,12 @@ use crate::app::core::Core;
 use crate::app::invalidation::CACHE_TTL;
 use crate::app::refunds::RefundView;
 use crate::domain::changes::{IntentUpdate, UpdateKind};
+use crate::domain::error::ApiError;
 use crate::domain::views::PaymentView;
-use crate::store::{AttemptRow, Change, DeliveryOutcome, DeliveryRow, DeliveryStatus, Store, StoreError};
+use crate::store::{
+    AttemptRow, Change, DeliveryOutcome, DeliveryRow, DeliveryStatus, EndpointRow, EndpointSecretRow,
+    EventRow, Store, StoreError,
+};
 use crate::support::clock::now_ms;
 use crate::support::ids::{hex, new_id, random_bytes, RandomUnavailable};
 
@@ -118,12 +128,15 @@ impl Default for DeliveryLimits {
 /// The largest share of a retry delay taken off at random.
 const JITTER: f64 = 0.2;
 
-/// Shared outbound state: the worker's wake-up and a cache of webhook URLs
-/// (each trusted for [`CACHE_TTL`]; forgotten at once on a change, here and,
-/// through `app::invalidation`, on the other instances).
+/// A merchant's webhook endpoints as cached, and when they were read.
+type CachedEndpoints = (Arc<Vec<EndpointRow>>, Instant);
+
+/// Shared outbound state: the worker's wake-up and a cache of each
+/// merchant's webhook endpoints (trusted for [`CACHE_TTL`]; forgotten at
+/// once on a change, here and, through `app::invalidation`, on the other instances).
 pub(crate) struct Outbound {
     notify: Notify,
-    urls: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    urls: Mutex<HashMap<String, CachedEndpoints>>,
     pub(crate) schedule: DeliverySchedule,
     pub(crate) limits: DeliveryLimits,
 }
@@ -149,34 +162,39 @@ impl Outbound {
         self.notify.notify_one();
     }
 
-    fn cached_urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, Instant)>> {
+    fn cached_urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedEndpoints>> {
         self.urls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The merchant's webhook URL (cached; [`Outbound::forget_url`] on change).
-    async fn webhook_url(&self, store: &dyn Store, merchant_id: &str) -> Result<Option<String>, StoreError> {
-        if let Some((url, _)) = self
+    /// The merchant's webhook endpoints, oldest first (cached;
+    /// [`Outbound::forget_url`] on change).
+    async fn endpoints(
+        &self,
+        store: &dyn Store,
+        merchant_id: &str,
+    ) -> Result<Arc<Vec<EndpointRow>>, StoreError> {
+        if let Some((endpoints, _)) = self
             .cached_urls()
             .get(merchant_id)
             .filter(|(_, at)| at.elapsed() < CACHE_TTL)
         {
-            return Ok(url.clone());
+            return Ok(endpoints.clone());
         }
-        let url = store.merchant(merchant_id).await?.and_then(|m| m.webhook_url);
+        let endpoints = Arc::new(store.endpoints(merchant_id).await?);
         let mut urls = self.cached_urls();
         if urls.len() > 10_000 {
             urls.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
         }
-        urls.insert(merchant_id.to_owned(), (url.clone(), Instant::now()));
-        Ok(url)
+        urls.insert(merchant_id.to_owned(), (endpoints.clone(), Instant::now()));
+        Ok(endpoints)
     }
 
-    /// Forgets a merchant's cached URL after it changed.
+    /// Forgets a merchant's cached endpoints after they changed.
     pub(crate) fn forget_url(&self, merchant_id: &str) {
         self.cached_urls().remove(merchant_id);
     }
 
-    /// Forgets every cached URL.
+    /// Forgets every cached endpoint.
     pub(crate) fn forget_all_urls(&self) {
         self.cached_urls().clear();
     }
@@ -211,32 +229,175 @@ pub(crate) fn event_type(update: &IntentUpdate) -> Option<&'static str> {
     }
 }
 
+/// Every event type merchants receive, the names `enabled_events` takes.
+pub(crate) const EVENT_TYPES: [&str; 9] = [
+    "payment.completed",
+    "payment.failed",
+    "payment.pending",
+    "payment.requires_capture",
+    "payment.canceled",
+    "payment.refunded",
+    "payment.partially_refunded",
+    "refund.failed",
+    "refund.canceled",
+];
+
+/// Whether an endpoint receiving `enabled_events` (a JSON array; `"*"`:
+/// every type) receives events of `event_type`.
+pub(crate) fn receives(enabled_events: &str, event_type: &str) -> bool {
+    serde_json::from_str::<Vec<String>>(enabled_events)
+        .unwrap_or_default()
+        .iter()
+        .any(|name| name == "*" || name == event_type)
+}
+
+/// A new event id (`evt_…`).
+fn new_event_id() -> String {
+    format!("evt_{}", new_id().replace('-', ""))
+}
+
+/// A new delivery id (`whd_…`).
+pub(crate) fn new_delivery_id() -> String {
+    format!("whd_{}", new_id().replace('-', ""))
+}
+
+/// A pending delivery of `event` to `endpoint`, due at `now`.
+pub(crate) fn delivery_of(event: &EventRow, endpoint: &EndpointRow, now: i64) -> DeliveryRow {
+    DeliveryRow {
+        seq: 0,
+        id: new_delivery_id(),
+        merchant_id: event.merchant_id.clone(),
+        payment_id: event.payment_id.clone(),
+        event_type: event.event_type.clone(),
+        source_event: event.source_event.clone(),
+        payment: event.payment.clone(),
+        refund: event.refund.clone(),
+        url: endpoint.url.clone(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        created_at: now,
+        delivered_at: None,
+        last_status: None,
+        last_error: None,
+        event_id: event.id.clone(),
+        endpoint_id: Some(endpoint.id.clone()),
+        // Filled by the store from the event.
+        event_seq: event.seq,
+        event_created_at: event.created_at,
+    }
+}
+
 /// A new signing secret (`whsec_` + 256 random bits, hex).
 pub(crate) fn new_signing_secret() -> Result<String, RandomUnavailable> {
     Ok(format!("whsec_{}", hex(&random_bytes::<32>()?)))
 }
 
-/// The associated data binding a sealed signing secret to its merchant.
+/// The associated data binding a sealed signing secret to its merchant (the
+/// secrets of before endpoints, `bound_to = 'merchant'`).
 pub(crate) fn secret_aad(merchant_id: &str) -> String {
     format!("webhook-signing-secret:{merchant_id}")
 }
 
-/// Adds to `changes` the outbox rows `updates` call for; `true` if any.
+/// What an endpoint secret's `bound_to` is when its associated data names
+/// the merchant and the endpoint ([`endpoint_secret_aad`]): every secret made
+/// since endpoints exist.
+pub(crate) const BOUND_TO_ENDPOINT: &str = "endpoint";
+
+/// The associated data binding a sealed signing secret to its endpoint.
+pub(crate) fn endpoint_secret_aad(merchant_id: &str, endpoint_id: &str) -> String {
+    format!("webhook-signing-secret:{merchant_id}:{endpoint_id}")
+}
+
+/// A signing secret sealed for `endpoint_id`, valid until `expires_at` (none: current).
+pub(crate) fn sealed_secret(
+    core: &Core,
+    merchant_id: &str,
+    endpoint_id: &str,
+    secret: &str,
+    at: i64,
+) -> Result<EndpointSecretRow, ApiError> {
+    Ok(EndpointSecretRow {
+        endpoint_id: endpoint_id.to_owned(),
+        merchant_id: merchant_id.to_owned(),
+        sealed: core.sealer.seal(
+            secret.as_bytes(),
+            endpoint_secret_aad(merchant_id, endpoint_id).as_bytes(),
+        )?,
+        bound_to: BOUND_TO_ENDPOINT.to_owned(),
+        created_at: at,
+        expires_at: None,
+    })
+}
+
+/// The endpoint's secrets valid now, opened, newest first.
+async fn open_secrets(core: &Core, merchant_id: &str, endpoint_id: &str) -> Result<Vec<Vec<u8>>, String> {
+    let rows = core
+        .store
+        .endpoint_secrets(endpoint_id, now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    rows.iter()
+        .filter(|row| row.merchant_id == merchant_id)
+        .map(|row| {
+            let aad = if row.bound_to == BOUND_TO_ENDPOINT {
+                endpoint_secret_aad(merchant_id, endpoint_id)
+            } else {
+                secret_aad(merchant_id)
+            };
+            core.sealer
+                .open(&row.sealed, aad.as_bytes())
+                .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())
+        })
+        .collect()
+}
+
+/// The `Gateway-Signature` value for `payload` sent to one of the merchant's
+/// endpoints now: signed with every secret of the endpoint valid now, newest
+/// first (`t=…,v1=<new>,v1=<old>` during a rotation's grace period). 404 if
+/// the endpoint is not the merchant's; 409 `endpoint_has_no_secret` if it
+/// has no valid secret.
+pub(crate) async fn sign_for_endpoint(
+    core: &Core,
+    merchant_id: &str,
+    endpoint_id: &str,
+    payload: &[u8],
+) -> Result<String, ApiError> {
+    core.store
+        .endpoint(merchant_id, endpoint_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook endpoint", endpoint_id))?;
+    let secrets = open_secrets(core, merchant_id, endpoint_id)
+        .await
+        .map_err(|error| {
+            tracing::error!(endpoint = %endpoint_id, %error, "opening webhook signing secrets failed");
+            ApiError::internal()
+        })?;
+    if secrets.is_empty() {
+        return Err(ApiError::conflict(
+            "endpoint_has_no_secret",
+            "this webhook endpoint has no valid signing secret: rotate its secret",
+        ));
+    }
+    Ok(gateway_core::signature::sign_header_all(
+        payload,
+        &secrets,
+        (core.clock)(),
+    ))
+}
+
+/// Adds to `changes` the events `updates` call for and, for each, a
+/// delivery to every enabled endpoint of the merchant whose `enabled_events`
+/// match; `true` if any delivery was added (the worker is then woken).
 pub(crate) async fn outbox_changes(
     state: &Core,
     updates: &[IntentUpdate],
     changes: &mut Vec<Change>,
 ) -> Result<bool, StoreError> {
     let mut added = Vec::new();
+    let mut any_delivery = false;
     for update in updates {
         let Some(kind) = event_type(update) else {
-            continue;
-        };
-        let Some(url) = state
-            .outbound
-            .webhook_url(&*state.store, &update.merchant_id)
-            .await?
-        else {
             continue;
         };
         let row = changes.iter().rev().find_map(|change| match change {
@@ -266,46 +427,78 @@ pub(crate) async fn outbox_changes(
             .transpose()
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let now = now_ms();
-        added.push(Change::InsertDelivery(Box::new(DeliveryRow {
+        let event = EventRow {
             seq: 0,
-            id: format!("evt_{}", new_id().replace('-', "")),
+            id: new_event_id(),
             merchant_id: update.merchant_id.clone(),
             payment_id: update.payment_id.clone(),
             event_type: kind.to_owned(),
             source_event: update.event_id.clone(),
             payment,
             refund,
-            url,
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: now,
             created_at: now,
-            delivered_at: None,
-            last_status: None,
-            last_error: None,
-        })));
+        };
+        let endpoints = state
+            .outbound
+            .endpoints(&*state.store, &update.merchant_id)
+            .await?;
+        let deliveries: Vec<Change> = endpoints
+            .iter()
+            .filter(|endpoint| endpoint.enabled && receives(&endpoint.enabled_events, kind))
+            .map(|endpoint| Change::InsertDelivery(Box::new(delivery_of(&event, endpoint, now))))
+            .collect();
+        any_delivery |= !deliveries.is_empty();
+        added.push(Change::InsertEvent(Box::new(event)));
+        added.extend(deliveries);
     }
-    let any = !added.is_empty();
     changes.extend(added);
-    Ok(any)
+    Ok(any_delivery)
 }
 
-/// The JSON body merchants receive: `{id, type, created, sequence, data:
-/// {payment, refund?}}` (`refund` for a refund's event). Built from stored
-/// columns, so every attempt sends the same bytes.
-pub(crate) fn payload(row: &DeliveryRow) -> String {
-    let id = serde_json::to_string(&row.id).unwrap_or_default();
-    let kind = serde_json::to_string(&row.event_type).unwrap_or_default();
-    let refund = row
-        .refund
-        .as_ref()
+/// The JSON body merchants receive: `{id, object, type, created, sequence,
+/// data: {payment, refund?}}` (`refund` for a refund's event). Built from
+/// stored columns, so every attempt sends the same bytes.
+fn payload_of(
+    id: &str,
+    event_type: &str,
+    created_at: i64,
+    seq: i64,
+    payment: &str,
+    refund: Option<&str>,
+) -> String {
+    let id = serde_json::to_string(id).unwrap_or_default();
+    let kind = serde_json::to_string(event_type).unwrap_or_default();
+    let refund = refund
         .map(|refund| format!(",\"refund\":{refund}"))
         .unwrap_or_default();
     format!(
-        "{{\"id\":{id},\"object\":\"event\",\"type\":{kind},\"created\":{},\"sequence\":{},\"data\":{{\"payment\":{}{refund}}}}}",
-        row.created_at / 1000,
-        row.seq,
-        row.payment
+        "{{\"id\":{id},\"object\":\"event\",\"type\":{kind},\"created\":{},\"sequence\":{seq},\"data\":{{\"payment\":{payment}{refund}}}}}",
+        created_at / 1000,
+    )
+}
+
+/// The exact body a delivery sends: its event's payload ([`event_payload`]).
+pub(crate) fn payload(row: &DeliveryRow) -> String {
+    payload_of(
+        &row.event_id,
+        &row.event_type,
+        row.event_created_at,
+        row.event_seq,
+        &row.payment,
+        row.refund.as_deref(),
+    )
+}
+
+/// The exact body every delivery of `event` sends to an endpoint (the
+/// bytes `Gateway-Signature` signs): `id` is the event id, `sequence` its `seq`.
+pub(crate) fn event_payload(event: &EventRow) -> String {
+    payload_of(
+        &event.id,
+        &event.event_type,
+        event.created_at,
+        event.seq,
+        &event.payment,
+        event.refund.as_deref(),
     )
 }
 
@@ -383,21 +576,39 @@ async fn run_worker(state: Arc<Core>) {
     }
 }
 
-async fn signing_secret(state: &Core, merchant_id: &str) -> Result<Option<Vec<u8>>, String> {
-    let Some(sealed) = state
+/// Where a delivery goes now and the secrets it is signed with: its
+/// endpoint's current URL and valid secrets (newest first), or, for a
+/// delivery of before endpoints without one, its own URL and the merchant's
+/// secret of then.
+async fn destination(state: &Core, row: &DeliveryRow) -> Result<(String, Vec<Vec<u8>>), String> {
+    let Some(endpoint_id) = &row.endpoint_id else {
+        let sealed = state
+            .store
+            .signing_secret(&row.merchant_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "no signing secret: set the webhook URL again".to_owned())?;
+        let secret = state
+            .sealer
+            .open(&sealed, secret_aad(&row.merchant_id).as_bytes())
+            .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())?;
+        return Ok((row.url.clone(), vec![secret]));
+    };
+    let endpoint = state
         .store
-        .signing_secret(merchant_id)
+        .endpoint(&row.merchant_id, endpoint_id)
         .await
         .map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    state
-        .sealer
-        .open(&sealed, secret_aad(merchant_id).as_bytes())
-        .map(Some)
-        .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())
+        .ok_or_else(|| ENDPOINT_DELETED.to_owned())?;
+    let secrets = open_secrets(state, &row.merchant_id, endpoint_id).await?;
+    if secrets.is_empty() {
+        return Err("no valid signing secret: rotate the endpoint's secret".to_owned());
+    }
+    Ok((endpoint.url, secrets))
 }
+
+/// The last error of a delivery whose endpoint was deleted.
+pub(crate) const ENDPOINT_DELETED: &str = "the webhook endpoint was deleted";
 
 /// Makes one attempt; returns when the next one is due, if any.
 async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option<i64> {
@@ -405,17 +616,19 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
     let body = payload(&row);
     let started = Instant::now();
     let at = now_ms();
-    let result: Result<u16, String> = match signing_secret(state, &row.merchant_id).await {
+    let destination = destination(state, &row).await;
+    let gone = matches!(&destination, Err(error) if error == ENDPOINT_DELETED);
+    let result: Result<u16, String> = match destination {
         Err(error) => Err(error),
-        Ok(None) => Err("no signing secret: set the webhook URL again".to_owned()),
-        Ok(Some(secret)) => {
-            let signature = gateway_core::signature::sign_header(body.as_bytes(), &secret, (state.clock)());
+        Ok((url, secrets)) => {
+            let signature =
+                gateway_core::signature::sign_header_all(body.as_bytes(), &secrets, (state.clock)());
             let request = client
-                .post(&row.url)
+                .post(&url)
                 .insert_header(("Content-Type", "application/json"))
                 .insert_header(("User-Agent", "Gateway-Webhooks/1"))
                 .insert_header((SIGNATURE_HEADER, signature))
-                .insert_header(("Gateway-Event-Id", row.id.as_str()))
+                .insert_header(("Gateway-Event-Id", row.event_id.as_str()))
                 .timeout(state.outbound.schedule.timeout);
             match request.send_body(body).await {
                 Ok(response) => Ok(response.status().as_u16()),
@@ -439,7 +652,7 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
     let now = now_ms();
     let outcome = if error.is_none() {
         DeliveryOutcome::Delivered
-    } else if attempt >= schedule.max_attempts {
+    } else if gone || attempt >= schedule.max_attempts {
         DeliveryOutcome::GaveUp
     } else {
         DeliveryOutcome::RetryAt(now + schedule.jittered_delay_after(attempt).as_millis() as i64)
@@ -450,20 +663,20 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
         DeliveryOutcome::RetryAt(at) => Some(at),
         DeliveryOutcome::GaveUp => Some(now + schedule.jittered_delay_after(attempt).as_millis() as i64),
     };
-    let endpoint = match endpoint_retry_at {
-        None => Change::EndpointRecovered {
-            merchant_id: row.merchant_id.clone(),
-            at: now,
-        },
-        Some(retry_at) => Change::EndpointFailed {
-            merchant_id: row.merchant_id.clone(),
-            at: now,
-            retry_at,
-            after: i64::from(state.outbound.limits.endpoint_failures),
-        },
-    };
+    let endpoint = row
+        .endpoint_id
+        .clone()
+        .map(|endpoint_id| match endpoint_retry_at {
+            None => Change::EndpointRecovered { endpoint_id },
+            Some(retry_at) => Change::EndpointFailed {
+                endpoint_id,
+                retry_at,
+                after: i64::from(state.outbound.limits.endpoint_failures),
+            },
+        });
     tracing::info!(
         delivery = %row.id,
+        event = %row.event_id,
         merchant = %row.merchant_id,
         event_type = %row.event_type,
         attempt,
@@ -491,7 +704,8 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
         },
         outcome,
     };
-    if let Err(error) = state.store.commit(vec![change, endpoint]).await {
+    let changes = std::iter::once(change).chain(endpoint).collect();
+    if let Err(error) = state.store.commit(changes).await {
         // The claim expires; the delivery is attempted again (at-least-once).
         tracing::warn!(delivery = %row.id, %error, "recording a webhook attempt failed");
     }

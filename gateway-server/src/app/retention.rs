@@ -1,10 +1,12 @@
 //! Retention: stored inbound provider events, merchant webhook deliveries and
-//! their attempts are deleted once older than the configured period
-//! (`Config::retention`, 30 days by default), so hostile or merely busy
-//! traffic cannot grow the database without bound.
+//! their attempts, and merchant events (`GET /v1/events`) are deleted once
+//! older than the configured period (`Config::retention`, 30 days by
+//! default), so hostile or merely busy traffic cannot grow the database
+//! without bound.
 //!
-//! Nothing still needed goes: an inbound event not processed yet, or a
-//! delivery still pending (to be retried), is kept whatever its age. Rows go
+//! Nothing still needed goes: an inbound event not processed yet, a
+//! delivery still pending (to be retried), or a merchant event with a
+//! pending delivery, is kept whatever its age. Rows go
 //! in bounded batches ([`BATCH`] per statement, a pause between batches), so
 //! a prune never holds the database for long.
 
@@ -34,6 +36,8 @@ pub struct Pruned {
     pub webhook_events: u64,
     /// Finished merchant webhook deliveries (with their attempts).
     pub deliveries: u64,
+    /// Merchant events without a pending delivery.
+    pub events: u64,
 }
 
 /// Deletes everything finished before `before`, in batches of `batch`
@@ -56,6 +60,15 @@ pub(crate) async fn prune_before(
     loop {
         let done = store.prune_deliveries(before, batch).await?;
         pruned.deliveries += done;
+        if done < u64::from(batch) {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    // After the deliveries: an event whose deliveries all finished goes with them.
+    loop {
+        let done = store.prune_events(before, batch).await?;
+        pruned.events += done;
         if done < u64::from(batch) {
             break;
         }
@@ -97,6 +110,7 @@ pub(crate) async fn prune_loop(store: Arc<dyn Store>, retention: Duration) {
             Ok(pruned) => tracing::info!(
                 webhook_events = pruned.webhook_events,
                 deliveries = pruned.deliveries,
+                events = pruned.events,
                 "pruned old webhook events and deliveries"
             ),
             Err(error) => tracing::warn!(%error, "pruning old webhook events and deliveries failed"),

@@ -264,7 +264,8 @@ pub(crate) struct WebhookEventRow {
 pub(crate) struct DeliveryRow {
     /// Filled by the store (insertion order); the payload's `sequence`.
     pub(crate) seq: i64,
-    /// The event id merchants see (`evt_…`).
+    /// The delivery's own id (`whd_…`; a delivery of before events is
+    /// `evt_…`, its event's id).
     pub(crate) id: String,
     pub(crate) merchant_id: String,
     pub(crate) payment_id: String,
@@ -284,6 +285,72 @@ pub(crate) struct DeliveryRow {
     pub(crate) delivered_at: Option<i64>,
     pub(crate) last_status: Option<i64>,
     pub(crate) last_error: Option<String>,
+    /// The event it delivers (`evt_…`): the payload's `id` and `Gateway-Event-Id`.
+    pub(crate) event_id: String,
+    /// The endpoint it goes to (`we_…`); none for a delivery of before
+    /// endpoints whose merchant had removed its URL.
+    pub(crate) endpoint_id: Option<String>,
+    /// The event's `seq` (the payload's `sequence`).
+    pub(crate) event_seq: i64,
+    /// When the event was created (the payload's `created`).
+    pub(crate) event_created_at: i64,
+}
+
+/// A merchant-visible event (`payment.completed`, …), stored with the change
+/// that produced it whether or not the merchant has an endpoint.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    /// Filled by the store: increasing in the order events become visible
+    /// (a stream resumes after it); the payload's `sequence`.
+    pub(crate) seq: i64,
+    /// `evt_…`: the payload's `id`.
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) payment_id: String,
+    /// `payment.completed`, …
+    pub(crate) event_type: String,
+    /// The bus event id of the change behind it (one event per change and type).
+    pub(crate) source_event: String,
+    /// The payment as the API showed it after the change (JSON).
+    pub(crate) payment: String,
+    /// For a refund's event, the refund as the API shows it (JSON).
+    pub(crate) refund: Option<String>,
+    pub(crate) created_at: i64,
+}
+
+/// One of a merchant's webhook endpoints and its backoff state.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EndpointRow {
+    /// `we_…`.
+    pub(crate) id: String,
+    pub(crate) merchant_id: String,
+    pub(crate) url: String,
+    /// A disabled endpoint gets no new deliveries.
+    pub(crate) enabled: bool,
+    /// The event types it receives, a JSON array (`["*"]`: every type).
+    pub(crate) enabled_events: String,
+    pub(crate) description: Option<String>,
+    /// Consecutive failed attempts.
+    pub(crate) failures: i64,
+    /// None of its deliveries is claimed before then (Unix ms; 0: healthy).
+    pub(crate) blocked_until: i64,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
+/// A sealed signing secret of an endpoint.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EndpointSecretRow {
+    pub(crate) endpoint_id: String,
+    pub(crate) merchant_id: String,
+    /// Sealed with the master key; the associated data per `bound_to`.
+    pub(crate) sealed: Vec<u8>,
+    /// `endpoint` (sealed for the merchant and endpoint) or `merchant` (a
+    /// secret of before endpoints, sealed for the merchant only).
+    pub(crate) bound_to: String,
+    pub(crate) created_at: i64,
+    /// Valid until then (the grace period after a rotation); none: current.
+    pub(crate) expires_at: Option<i64>,
 }
 
 /// Where an outbound delivery is. `as_str` is the one table of the names

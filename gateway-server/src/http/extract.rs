@@ -197,6 +197,8 @@ pub(crate) mod kind {
         SavedCard => "saved card",
         ApiKey => "api key",
         Delivery => "webhook delivery",
+        Event => "event",
+        WebhookEndpoint => "webhook endpoint",
     }
 }
 
@@ -212,6 +214,8 @@ pub(crate) type RefundId = Id<kind::Refund>;
 pub(crate) type SavedCardId = Id<kind::SavedCard>;
 pub(crate) type ApiKeyId = Id<kind::ApiKey>;
 pub(crate) type DeliveryId = Id<kind::Delivery>;
+pub(crate) type EventId = Id<kind::Event>;
+pub(crate) type WebhookEndpointId = Id<kind::WebhookEndpoint>;
 
 impl<K: IdKind> Id<K> {
     /// 404 naming the kind unless `id` can be one.

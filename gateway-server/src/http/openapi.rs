@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 
 use utoipa::{OpenApi, ToSchema};
 
-use crate::http::routes::{cards, live, merchant, ops, payments, refunds, webhooks};
+use crate::http::routes::{
+    cards, event_stream, events, live, merchant, ops, payments, refunds, webhook_endpoints, webhooks,
+};
 use wire::Wire;
 
 /// The error object of every failure.
@@ -53,7 +55,10 @@ struct ErrorEnvelope {
         webhooks::receive_global, webhooks::receive_merchant, webhooks::list_deliveries,
         webhooks::get_delivery, webhooks::retry_delivery, ops::healthz, ops::readyz, ops::metrics,
         ops::openapi,
-        payments::timeline
+        payments::timeline,
+        events::list, events::get, events::resend, event_stream::stream,
+        webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get, webhook_endpoints::update,
+        webhook_endpoints::delete, webhook_endpoints::rotate_secret
     ),
     components(schemas(ErrorEnvelope, ApiErrorObject)),
     modifiers(&Wire),
@@ -63,7 +68,9 @@ struct ErrorEnvelope {
         (name = "refunds", description = "Full and partial refunds"),
         (name = "merchant", description = "Merchant configuration and API keys"),
         (name = "webhooks", description = "Inbound provider webhooks and outbound merchant deliveries"),
-        (name = "operations", description = "Liveness, readiness, metrics and this document")
+        (name = "operations", description = "Liveness, readiness, metrics and this document"),
+        (name = "events", description = "Every merchant-visible event, its deliveries, and sending one again"),
+        (name = "webhook endpoints", description = "Where events are delivered: URLs, filters, signing secrets")
     )
 )]
 struct ApiDoc;

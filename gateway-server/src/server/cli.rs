@@ -16,6 +16,7 @@ use crate::domain::scopes::Scopes;
 use crate::server::cluster::announce;
 use crate::server::config::{Config, LogFormat};
 use crate::server::settings::effective_toml;
+use crate::server::dev_cli::DevCommand;
 use crate::server::{create_merchant, ServerBuilder};
 use crate::store::{Change, Store};
 use crate::support::clock::now_ms;
@@ -52,6 +53,9 @@ enum Command {
     /// providers a server would offer; exit non-zero if it would not start with them.
     #[command(name = "config")]
     ShowConfig,
+    /// Developer commands against a running gateway (`listen`, `trigger`, `events resend`).
+    #[command(flatten)]
+    Dev(DevCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +130,16 @@ pub fn main() -> ExitCode {
 /// refuses to start if its handlers are missing.
 pub fn main_with(customize: impl FnOnce(ServerBuilder) -> ServerBuilder + 'static) -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Dev(command)) = cli.command {
+        // These call a running gateway: no server configuration is read.
+        return match actix_web::rt::System::new().block_on(crate::server::dev_cli::run(command)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("gateway: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -169,6 +183,7 @@ async fn run(command: Command, config: Config, customize: Customize) -> Result<(
     match command {
         Command::Serve => serve(config, customize).await,
         Command::ShowConfig => show_config(config, customize),
+        Command::Dev(command) => crate::server::dev_cli::run(command).await,
         Command::Migrate => {
             open(&config).await?;
             eprintln!("gateway: database is up to date");

@@ -3,8 +3,10 @@
 pub mod cli;
 pub mod cluster;
 pub(crate) mod config;
+pub(crate) mod dev_cli;
 pub(crate) mod egress_client;
 pub(crate) mod settings;
+pub(crate) mod sse;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -34,6 +34,7 @@ pub(crate) use crate::domain::records::{
     ApiKeyRow, AttemptRow, CardRow, CredentialRow, CustomerRow, DeliveryRow, DeliveryStatus, EventKey,
     IdempotencyRow, MerchantRow, PaymentRow, RefundRow, WebhookEventRow,
 };
+pub(crate) use crate::domain::records::{EndpointRow, EndpointSecretRow, EventRow};
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +121,6 @@ pub(crate) struct DeliveryFilter {
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     InsertMerchant(MerchantRow),
-    SetWebhookUrl {
-        merchant_id: String,
-        url: Option<String>,
-    },
     InsertApiKey(ApiKeyRow),
     RevokeApiKey {
         merchant_id: String,
@@ -194,13 +191,9 @@ pub(crate) enum Change {
         error: String,
         retry_at: i64,
     },
-    /// Sets a merchant's sealed webhook signing secret.
-    SetSigningSecret {
-        merchant_id: String,
-        sealed: Vec<u8>,
-        at: i64,
-    },
-    /// Adds an outbox row unless the same change already produced one.
+    /// Adds an outbox row for its event (`event_id`), unless that event is
+    /// not stored (a change already produced it, so [`Change::InsertEvent`]
+    /// stored nothing): put it after the event's `InsertEvent`.
     InsertDelivery(Box<DeliveryRow>),
     /// Records an attempt and what it leaves the delivery as (releases the claim).
     RecordAttempt {
@@ -213,20 +206,19 @@ pub(crate) enum Change {
         id: String,
         at: i64,
     },
-    /// Counts a failed attempt against the merchant's endpoint; from the
-    /// `after`-th consecutive one on, none of its deliveries is claimed
-    /// before `retry_at` (the endpoint is backed off as a whole).
+    /// Counts a failed attempt against an endpoint; from the `after`-th
+    /// consecutive one on, none of its deliveries is claimed before
+    /// `retry_at` (the endpoint is backed off as a whole; the merchant's
+    /// other endpoints are not).
     EndpointFailed {
-        merchant_id: String,
-        at: i64,
+        endpoint_id: String,
         retry_at: i64,
         after: i64,
     },
-    /// The merchant's endpoint answered (or was changed, or a delivery was
-    /// retried by hand): its failure count and backoff are reset.
+    /// An endpoint answered (or was changed, or a delivery was retried by
+    /// hand): its failure count and backoff are reset.
     EndpointRecovered {
-        merchant_id: String,
-        at: i64,
+        endpoint_id: String,
     },
     /// Appends entries to payment timelines: each only if its payment is
     /// the merchant's (a replayed answer about another merchant's id, or a
@@ -239,6 +231,51 @@ pub(crate) enum Change {
         cap: i64,
         uncapped_kind: &'static str,
     },
+    /// Stores a merchant-visible event unless the same change already
+    /// produced one of its type (then nothing, and its deliveries neither).
+    /// On PostgreSQL the events of a commit are inserted last, under the
+    /// events lock, so `seq` follows commit order (see `store::postgres`).
+    InsertEvent(Box<EventRow>),
+    /// Adds an endpoint; fails the commit with [`StoreError::Conflict`] when
+    /// the merchant already has [`MAX_ENDPOINTS`].
+    InsertEndpoint(Box<EndpointRow>),
+    /// Stores an endpoint's URL, `enabled`, `enabled_events`, description
+    /// and `updated_at` (a changed endpoint starts afresh: backoff reset).
+    UpdateEndpoint(Box<EndpointRow>),
+    /// Deletes an endpoint and its secrets; its pending deliveries are given
+    /// up with `reason` as their last error (three statements).
+    DeleteEndpoint {
+        merchant_id: String,
+        id: String,
+        reason: String,
+    },
+    /// Adds a signing secret to an endpoint.
+    AddEndpointSecret(Box<EndpointSecretRow>),
+    /// Ends the endpoint's secrets valid past `until` at `until` (a
+    /// rotation's grace period; `until` = now: at once), and deletes the
+    /// ones that ended before `now` (two statements).
+    ExpireEndpointSecrets {
+        endpoint_id: String,
+        until: i64,
+        now: i64,
+    },
+}
+
+/// The most webhook endpoints a merchant has.
+pub(crate) const MAX_ENDPOINTS: i64 = 16;
+
+/// Filters for listing events (newest first).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EventFilter {
+    pub(crate) event_type: Option<String>,
+    pub(crate) payment_id: Option<String>,
+    /// Created at or after (Unix ms).
+    pub(crate) since_ms: Option<i64>,
+    /// Created at or before (Unix ms).
+    pub(crate) until_ms: Option<i64>,
+    /// Only events older (in list order) than this sequence number.
+    pub(crate) before_seq: Option<i64>,
+    pub(crate) limit: u32,
 }
 
 impl Change {
@@ -275,7 +312,8 @@ pub(crate) trait MerchantStore: Send + Sync {
     async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
     async fn api_keys(&self, merchant_id: &str) -> Result<Vec<ApiKeyRow>, StoreError>;
     async fn credentials(&self, merchant_id: &str) -> Result<Vec<CredentialRow>, StoreError>;
-    /// A merchant's sealed signing secret.
+    /// A merchant's sealed signing secret of before endpoints (what signs
+    /// the deliveries of then that have no endpoint).
     async fn signing_secret(&self, merchant_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
@@ -365,8 +403,9 @@ pub(crate) trait OutboxStore: Send + Sync {
     /// (a claim expires, so a crash mid-send frees the row), oldest first,
     /// taking turns between merchants: a merchant never has more than
     /// `per_merchant` claimed at once (counting claims not expired, by any
-    /// instance), and a merchant whose endpoint is backed off has none
-    /// claimed before its retry time.
+    /// instance), and a delivery whose endpoint is backed off is not
+    /// claimed before the endpoint's retry time (the merchant's other
+    /// endpoints' deliveries are).
     async fn claim_deliveries(
         &self,
         now: i64,
@@ -388,6 +427,56 @@ pub(crate) trait OutboxStore: Send + Sync {
     async fn delivery(&self, merchant_id: &str, id: &str) -> Result<Option<DeliveryRow>, StoreError>;
     /// A delivery's attempts, in order.
     async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError>;
+}
+
+/// Merchant-visible events (`events`): what happened, whether or not it was
+/// delivered anywhere.
+#[async_trait]
+pub(crate) trait EventStore: Send + Sync {
+    /// One of the merchant's events (another merchant's is none).
+    async fn event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRow>, StoreError>;
+    /// The merchant's events matching `filter`, newest first (`seq` descending),
+    /// at most `filter.limit`.
+    async fn events(&self, merchant_id: &str, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError>;
+    /// The merchant's events with `seq > after_seq`, in `seq` order, at most
+    /// `limit`, of the `types` given (empty: every type); `after_seq` 0 is
+    /// from the start. A stream resumes from the last `seq` it saw and never
+    /// skips an event: on SQLite one writer commits in `seq` order; on
+    /// PostgreSQL a commit takes `seq` while holding a transaction lock on
+    /// the events (`store::postgres`), so a lower `seq` can never become
+    /// visible after a higher one. Rows removed by retention are gone.
+    async fn events_after(
+        &self,
+        merchant_id: &str,
+        after_seq: i64,
+        types: &[String],
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError>;
+    /// Every delivery of one of the merchant's events, oldest first.
+    async fn event_deliveries(
+        &self,
+        merchant_id: &str,
+        event_id: &str,
+    ) -> Result<Vec<DeliveryRow>, StoreError>;
+    /// Deletes at most `limit` events created before `before` that have no
+    /// pending delivery; returns how many.
+    async fn prune_events(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// A merchant's webhook endpoints and their signing secrets.
+#[async_trait]
+pub(crate) trait EndpointStore: Send + Sync {
+    /// The merchant's endpoints, oldest first (the first is the one
+    /// `PUT /v1/merchant/webhook` sets).
+    async fn endpoints(&self, merchant_id: &str) -> Result<Vec<EndpointRow>, StoreError>;
+    /// One of the merchant's endpoints.
+    async fn endpoint(&self, merchant_id: &str, id: &str) -> Result<Option<EndpointRow>, StoreError>;
+    /// The endpoint's secrets valid at `now`, newest first.
+    async fn endpoint_secrets(
+        &self,
+        endpoint_id: &str,
+        now: i64,
+    ) -> Result<Vec<EndpointSecretRow>, StoreError>;
 }
 
 /// Named leases: work one instance does at a time.
@@ -416,6 +505,8 @@ pub(crate) trait Store:
     + OutboxStore
     + LeaseStore
     + TimelineStore
+    + EventStore
+    + EndpointStore
     + 'static
 {
     /// Applies every change in one transaction: all or nothing.

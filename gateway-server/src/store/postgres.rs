@@ -94,6 +94,11 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0008_delivery_fairness.sql"),
         ),
         migration(
+            9,
+            "events and endpoints",
+            include_str!("../../migrations/postgres/0009_events_and_endpoints.sql"),
+        ),
+        migration(
             10,
             "payment timeline",
             include_str!("../../migrations/postgres/0010_payment_timeline.sql"),
@@ -169,6 +174,42 @@ async fn record_attempt(
     Ok(())
 }
 
+/// The key of the transaction lock every commit that stores events holds
+/// from taking the events' `seq` until it commits (`pg_advisory_xact_lock`).
+const EVENTS_LOCK: i64 = 0x6576_656e_7473; // "events"
+
+impl PostgresStore {
+    /// A commit that stores events, so that `seq` is also the order events
+    /// become visible in (what `EventStore::events_after` relies on): the
+    /// changes in order, the events lock taken just before the first event.
+    /// An identity value is taken at insert time, and without the lock a
+    /// transaction that took a lower one could commit after a reader saw a
+    /// higher one; with it, every lower `seq` was committed (or rolled back)
+    /// before a higher one was taken. `app::outbound` puts the events and
+    /// their deliveries after the payment's own changes (only the
+    /// idempotency record follows, a row no other commit holds), so the lock
+    /// covers the tail of the commit only and serializes event-storing
+    /// commits there alone; a deadlock would be detected by PostgreSQL and
+    /// answered as busy (retry).
+    async fn commit_with_events(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let mut locked = false;
+        for change in &changes {
+            if !locked && matches!(change, Change::InsertEvent(_)) {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(EVENTS_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                locked = true;
+            }
+            apply(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// The reads the shared statements leave to this backend.
 impl PostgresStore {
     /// A payment, always from the database (another instance may have changed it).
@@ -194,6 +235,12 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes
+            .iter()
+            .any(|change| matches!(change, Change::InsertEvent(_)))
+        {
+            return self.commit_with_events(changes).await;
+        }
         match changes.as_slice() {
             [] => Ok(()),
             // One statement is atomic on its own: save the BEGIN and COMMIT round trips.

@@ -89,6 +89,13 @@ pub(super) fn migrator() -> Migrator {
             false,
         ),
         Migration::new(
+            8,
+            Cow::Borrowed("events and endpoints"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0008_events_and_endpoints.sql")),
+            false,
+        ),
+        Migration::new(
             9,
             Cow::Borrowed("payment timeline"),
             MigrationType::Simple,

@@ -137,7 +137,14 @@ async fn production_refuses_local_special_and_oddly_spelled_webhook_urls() {
     let deleted = server.delete("/v1/merchant/webhook").await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
     assert_eq!(deleted.data()["webhook_url"], Value::Null);
-    assert_eq!(deleted.data()["signing_secret_set"], true, "the secret is kept");
+    // The URL is the first endpoint's: deleting it deletes the endpoint and its secret.
+    assert_eq!(
+        deleted.data()["signing_secret_set"],
+        false,
+        "the endpoint's secret went with it"
+    );
+    let endpoints = server.get("/v1/webhook-endpoints").await;
+    assert_eq!(endpoints.data()["data"], serde_json::json!([]));
     let webhook = server.get("/v1/merchant/webhook").await;
     assert_eq!(webhook.data()["webhook_url"], Value::Null);
     let again = server.delete("/v1/merchant/webhook").await;

@@ -10,7 +10,9 @@
 mod account_pinning;
 mod cards;
 mod delivery_fairness;
+mod dev_cli;
 mod egress;
+mod events;
 mod faults;
 mod idempotency;
 mod inbound_sweep;
@@ -26,4 +28,5 @@ mod robustness;
 mod stripe_refunds;
 mod stripe_webhooks;
 mod timeline;
+mod webhook_endpoints;
 mod webhooks;

@@ -375,13 +375,21 @@ async fn a_failing_endpoint_gets_growing_delays_then_exactly_one_delivery() {
     let statuses: Vec<i64> = log.iter().map(|a| a["http_status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, [503, 503, 503, 200]);
     assert!(log[0]["error"].as_str().unwrap().contains("503"));
+    // The delivery names its event: the payload's id.
+    let event_id = deliveries[0]["event_id"].as_str().unwrap().to_owned();
+    assert!(
+        event_id.starts_with("evt_") && id.starts_with("whd_"),
+        "{event_id} {id}"
+    );
+    assert_eq!(verify(&secret, &hits[0])["id"], event_id.as_str());
+    assert!(deliveries[0]["endpoint_id"].as_str().unwrap().starts_with("we_"));
     // A manual retry sends it again (same event id).
     let retried = server
         .post(&format!("/v1/webhook-deliveries/{id}/retry"), "")
         .await;
     assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
     let hits = receiver.wait_for(5, Duration::from_secs(5)).await;
-    assert_eq!(verify(&secret, &hits[4])["id"], id);
+    assert_eq!(verify(&secret, &hits[4])["id"], event_id.as_str());
     // Scopes: reading needs webhooks:read.
     let (_, reader) = server.merchant("payments:read").await;
     assert_eq!(

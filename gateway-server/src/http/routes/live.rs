@@ -69,20 +69,85 @@ fn sse_frame(row: &PaymentRow) -> Bytes {
     Bytes::from(frame)
 }
 
-/// An event stream's state between two frames.
+/// What every event stream shares: the key that opened it, checked again
+/// every [`KEY_CHECK_EVERY`] (a revoked key ends the stream), the time it
+/// ends at the latest, the server's stop, the keep-alive comments, and its
+/// place among the merchant's live requests.
+pub(crate) struct Lifeline {
+    state: web::Data<Core>,
+    key_hash: String,
+    until: tokio::time::Instant,
+    _slot: LiveSlot,
+}
+
+/// What a stream's wait ended with.
+pub(crate) enum Woke<T> {
+    /// What it waited for.
+    Ready(T),
+    /// Nothing for [`KEEP_ALIVE_EVERY`]: send [`KEEP_ALIVE`].
+    KeepAlive,
+    /// The stream ends: its last frame is [`end_frame`] of this.
+    Ended(ApiError),
+}
+
+/// The comment a quiet stream sends.
+pub(crate) const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+impl Lifeline {
+    /// The lifeline of a stream opened by `req` now, holding `slot`.
+    pub(crate) fn new(state: web::Data<Core>, req: &HttpRequest, slot: LiveSlot) -> Self {
+        let until = tokio::time::Instant::now() + state.live.max_duration();
+        Lifeline {
+            key_hash: presented_key_hash(req),
+            state,
+            until,
+            _slot: slot,
+        }
+    }
+
+    /// Waits for `next`, a keep-alive, or the stream's end.
+    pub(crate) async fn wait<T>(&self, next: impl std::future::Future<Output = T>) -> Woke<T> {
+        let keep_alive = tokio::time::Instant::now() + KEEP_ALIVE_EVERY;
+        let stopped = self.state.live.stopped();
+        tokio::pin!(stopped, next);
+        loop {
+            let check = tokio::time::sleep(KEY_CHECK_EVERY);
+            tokio::select! {
+                value = &mut next => return Woke::Ready(value),
+                () = tokio::time::sleep_until(keep_alive) => return Woke::KeepAlive,
+                () = tokio::time::sleep_until(self.until) => return Woke::Ended(ApiError::new(
+                    Status::REQUEST_TIMEOUT,
+                    "stream_expired",
+                    "the stream reached its longest duration; open a new one to keep watching",
+                )),
+                () = &mut stopped => return Woke::Ended(ApiError::new(
+                    Status::SERVICE_UNAVAILABLE,
+                    "server_stopping",
+                    "the server is stopping; reconnect shortly",
+                )),
+                () = check => {
+                    if !api_keys::still_valid(&self.state, &self.key_hash).await {
+                        return Woke::Ended(ApiError::new(
+                            Status::UNAUTHORIZED,
+                            "invalid_api_key",
+                            "the API key was revoked: the stream ends",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A payment's event stream between two frames.
 struct Stream {
     state: web::Data<Core>,
     auth: Caller,
-    /// The hash of the key that opened it, checked again every
-    /// [`KEY_CHECK_EVERY`]: a revoked key ends the stream.
-    key_hash: String,
     id: String,
     watch: Watch,
     first: Option<PaymentRow>,
-    /// When the stream ends at the latest.
-    until: tokio::time::Instant,
     done: bool,
-    _slot: LiveSlot,
+    lifeline: Lifeline,
 }
 
 /// How often a stream checks that its key is still valid.
@@ -90,9 +155,9 @@ const KEY_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often a quiet stream sends a comment, keeping the connection open.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 
-/// The last frame of a stream that ends before its payment settles: an
-/// `end` event carrying the failure envelope that says why.
-fn end_frame(why: ApiError) -> Bytes {
+/// The last frame of a stream that ends early: an `end` event carrying the
+/// failure envelope that says why.
+pub(crate) fn end_frame(why: ApiError) -> Bytes {
     let data = why.body_bytes();
     let mut frame = Vec::with_capacity(data.len() + 32);
     frame.extend_from_slice(b"event: end\ndata: ");
@@ -101,12 +166,14 @@ fn end_frame(why: ApiError) -> Bytes {
     Bytes::from(frame)
 }
 
-/// What ended a stream's wait for its next frame.
-enum Woke {
-    Changed(bool),
-    KeepAlive,
-    Expired,
-    Stopped,
+/// The answer that sends `frames` as `text/event-stream`.
+pub(crate) fn event_stream(
+    frames: impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/event-stream"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(frames)
 }
 
 impl Stream {
@@ -115,49 +182,10 @@ impl Stream {
         if let Some(row) = self.first.take() {
             return Some((sse_frame(&row), settled(&row)));
         }
-        let keep_alive = tokio::time::Instant::now() + KEEP_ALIVE_EVERY;
-        let stopped = self.state.live.stopped();
-        tokio::pin!(stopped);
-        let woke = loop {
-            let check = tokio::time::sleep(KEY_CHECK_EVERY);
-            tokio::select! {
-                next = self.watch.next() => break Woke::Changed(next.is_none()),
-                () = tokio::time::sleep_until(keep_alive) => break Woke::KeepAlive,
-                () = tokio::time::sleep_until(self.until) => break Woke::Expired,
-                () = &mut stopped => break Woke::Stopped,
-                () = check => {
-                    if !api_keys::still_valid(&self.state, &self.key_hash).await {
-                        return Some((
-                            end_frame(ApiError::new(
-                                Status::UNAUTHORIZED,
-                                "invalid_api_key",
-                                "the API key was revoked: the stream ends",
-                            )),
-                            true,
-                        ));
-                    }
-                }
-            }
-        };
-        match woke {
-            Woke::KeepAlive => Some((Bytes::from_static(b": keep-alive\n\n"), false)),
-            Woke::Expired => Some((
-                end_frame(ApiError::new(
-                    Status::REQUEST_TIMEOUT,
-                    "stream_expired",
-                    "the stream reached its longest duration; open a new one to keep watching",
-                )),
-                true,
-            )),
-            Woke::Stopped => Some((
-                end_frame(ApiError::new(
-                    Status::SERVICE_UNAVAILABLE,
-                    "server_stopping",
-                    "the server is stopping; reconnect shortly",
-                )),
-                true,
-            )),
-            Woke::Changed(closed) => {
+        match self.lifeline.wait(self.watch.next()).await {
+            Woke::KeepAlive => Some((Bytes::from_static(KEEP_ALIVE), false)),
+            Woke::Ended(why) => Some((end_frame(why), true)),
+            Woke::Ready(next) => {
                 let row = self
                     .state
                     .store
@@ -165,7 +193,7 @@ impl Stream {
                     .await
                     .ok()
                     .flatten()?;
-                Some((sse_frame(&row), closed || settled(&row)))
+                Some((sse_frame(&row), next.is_none() || settled(&row)))
             }
         }
     }
@@ -188,17 +216,14 @@ pub(crate) async fn events(
     id: PaymentId,
 ) -> Result<HttpResponse, ApiError> {
     let (row, watch, slot) = live::subscribe(&core, &auth, &id).await?;
-    let until = tokio::time::Instant::now() + core.live.max_duration();
     let stream = Stream {
+        lifeline: Lifeline::new(core.clone(), &req, slot),
         state: core,
         auth: auth.into_caller(),
-        key_hash: presented_key_hash(&req),
         id: id.into_string(),
         watch,
         first: Some(row),
-        until,
         done: false,
-        _slot: slot,
     };
     let body = futures_util::stream::unfold(stream, |mut s| async move {
         if s.done {
@@ -208,8 +233,5 @@ pub(crate) async fn events(
         s.done = last;
         Some((Ok::<_, actix_web::Error>(frame), s))
     });
-    Ok(HttpResponse::Ok()
-        .insert_header(("Content-Type", "text/event-stream"))
-        .insert_header(("Cache-Control", "no-cache"))
-        .streaming(body))
+    Ok(event_stream(body))
 }

@@ -2,11 +2,14 @@
 //! registered ([`endpoint`]): its methods, and 405 with `Allow` for the rest.
 
 pub(crate) mod cards;
+pub(crate) mod event_stream;
+pub(crate) mod events;
 pub(crate) mod live;
 pub(crate) mod merchant;
 pub(crate) mod ops;
 pub(crate) mod payments;
 pub(crate) mod refunds;
+pub(crate) mod webhook_endpoints;
 pub(crate) mod webhooks;
 
 use actix_web::dev::{AppService, HttpServiceFactory};
@@ -58,6 +61,23 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .get(merchant::list_keys),
     )
     .service(endpoint("/v1/merchant/api_keys/{id}").delete(merchant::revoke_key))
+    .service(endpoint("/v1/events").get(events::list))
+    // Before `/v1/events/{id}`, which would take `stream` for an id.
+    .service(endpoint("/v1/events/stream").get(event_stream::stream))
+    .service(endpoint("/v1/events/{id}").get(events::get))
+    .service(endpoint("/v1/events/{id}/resend").post(events::resend))
+    .service(
+        endpoint("/v1/webhook-endpoints")
+            .post(webhook_endpoints::create)
+            .get(webhook_endpoints::list),
+    )
+    .service(
+        endpoint("/v1/webhook-endpoints/{id}")
+            .get(webhook_endpoints::get)
+            .on(Method::PATCH, webhook_endpoints::update)
+            .delete(webhook_endpoints::delete),
+    )
+    .service(endpoint("/v1/webhook-endpoints/{id}/rotate-secret").post(webhook_endpoints::rotate_secret))
     .service(endpoint("/healthz").get(ops::healthz))
     .service(endpoint("/readyz").get(ops::readyz))
     .service(endpoint("/metrics").get(ops::metrics))

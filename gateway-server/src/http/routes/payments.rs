@@ -215,7 +215,7 @@ pub(crate) struct PaymentQuery {
 }
 
 /// An RFC 3339 time parameter as Unix milliseconds.
-fn time_param(param: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn time_param(param: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.map(|text| {
         parse_time(text).ok_or_else(|| {
             ApiError::invalid_param(

@@ -95,21 +95,32 @@ pub(super) async fn claims_take_turns_and_respect_the_per_merchant_cap(backend: 
     );
 }
 
+/// `delivery_of`, to the endpoint `endpoint_id`.
+fn delivery_to(merchant_id: &str, endpoint_id: &str, id: &str, next_attempt_at: i64) -> Box<DeliveryRow> {
+    let mut row = delivery_of(merchant_id, id, next_attempt_at);
+    row.endpoint_id = Some(endpoint_id.to_owned());
+    row
+}
+
 pub(super) async fn an_endpoint_that_keeps_failing_is_backed_off_as_a_whole(backend: Backend) {
     let store = open(backend).await;
+    // m1 has a failing endpoint (a0, a1) and a healthy one (h0); m2 one endpoint.
     store
         .commit(vec![
             Change::InsertMerchant(merchant("m1")),
             Change::InsertMerchant(merchant("m2")),
-            Change::InsertDelivery(delivery_of("m1", "a0", NOW)),
-            Change::InsertDelivery(delivery_of("m1", "a1", NOW)),
-            Change::InsertDelivery(delivery_of("m2", "b0", NOW)),
+            Change::InsertEndpoint(Box::new(endpoint("m1", "we_dead", NOW))),
+            Change::InsertEndpoint(Box::new(endpoint("m1", "we_ok", NOW + 1))),
+            Change::InsertEndpoint(Box::new(endpoint("m2", "we_m2", NOW))),
+            Change::InsertDelivery(delivery_to("m1", "we_dead", "a0", NOW)),
+            Change::InsertDelivery(delivery_to("m1", "we_dead", "a1", NOW)),
+            Change::InsertDelivery(delivery_to("m1", "we_ok", "h0", NOW)),
+            Change::InsertDelivery(delivery_to("m2", "we_m2", "b0", NOW)),
         ])
         .await
         .unwrap();
     let failed = |retry_at: i64| Change::EndpointFailed {
-        merchant_id: "m1".to_owned(),
-        at: NOW,
+        endpoint_id: "we_dead".to_owned(),
         retry_at,
         after: 2,
     };
@@ -123,29 +134,31 @@ pub(super) async fn an_endpoint_that_keeps_failing_is_backed_off_as_a_whole(back
     };
     // One failure is below the threshold: the endpoint is not backed off.
     store.commit(vec![failed(NOW + 500)]).await.unwrap();
-    assert_eq!(due(NOW + 1).await, ["a0", "a1", "b0"]);
-    // The second in a row backs it off until its retry time; others are not held up.
+    assert_eq!(due(NOW + 1).await, ["a0", "a1", "b0", "h0"]);
+    // The second in a row backs it off until its retry time; others, the
+    // merchant's healthy endpoint included, are not held up.
     store.commit(vec![failed(NOW + 500)]).await.unwrap();
-    assert_eq!(due(NOW + 2).await, ["b0"]);
-    assert_eq!(due(NOW + 499).await, ["b0"]);
-    assert_eq!(due(NOW + 500).await, ["a0", "a1", "b0"]);
+    assert_eq!(due(NOW + 2).await, ["b0", "h0"]);
+    assert_eq!(due(NOW + 499).await, ["b0", "h0"]);
+    assert_eq!(due(NOW + 500).await, ["a0", "a1", "b0", "h0"]);
     // Every further failure moves it; a success resets the count.
     store.commit(vec![failed(NOW + 900)]).await.unwrap();
-    assert_eq!(due(NOW + 600).await, ["b0"]);
+    assert_eq!(due(NOW + 600).await, ["b0", "h0"]);
     store
         .commit(vec![Change::EndpointRecovered {
-            merchant_id: "m1".to_owned(),
-            at: NOW + 601,
+            endpoint_id: "we_dead".to_owned(),
         }])
         .await
         .unwrap();
-    assert_eq!(due(NOW + 602).await, ["a0", "a1", "b0"]);
+    assert_eq!(due(NOW + 602).await, ["a0", "a1", "b0", "h0"]);
     store.commit(vec![failed(NOW + 2_000)]).await.unwrap();
     assert_eq!(
         due(NOW + 603).await,
-        ["a0", "a1", "b0"],
+        ["a0", "a1", "b0", "h0"],
         "one failure after the reset"
     );
+    let dead = store.endpoint("m1", "we_dead").await.unwrap().unwrap();
+    assert_eq!((dead.failures, dead.blocked_until), (1, 0));
 }
 
 pub(super) async fn retention_prunes_old_finished_rows_in_bounded_batches(backend: Backend) {

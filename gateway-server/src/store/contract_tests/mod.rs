@@ -7,6 +7,7 @@
 //! by the integration tests' harness (`tests/common/postgres.rs`, included
 //! here), one database per test.
 
+mod events;
 mod fairness;
 mod records;
 mod refunds;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use gateway_core::{IntentStatus, PaymentIntent, Refund};
 use serde_json::json;
 
+use self::events::*;
 use self::fairness::*;
 use self::records::*;
 use self::refunds::*;
@@ -42,6 +44,42 @@ enum Backend {
 struct Opened {
     store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
+}
+
+impl Opened {
+    /// Commits `changes`, each delivery after an event of its own (built
+    /// from it, with its `event_id`: a delivery is stored only with its
+    /// event), as `app::outbound` commits them.
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.store.commit(with_events(changes)).await
+    }
+}
+
+/// `changes` with an event before each delivery (see [`Opened::commit`]).
+fn with_events(changes: Vec<Change>) -> Vec<Change> {
+    let mut all = Vec::with_capacity(changes.len());
+    for change in changes {
+        if let Change::InsertDelivery(d) = &change {
+            all.push(Change::InsertEvent(Box::new(event_of(d))));
+        }
+        all.push(change);
+    }
+    all
+}
+
+/// The event a delivery delivers, as `app::outbound` would have stored it.
+fn event_of(d: &DeliveryRow) -> EventRow {
+    EventRow {
+        seq: 0,
+        id: d.event_id.clone(),
+        merchant_id: d.merchant_id.clone(),
+        payment_id: d.payment_id.clone(),
+        event_type: d.event_type.clone(),
+        source_event: d.source_event.clone(),
+        payment: d.payment.clone(),
+        refund: d.refund.clone(),
+        created_at: d.created_at,
+    }
 }
 
 impl std::ops::Deref for Opened {
@@ -123,6 +161,14 @@ contract!(
     timeline_entries_commit_with_their_payment_in_time_order,
     timelines_stop_at_their_cap_except_status_changes,
     a_removed_draft_takes_its_timeline_with_it,
+    events_are_stored_once_per_change_and_listed_by_filter,
+    events_after_reads_in_seq_order_and_resumes,
+    concurrent_event_commits_become_visible_in_seq_order,
+    deliveries_need_their_event_and_carry_its_sequence,
+    endpoints_and_their_secrets_round_trip,
+    a_deleted_endpoint_gives_up_its_pending_deliveries,
+    a_merchant_has_at_most_sixteen_endpoints,
+    old_events_are_pruned_unless_a_delivery_is_pending,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -239,6 +285,11 @@ fn delivery(id: &str, payment_id: &str, event_type: &str, next_attempt_at: i64) 
         delivered_at: None,
         last_status: None,
         last_error: None,
+        // As a delivery of before events: its event has its id.
+        event_id: id.to_owned(),
+        endpoint_id: None,
+        event_seq: 0,
+        event_created_at: next_attempt_at,
     }
 }
 
@@ -250,6 +301,22 @@ fn attempt(delivery_id: &str, number: i64, http_status: Option<i64>) -> AttemptR
         http_status,
         latency_ms: 12,
         error: http_status.is_none().then(|| "connection refused".to_owned()),
+    }
+}
+
+/// A webhook endpoint of `merchant_id` receiving every event type.
+fn endpoint(merchant_id: &str, id: &str, created_at: i64) -> EndpointRow {
+    EndpointRow {
+        id: id.to_owned(),
+        merchant_id: merchant_id.to_owned(),
+        url: format!("https://merchant.example/{id}"),
+        enabled: true,
+        enabled_events: "[\"*\"]".to_owned(),
+        description: None,
+        failures: 0,
+        blocked_until: 0,
+        created_at,
+        updated_at: created_at,
     }
 }
 

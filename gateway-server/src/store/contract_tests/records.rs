@@ -32,22 +32,12 @@ pub(super) async fn merchants_keys_and_credentials_round_trip(backend: Backend) 
             Change::InsertMerchant(merchant("m2")),
             Change::InsertApiKey(key.clone()),
             Change::UpsertCredential(credential("{\"secret_key\":\"sk_…1\"}", NOW)),
-            Change::SetWebhookUrl {
-                merchant_id: "m1".to_owned(),
-                url: Some("https://merchant.example/hooks".to_owned()),
-            },
-            Change::SetSigningSecret {
-                merchant_id: "m1".to_owned(),
-                sealed: vec![9, 8, 7],
-                at: NOW,
-            },
         ])
         .await
         .unwrap();
     assert_eq!(store.merchant_count().await.unwrap(), 2);
     let m1 = store.merchant("m1").await.unwrap().unwrap();
     assert_eq!((m1.name.as_str(), m1.created_at), ("merchant m1", NOW));
-    assert_eq!(m1.webhook_url.as_deref(), Some("https://merchant.example/hooks"));
     assert!(store.merchant("nobody").await.unwrap().is_none());
 
     let found = store.api_key_by_hash("hash-1").await.unwrap().unwrap();
@@ -87,7 +77,6 @@ pub(super) async fn merchants_keys_and_credentials_round_trip(backend: Backend) 
         (credentials[0].sealed.as_slice(), credentials[0].updated_at),
         (&[1u8, 2, 3, 0, 255][..], NOW + 1)
     );
-    assert_eq!(store.signing_secret("m1").await.unwrap(), Some(vec![9, 8, 7]));
     assert_eq!(store.signing_secret("m2").await.unwrap(), None);
 }
 

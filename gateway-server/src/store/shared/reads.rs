@@ -311,7 +311,7 @@ macro_rules! shared_reads {
                 per_merchant: u32,
             ) -> Result<Vec<DeliveryRow>, StoreError> {
                 // The innermost query ranks each merchant's due rows after
-                // its claims in flight (`turn`), skips merchants whose
+                // its claims in flight (`turn`), skips deliveries whose
                 // endpoint is backed off, and picks by turn first: merchants
                 // take turns, none beyond its cap. The picks are locked and
                 // checked again by `$lock` (the dialect's: see the backends).
@@ -324,7 +324,7 @@ macro_rules! shared_reads {
                      WHERE status = $3 AND claimed_until >= $2 GROUP BY merchant_id) busy \
                      ON busy.merchant_id = d.merchant_id \
                      WHERE d.status = $3 AND d.next_attempt_at <= $2 AND (d.claimed_until IS NULL OR d.claimed_until < $2) \
-                     AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.merchant_id = d.merchant_id \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id \
                      AND e.blocked_until > $2)) due WHERE turn <= $5 ORDER BY turn, next_attempt_at, seq LIMIT $4)",
                     $lock,
                     ") RETURNING *"
@@ -407,6 +407,117 @@ macro_rules! shared_reads {
                         .fetch_all(&self.$pool)
                         .await?,
                 )
+            }
+        }
+            #[async_trait::async_trait]
+        impl EventStore for $store {
+            async fn event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRow>, StoreError> {
+                Ok(sqlx::query_as("SELECT * FROM events WHERE id = $1 AND merchant_id = $2")
+                    .bind(id)
+                    .bind(merchant_id)
+                    .fetch_optional(&self.$pool)
+                    .await?)
+            }
+
+            async fn events(&self, merchant_id: &str, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM events WHERE merchant_id = ");
+                query.push_bind(merchant_id);
+                if let Some(event_type) = &filter.event_type {
+                    query.push(" AND event_type = ").push_bind(event_type);
+                }
+                if let Some(payment_id) = &filter.payment_id {
+                    query.push(" AND payment_id = ").push_bind(payment_id);
+                }
+                if let Some(since) = filter.since_ms {
+                    query.push(" AND created_at >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until_ms {
+                    query.push(" AND created_at <= ").push_bind(until);
+                }
+                if let Some(before) = filter.before_seq {
+                    query.push(" AND seq < ").push_bind(before);
+                }
+                query.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(filter.limit));
+                Ok(query.build_query_as().fetch_all(&self.$pool).await?)
+            }
+
+            async fn events_after(
+                &self,
+                merchant_id: &str,
+                after_seq: i64,
+                types: &[String],
+                limit: u32,
+            ) -> Result<Vec<EventRow>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT * FROM events WHERE merchant_id = ");
+                query.push_bind(merchant_id).push(" AND seq > ").push_bind(after_seq);
+                if !types.is_empty() {
+                    query.push(" AND event_type IN (");
+                    let mut list = query.separated(", ");
+                    for event_type in types {
+                        list.push_bind(event_type);
+                    }
+                    query.push(")");
+                }
+                query.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+                Ok(query.build_query_as().fetch_all(&self.$pool).await?)
+            }
+
+            async fn event_deliveries(&self, merchant_id: &str, event_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM webhook_deliveries WHERE event_id = $1 AND merchant_id = $2 ORDER BY seq",
+                )
+                .bind(event_id)
+                .bind(merchant_id)
+                .fetch_all(&self.$pool)
+                .await?)
+            }
+
+            async fn prune_events(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+                // Checked again on the row itself: a resend queued meanwhile keeps its event.
+                let done = sqlx::query(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE created_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = $2) \
+                     ORDER BY created_at, seq LIMIT $3) \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = $2)",
+                )
+                .bind(before)
+                .bind(DeliveryStatus::Pending.as_str())
+                .bind(i64::from(limit))
+                .execute(&self.$pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl EndpointStore for $store {
+            async fn endpoints(&self, merchant_id: &str) -> Result<Vec<EndpointRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY created_at, id",
+                )
+                .bind(merchant_id)
+                .fetch_all(&self.$pool)
+                .await?)
+            }
+
+            async fn endpoint(&self, merchant_id: &str, id: &str) -> Result<Option<EndpointRow>, StoreError> {
+                Ok(sqlx::query_as("SELECT * FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2")
+                    .bind(id)
+                    .bind(merchant_id)
+                    .fetch_optional(&self.$pool)
+                    .await?)
+            }
+
+            async fn endpoint_secrets(&self, endpoint_id: &str, now: i64) -> Result<Vec<EndpointSecretRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT endpoint_id, merchant_id, sealed, bound_to, created_at, expires_at \
+                     FROM webhook_endpoint_secrets WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+                     ORDER BY seq DESC",
+                )
+                .bind(endpoint_id)
+                .bind(now)
+                .fetch_all(&self.$pool)
+                .await?)
             }
         }
     };

@@ -110,6 +110,26 @@ macro_rules! shared_writes {
             Ok(())
         }
 
+        /// Stores an event unless its change already produced one of its type.
+        async fn insert_event(conn: &mut Conn, e: &EventRow) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO events (id, merchant_id, payment_id, event_type, source_event, payment, refund, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (merchant_id, source_event, event_type) DO NOTHING",
+            )
+            .bind(&e.id)
+            .bind(&e.merchant_id)
+            .bind(&e.payment_id)
+            .bind(&e.event_type)
+            .bind(&e.source_event)
+            .bind(&e.payment)
+            .bind(&e.refund)
+            .bind(e.created_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
         /// Applies one change: one statement, except `record_attempt` where the backend says.
         async fn apply(conn: &mut Conn, change: &Change) -> Result<(), StoreError> {
             match change {
@@ -119,13 +139,6 @@ macro_rules! shared_writes {
                         .bind(&m.name)
                         .bind(&m.webhook_url)
                         .bind(m.created_at)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Change::SetWebhookUrl { merchant_id, url } => {
-                    sqlx::query("UPDATE merchants SET webhook_url = $1 WHERE id = $2")
-                        .bind(url)
-                        .bind(merchant_id)
                         .execute(&mut *conn)
                         .await?;
                 }
@@ -339,28 +352,13 @@ macro_rules! shared_writes {
                     .execute(&mut *conn)
                     .await?;
                 }
-                Change::SetSigningSecret {
-                    merchant_id,
-                    sealed,
-                    at,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO merchant_signing_secrets (merchant_id, sealed, updated_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (merchant_id) DO UPDATE SET sealed = excluded.sealed, \
-                         updated_at = excluded.updated_at",
-                    )
-                    .bind(merchant_id)
-                    .bind(sealed)
-                    .bind(at)
-                    .execute(&mut *conn)
-                    .await?;
-                }
                 Change::InsertDelivery(d) => {
                     sqlx::query(
                         "INSERT INTO webhook_deliveries (id, merchant_id, payment_id, event_type, source_event, \
-                         payment, url, status, attempts, next_attempt_at, created_at, refund) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) \
-                         ON CONFLICT (merchant_id, source_event, event_type) DO NOTHING",
+                         payment, url, status, attempts, next_attempt_at, created_at, refund, event_id, endpoint_id, \
+                         event_seq, event_created_at) \
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, e.id, $13, e.seq, e.created_at \
+                         FROM events e WHERE e.id = $12 AND e.merchant_id = $2",
                     )
                     .bind(&d.id)
                     .bind(&d.merchant_id)
@@ -373,6 +371,8 @@ macro_rules! shared_writes {
                     .bind(d.next_attempt_at)
                     .bind(d.created_at)
                     .bind(&d.refund)
+                    .bind(&d.event_id)
+                    .bind(&d.endpoint_id)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -390,22 +390,18 @@ macro_rules! shared_writes {
                     .await?;
                 }
                 Change::EndpointFailed {
-                    merchant_id,
-                    at,
+                    endpoint_id,
                     retry_at,
                     after,
                 } => {
+                    // `updated_at` is the endpoint's configuration time, untouched here.
                     sqlx::query(
-                        "INSERT INTO webhook_endpoints (merchant_id, failures, blocked_until, updated_at) \
-                         VALUES ($1, 1, CASE WHEN 1 >= $2 THEN $3 ELSE 0 END, $4) \
-                         ON CONFLICT (merchant_id) DO UPDATE SET failures = webhook_endpoints.failures + 1, \
-                         blocked_until = CASE WHEN webhook_endpoints.failures + 1 >= $2 THEN $3 ELSE 0 END, \
-                         updated_at = $4",
+                        "UPDATE webhook_endpoints SET failures = failures + 1, \
+                         blocked_until = CASE WHEN failures + 1 >= $1 THEN $2 ELSE 0 END WHERE id = $3",
                     )
-                    .bind(merchant_id)
                     .bind(after)
                     .bind(retry_at)
-                    .bind(at)
+                    .bind(endpoint_id)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -414,15 +410,104 @@ macro_rules! shared_writes {
                     cap,
                     uncapped_kind,
                 } => insert_timeline(conn, rows, *cap, uncapped_kind).await?,
-                Change::EndpointRecovered { merchant_id, at } => {
+                Change::EndpointRecovered { endpoint_id } => {
                     sqlx::query(
-                        "UPDATE webhook_endpoints SET failures = 0, blocked_until = 0, updated_at = $1 \
-                         WHERE merchant_id = $2 AND (failures > 0 OR blocked_until > 0)",
+                        "UPDATE webhook_endpoints SET failures = 0, blocked_until = 0 \
+                         WHERE id = $1 AND (failures > 0 OR blocked_until > 0)",
                     )
-                    .bind(at)
-                    .bind(merchant_id)
+                    .bind(endpoint_id)
                     .execute(&mut *conn)
                     .await?;
+                }
+                Change::InsertEvent(e) => insert_event(conn, e).await?,
+                Change::InsertEndpoint(e) => {
+                    let done = sqlx::query(
+                        "INSERT INTO webhook_endpoints (id, merchant_id, url, enabled, enabled_events, description, \
+                         failures, blocked_until, created_at, updated_at) \
+                         SELECT $1, $2, $3, $4, $5, $6, 0, 0, $7, $8 \
+                         WHERE (SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = $2) < $9",
+                    )
+                    .bind(&e.id)
+                    .bind(&e.merchant_id)
+                    .bind(&e.url)
+                    .bind(e.enabled)
+                    .bind(&e.enabled_events)
+                    .bind(&e.description)
+                    .bind(e.created_at)
+                    .bind(e.updated_at)
+                    .bind(MAX_ENDPOINTS)
+                    .execute(&mut *conn)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::Conflict("the merchant has the most webhook endpoints allowed"));
+                    }
+                }
+                Change::UpdateEndpoint(e) => {
+                    sqlx::query(
+                        "UPDATE webhook_endpoints SET url = $1, enabled = $2, enabled_events = $3, description = $4, \
+                         updated_at = $5, failures = 0, blocked_until = 0 WHERE id = $6 AND merchant_id = $7",
+                    )
+                    .bind(&e.url)
+                    .bind(e.enabled)
+                    .bind(&e.enabled_events)
+                    .bind(&e.description)
+                    .bind(e.updated_at)
+                    .bind(&e.id)
+                    .bind(&e.merchant_id)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::DeleteEndpoint { merchant_id, id, reason } => {
+                    sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2")
+                        .bind(id)
+                        .bind(merchant_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("DELETE FROM webhook_endpoint_secrets WHERE endpoint_id = $1 AND merchant_id = $2")
+                        .bind(id)
+                        .bind(merchant_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET status = $1, last_error = $2, claimed_until = NULL \
+                         WHERE endpoint_id = $3 AND merchant_id = $4 AND status = $5",
+                    )
+                    .bind(DeliveryStatus::Failed.as_str())
+                    .bind(reason)
+                    .bind(id)
+                    .bind(merchant_id)
+                    .bind(DeliveryStatus::Pending.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::AddEndpointSecret(secret) => {
+                    sqlx::query(
+                        "INSERT INTO webhook_endpoint_secrets (endpoint_id, merchant_id, sealed, bound_to, created_at, \
+                         expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&secret.endpoint_id)
+                    .bind(&secret.merchant_id)
+                    .bind(&secret.sealed)
+                    .bind(&secret.bound_to)
+                    .bind(secret.created_at)
+                    .bind(secret.expires_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Change::ExpireEndpointSecrets { endpoint_id, until, now } => {
+                    sqlx::query(
+                        "UPDATE webhook_endpoint_secrets SET expires_at = $1 WHERE endpoint_id = $2 \
+                         AND (expires_at IS NULL OR expires_at > $1)",
+                    )
+                    .bind(until)
+                    .bind(endpoint_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query("DELETE FROM webhook_endpoint_secrets WHERE endpoint_id = $1 AND expires_at <= $2")
+                        .bind(endpoint_id)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
                 }
             }
             Ok(())
