@@ -136,6 +136,8 @@ type CachedEndpoints = (Arc<Vec<EndpointRow>>, Instant);
 /// once on a change, here and, through `app::invalidation`, on the other instances).
 pub(crate) struct Outbound {
     notify: Notify,
+    /// Readers of new events in this instance (the event stream).
+    events: Notify,
     urls: Mutex<HashMap<String, CachedEndpoints>>,
     pub(crate) schedule: DeliverySchedule,
     pub(crate) limits: DeliveryLimits,
@@ -145,6 +147,7 @@ impl Outbound {
     pub(crate) fn new(schedule: DeliverySchedule) -> Self {
         Outbound {
             notify: Notify::new(),
+            events: Notify::new(),
             urls: Mutex::new(HashMap::new()),
             schedule,
             limits: DeliveryLimits::default(),
@@ -157,9 +160,22 @@ impl Outbound {
         self
     }
 
-    /// Tells the worker new deliveries are due.
+    /// Tells the worker new deliveries are due, and the readers of events
+    /// that events may have been stored (after the commit).
     pub(crate) fn wake(&self) {
         self.notify.notify_one();
+        self.events.notify_waiters();
+    }
+
+    /// Resolves at the next [`Outbound::wake`] of this instance: after a
+    /// commit that stored events here (or queued deliveries). Events other
+    /// instances store are not announced: a reader of
+    /// `EventStore::events_after` also polls. Create it before reading, so a
+    /// commit between the read and the wait is not missed.
+    // The event stream's (`GET /v1/events/stream`) wake-up.
+    #[allow(dead_code)]
+    pub(crate) fn events_stored(&self) -> tokio::sync::futures::Notified<'_> {
+        self.events.notified()
     }
 
     fn cached_urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedEndpoints>> {
@@ -390,14 +406,14 @@ pub(crate) async fn sign_for_endpoint(
 
 /// Adds to `changes` the events `updates` call for and, for each, a
 /// delivery to every enabled endpoint of the merchant whose `enabled_events`
-/// match; `true` if any delivery was added (the worker is then woken).
+/// match; `true` if any event was added (the worker and the readers of
+/// events are then woken, [`Outbound::wake`]).
 pub(crate) async fn outbox_changes(
     state: &Core,
     updates: &[IntentUpdate],
     changes: &mut Vec<Change>,
 ) -> Result<bool, StoreError> {
     let mut added = Vec::new();
-    let mut any_delivery = false;
     for update in updates {
         let Some(kind) = event_type(update) else {
             continue;
@@ -449,12 +465,12 @@ pub(crate) async fn outbox_changes(
             .filter(|endpoint| endpoint.enabled && receives(&endpoint.enabled_events, kind))
             .map(|endpoint| Change::InsertDelivery(Box::new(delivery_of(&event, endpoint, now))))
             .collect();
-        any_delivery |= !deliveries.is_empty();
         added.push(Change::InsertEvent(Box::new(event)));
         added.extend(deliveries);
     }
+    let any = !added.is_empty();
     changes.extend(added);
-    Ok(any_delivery)
+    Ok(any)
 }
 
 /// The JSON body merchants receive: `{id, object, type, created, sequence,
