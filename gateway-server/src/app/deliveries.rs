@@ -149,8 +149,8 @@ pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<Delive
 }
 
 /// Queues a delivered or failed delivery again now, once per
-/// `Idempotency-Key`; 409 while it is still pending. Answers the delivery
-/// as queued.
+/// `Idempotency-Key`; 409 while it is still pending, or when its endpoint
+/// was deleted. Answers the delivery as queued.
 pub(crate) async fn retry(
     core: &Core,
     caller: &Caller,
@@ -164,6 +164,20 @@ pub(crate) async fn retry(
                 "delivery_pending",
                 "this delivery is still being retried; wait for it to be delivered or to fail",
             ));
+        }
+        if let Some(endpoint_id) = &row.endpoint_id {
+            if core
+                .store
+                .endpoint(&caller.merchant_id, endpoint_id)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::conflict(
+                    "endpoint_deleted",
+                    "this delivery's webhook endpoint was deleted: resend its event \
+                     (POST /v1/events/{id}/resend) to another endpoint",
+                ));
+            }
         }
         let attempts = attempts(core, &row).await?;
         let at = now_ms();

@@ -46,6 +46,7 @@ use crate::store::{
     EventRow, Store, StoreError,
 };
 use crate::support::clock::now_ms;
+use crate::support::crypto::Sealer;
 use crate::support::ids::{hex, new_id, random_bytes, RandomUnavailable};
 
 /// The header carrying the signature of an outbound webhook.
@@ -309,9 +310,20 @@ pub(crate) fn endpoint_secret_aad(merchant_id: &str, endpoint_id: &str) -> Strin
     format!("webhook-signing-secret:{merchant_id}:{endpoint_id}")
 }
 
-/// A signing secret sealed for `endpoint_id`, valid until `expires_at` (none: current).
+/// A current signing secret sealed for `endpoint_id`, made `at`.
 pub(crate) fn sealed_secret(
     core: &Core,
+    merchant_id: &str,
+    endpoint_id: &str,
+    secret: &str,
+    at: i64,
+) -> Result<EndpointSecretRow, ApiError> {
+    seal_secret(&core.sealer, merchant_id, endpoint_id, secret, at)
+}
+
+/// [`sealed_secret`] with `sealer`.
+fn seal_secret(
+    sealer: &Sealer,
     merchant_id: &str,
     endpoint_id: &str,
     secret: &str,
@@ -320,7 +332,7 @@ pub(crate) fn sealed_secret(
     Ok(EndpointSecretRow {
         endpoint_id: endpoint_id.to_owned(),
         merchant_id: merchant_id.to_owned(),
-        sealed: core.sealer.seal(
+        sealed: sealer.seal(
             secret.as_bytes(),
             endpoint_secret_aad(merchant_id, endpoint_id).as_bytes(),
         )?,
@@ -332,9 +344,19 @@ pub(crate) fn sealed_secret(
 
 /// The endpoint's secrets valid now, opened, newest first.
 async fn open_secrets(core: &Core, merchant_id: &str, endpoint_id: &str) -> Result<Vec<Vec<u8>>, String> {
-    let rows = core
-        .store
-        .endpoint_secrets(endpoint_id, now_ms())
+    open_secrets_at(&*core.store, &core.sealer, merchant_id, endpoint_id, now_ms()).await
+}
+
+/// The endpoint's secrets valid at `now` (Unix ms), opened with `sealer`, newest first.
+async fn open_secrets_at(
+    store: &dyn Store,
+    sealer: &Sealer,
+    merchant_id: &str,
+    endpoint_id: &str,
+    now: i64,
+) -> Result<Vec<Vec<u8>>, String> {
+    let rows = store
+        .endpoint_secrets(endpoint_id, now)
         .await
         .map_err(|e| e.to_string())?;
     rows.iter()
@@ -345,7 +367,7 @@ async fn open_secrets(core: &Core, merchant_id: &str, endpoint_id: &str) -> Resu
             } else {
                 secret_aad(merchant_id)
             };
-            core.sealer
+            sealer
                 .open(&row.sealed, aad.as_bytes())
                 .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())
         })
@@ -363,11 +385,34 @@ pub(crate) async fn sign_for_endpoint(
     endpoint_id: &str,
     payload: &[u8],
 ) -> Result<String, ApiError> {
-    core.store
+    sign_at(
+        &*core.store,
+        &core.sealer,
+        merchant_id,
+        endpoint_id,
+        payload,
+        now_ms(),
+        (core.clock)(),
+    )
+    .await
+}
+
+/// [`sign_for_endpoint`] with the secrets valid at `now` (Unix ms), signed at
+/// `timestamp` (Unix seconds).
+async fn sign_at(
+    store: &dyn Store,
+    sealer: &Sealer,
+    merchant_id: &str,
+    endpoint_id: &str,
+    payload: &[u8],
+    now: i64,
+    timestamp: i64,
+) -> Result<String, ApiError> {
+    store
         .endpoint(merchant_id, endpoint_id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint", endpoint_id))?;
-    let secrets = open_secrets(core, merchant_id, endpoint_id)
+    let secrets = open_secrets_at(store, sealer, merchant_id, endpoint_id, now)
         .await
         .map_err(|error| {
             tracing::error!(endpoint = %endpoint_id, %error, "opening webhook signing secrets failed");
@@ -380,22 +425,20 @@ pub(crate) async fn sign_for_endpoint(
         ));
     }
     Ok(gateway_core::signature::sign_header_all(
-        payload,
-        &secrets,
-        (core.clock)(),
+        payload, &secrets, timestamp,
     ))
 }
 
 /// Adds to `changes` the events `updates` call for and, for each, a
 /// delivery to every enabled endpoint of the merchant whose `enabled_events`
-/// match; `true` if any delivery was added (the worker is then woken).
+/// match; `true` if any event was added (the worker and the readers of
+/// events are then woken, [`Outbound::wake`]).
 pub(crate) async fn outbox_changes(
     state: &Core,
     updates: &[IntentUpdate],
     changes: &mut Vec<Change>,
 ) -> Result<bool, StoreError> {
     let mut added = Vec::new();
-    let mut any_delivery = false;
     for update in updates {
         let Some(kind) = event_type(update) else {
             continue;
@@ -447,12 +490,12 @@ pub(crate) async fn outbox_changes(
             .filter(|endpoint| endpoint.enabled && receives(&endpoint.enabled_events, kind))
             .map(|endpoint| Change::InsertDelivery(Box::new(delivery_of(&event, endpoint, now))))
             .collect();
-        any_delivery |= !deliveries.is_empty();
         added.push(Change::InsertEvent(Box::new(event)));
         added.extend(deliveries);
     }
+    let any = !added.is_empty();
     changes.extend(added);
-    Ok(any_delivery)
+    Ok(any)
 }
 
 /// The JSON body merchants receive: `{id, object, type, created, sequence,
@@ -849,6 +892,88 @@ mod tests {
         for (update, expected) in cases {
             assert_eq!(event_type(&update), expected, "{update:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_is_signed_for_with_every_valid_secret_newest_first() {
+        use gateway_core::signature::verify_header;
+
+        use crate::store::{EndpointRow, MerchantRow, SqliteStore};
+        use crate::support::crypto::MasterKey;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("g.db").display()))
+            .await
+            .unwrap();
+        let sealer = Sealer::new(&MasterKey::generate().unwrap());
+        let now = 1_700_000_000_000;
+        let endpoint = EndpointRow {
+            id: "we_1".into(),
+            merchant_id: "m1".into(),
+            url: "https://merchant.example/hooks".into(),
+            enabled: true,
+            enabled_events: "[\"*\"]".into(),
+            description: None,
+            failures: 0,
+            blocked_until: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        // A secret of before endpoints (sealed for the merchant only), then a
+        // rotation with an hour's grace.
+        let mut migrated = seal_secret(&sealer, "m1", "we_1", "whsec_old", now).unwrap();
+        migrated.sealed = sealer.seal(b"whsec_old", secret_aad("m1").as_bytes()).unwrap();
+        migrated.bound_to = "merchant".into();
+        store
+            .commit(vec![
+                Change::InsertMerchant(MerchantRow {
+                    id: "m1".into(),
+                    name: "m".into(),
+                    webhook_url: None,
+                    created_at: now,
+                }),
+                Change::InsertEndpoint(Box::new(endpoint)),
+                Change::AddEndpointSecret(Box::new(migrated)),
+                Change::ExpireEndpointSecrets {
+                    endpoint_id: "we_1".into(),
+                    until: now + 3_600_000,
+                    now: now + 10,
+                },
+                Change::AddEndpointSecret(Box::new(
+                    seal_secret(&sealer, "m1", "we_1", "whsec_new", now + 10).unwrap(),
+                )),
+            ])
+            .await
+            .unwrap();
+        let body = br#"{"id":"evt_1"}"#;
+        let tolerance = Duration::from_secs(300);
+        let header = sign_at(&store, &sealer, "m1", "we_1", body, now + 20, 1_700_000_000)
+            .await
+            .unwrap();
+        let new = gateway_core::signature::sign_header(body, b"whsec_new", 1_700_000_000);
+        assert!(header.starts_with(&new), "new first: {header}");
+        assert_eq!(header.matches("v1=").count(), 2);
+        for secret in ["whsec_old", "whsec_new"] {
+            let verified = verify_header(&header, body, &[secret], tolerance, 1_700_000_000);
+            assert_eq!(verified, Ok(1_700_000_000), "{secret}");
+        }
+        // After the grace period, the new one only.
+        let later = sign_at(
+            &store,
+            &sealer,
+            "m1",
+            "we_1",
+            body,
+            now + 3_600_000,
+            1_700_003_600,
+        )
+        .await
+        .unwrap();
+        assert_eq!(later.matches("v1=").count(), 1);
+        assert!(verify_header(&later, body, &["whsec_old"], tolerance, 1_700_003_600).is_err());
+        // Another merchant's endpoint is a 404.
+        let foreign = sign_at(&store, &sealer, "m2", "we_1", body, now + 20, 1_700_000_000).await;
+        assert_eq!(foreign.unwrap_err().status().as_u16(), 404);
     }
 
     #[test]

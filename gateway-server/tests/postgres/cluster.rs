@@ -709,3 +709,52 @@ async fn a_webhook_url_changed_on_one_instance_is_where_the_other_delivers_withi
     b.stop().await;
     a.stop().await;
 }
+
+#[actix_web::test]
+async fn an_endpoint_added_or_filtered_on_one_instance_is_what_the_other_delivers_to_within_a_second() {
+    let receiver = Receiver::start(&[]).await;
+    let a = TestServer::start_with(fast).await;
+    let b = a.another_instance().await;
+    let body = payment_body("5.00", "pm_card_visa", "");
+    let deliveries_of = |payment: Value| {
+        let b = &b;
+        async move {
+            let path = format!(
+                "/v1/webhook-deliveries?payment_id={}",
+                payment["id"].as_str().unwrap()
+            );
+            b.get(&path).await.data()["data"].as_array().unwrap().len()
+        }
+    };
+    // B has read (and cached) that the merchant has no endpoint.
+    assert_eq!(deliveries_of(b.pay(&body).await).await, 0);
+    let created = a
+        .post(
+            "/v1/webhook-endpoints",
+            &format!(r#"{{"url": "{}"}}"#, receiver.url),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let id = created.data()["id"].as_str().unwrap().to_owned();
+    within_a_second("B delivers to the new endpoint", || async {
+        deliveries_of(b.pay(&body).await).await == 1
+    })
+    .await;
+    // A filter set through A: B stops sending payment.completed to it.
+    let filtered = a
+        .send(
+            "PATCH",
+            &format!("/v1/webhook-endpoints/{id}"),
+            Some(&a.key),
+            &[],
+            Some(r#"{"enabled_events": ["payment.failed"]}"#),
+        )
+        .await;
+    assert_eq!(filtered.status, StatusCode::OK, "{}", filtered.text);
+    within_a_second("B applies the new filter", || async {
+        deliveries_of(b.pay(&body).await).await == 0
+    })
+    .await;
+    b.stop().await;
+    a.stop().await;
+}

@@ -210,6 +210,17 @@ async fn a_dead_endpoint_backed_off_does_not_hold_back_the_merchants_healthy_one
     ));
     let again = server.get(&format!("/v1/webhook-endpoints/{dead_id}")).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let retry = server
+        .post(
+            &format!(
+                "/v1/webhook-deliveries/{}/retry",
+                failed[0]["id"].as_str().unwrap()
+            ),
+            "",
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.text);
+    assert_eq!(retry.code(), "endpoint_deleted");
     server.stop().await;
 }
 

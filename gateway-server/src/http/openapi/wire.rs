@@ -134,7 +134,7 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
     (
         "post",
         "/v1/webhook-deliveries/{id}/retry",
-        &[Store, Own(409, "The delivery is still pending")],
+        &[Store, Own(409, "The delivery is still pending, or its endpoint was deleted (`endpoint_deleted`)")],
     ),
     ("get", "/v1/events", &[Store]),
     ("get", "/v1/events/{id}", &[Store]),

@@ -485,3 +485,93 @@ pub(super) async fn old_events_are_pruned_unless_a_delivery_is_pending(backend: 
         assert_eq!(store.event("m1", id).await.unwrap().is_some(), kept, "{id}");
     }
 }
+
+pub(super) async fn the_events_migration_keeps_deliveries_urls_and_secrets(backend: Backend) {
+    let (url, _dir) = database(backend).await;
+    let sealed = match backend {
+        Backend::Sqlite => "X'0A0B0C'",
+        Backend::Postgres => "'\\x0a0b0c'::bytea",
+    };
+    // Version 7 / 8: one URL and secret per merchant, deliveries keyed by
+    // change, the merchant's endpoint backed off. m2 removed its URL with a
+    // delivery still pending.
+    let before = format!(
+        "INSERT INTO merchants (id, name, webhook_url, created_at) VALUES \
+         ('m1', 'm', 'https://m1.example/hooks', 1), ('m2', 'n', NULL, 2); \
+         INSERT INTO merchant_signing_secrets (merchant_id, sealed, updated_at) VALUES \
+         ('m1', {sealed}, 3), ('m2', {sealed}, 4); \
+         INSERT INTO webhook_endpoints (merchant_id, failures, blocked_until, updated_at) VALUES ('m1', 2, 99, 5); \
+         INSERT INTO webhook_deliveries (id, merchant_id, payment_id, event_type, source_event, payment, url, \
+         status, attempts, next_attempt_at, created_at, refund) VALUES \
+         ('evt_a', 'm1', 'pay_1', 'payment.completed', 'bus-a', '{{\"id\":\"pay_1\"}}', 'https://m1.example/hooks', \
+          'delivered', 1, 10, 10, NULL), \
+         ('evt_b', 'm1', 'pay_1', 'payment.refunded', 'bus-b', '{{\"id\":\"pay_1\"}}', 'https://m1.example/hooks', \
+          'pending', 0, 20, 20, '{{\"id\":\"ref_1\"}}'), \
+         ('evt_c', 'm2', 'pay_2', 'payment.completed', 'bus-c', '{{\"id\":\"pay_2\"}}', 'https://m2.example/old', \
+          'pending', 0, 30, 30, NULL);"
+    );
+    migrate_from(backend, &url, [7, 8], &before).await;
+    let store = open_url(backend, &url).await;
+
+    // Each delivery's event, with the delivery's id and sequence.
+    let old_b = store.delivery("m1", "evt_b").await.unwrap().unwrap();
+    let event_b = store.event("m1", "evt_b").await.unwrap().unwrap();
+    assert_eq!(event_b.seq, old_b.seq);
+    assert_eq!((old_b.event_id.as_str(), old_b.event_seq), ("evt_b", old_b.seq));
+    assert_eq!(old_b.event_created_at, 20);
+    assert_eq!(event_b.refund.as_deref(), Some("{\"id\":\"ref_1\"}"));
+    assert_eq!(
+        ids(&store.events_after("m1", 0, &[], 10).await.unwrap(), |e| &e.id),
+        ["evt_a", "evt_b"]
+    );
+    // The URL became the merchant's endpoint, with its backoff and its secret
+    // (still sealed for the merchant).
+    let endpoints = store.endpoints("m1").await.unwrap();
+    assert_eq!(endpoints.len(), 1);
+    let endpoint = &endpoints[0];
+    assert!(endpoint.id.starts_with("we_"), "{}", endpoint.id);
+    assert_eq!(
+        (
+            endpoint.url.as_str(),
+            endpoint.enabled,
+            endpoint.enabled_events.as_str()
+        ),
+        ("https://m1.example/hooks", true, "[\"*\"]")
+    );
+    assert_eq!((endpoint.failures, endpoint.blocked_until), (2, 99));
+    let secrets = store.endpoint_secrets(&endpoint.id, NOW).await.unwrap();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        (secrets[0].sealed.as_slice(), secrets[0].bound_to.as_str()),
+        (&[10u8, 11, 12][..], "merchant")
+    );
+    assert_eq!(old_b.endpoint_id.as_deref(), Some(endpoint.id.as_str()));
+    assert!(store.merchant("m1").await.unwrap().unwrap().webhook_url.is_none());
+    // m2 had no URL: no endpoint; its pending delivery keeps its URL and the merchant's secret.
+    assert!(store.endpoints("m2").await.unwrap().is_empty());
+    let orphan = store.delivery("m2", "evt_c").await.unwrap().unwrap();
+    assert_eq!(
+        (orphan.endpoint_id.as_deref(), orphan.url.as_str()),
+        (None, "https://m2.example/old")
+    );
+    assert_eq!(store.signing_secret("m2").await.unwrap(), Some(vec![10, 11, 12]));
+    // New events come after every delivery of before.
+    store
+        .commit(vec![insert(event_row(
+            "m1",
+            "evt_new",
+            "pay_1",
+            "payment.completed",
+            NOW,
+        ))])
+        .await
+        .unwrap();
+    let new = store.event("m1", "evt_new").await.unwrap().unwrap();
+    let orphan_seq = orphan.seq;
+    assert!(
+        new.seq > orphan_seq.max(old_b.seq),
+        "{} after {}",
+        new.seq,
+        orphan_seq
+    );
+}

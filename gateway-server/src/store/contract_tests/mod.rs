@@ -169,6 +169,7 @@ contract!(
     a_deleted_endpoint_gives_up_its_pending_deliveries,
     a_merchant_has_at_most_sixteen_endpoints,
     old_events_are_pruned_unless_a_delivery_is_pending,
+    the_events_migration_keeps_deliveries_urls_and_secrets,
 );
 
 const NOW: i64 = 1_700_000_000_000;
