@@ -139,6 +139,14 @@ pub(super) const ANSWERS: &[(&str, &str, &[Cause])] = &[
     ("get", "/v1/events", &[Store]),
     ("get", "/v1/events/{id}", &[Store]),
     (
+        "get",
+        "/v1/events/stream",
+        &[
+            Store,
+            Own(404, "No such webhook endpoint (`endpoint`), or no such event to resume after (`after`, `Last-Event-ID`)"),
+        ],
+    ),
+    (
         "post",
         "/v1/events/{id}/resend",
         &[
