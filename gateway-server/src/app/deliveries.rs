@@ -96,16 +96,15 @@ pub(crate) async fn list(
     search: DeliverySearch,
     page: PageRequest,
 ) -> Result<Page<DeliveryRow>, ApiError> {
-    let before_seq = match &page.cursor {
-        None => None,
-        Some(cursor) => Some(
-            core.store
-                .delivery(&caller.merchant_id, cursor)
+    let before_seq = page
+        .cursor_seq(|cursor| async move {
+            Ok(core
+                .store
+                .delivery(&caller.merchant_id, &cursor)
                 .await?
-                .ok_or_else(|| ApiError::invalid_param("cursor", "unknown cursor"))?
-                .seq,
-        ),
-    };
+                .map(|row| row.seq))
+        })
+        .await?;
     let filter = DeliveryFilter {
         status: search.status,
         event_type: search.event_type,

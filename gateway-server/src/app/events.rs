@@ -80,16 +80,15 @@ pub(crate) async fn list(
     search: EventSearch,
     page: PageRequest,
 ) -> Result<Page<EventRow>, ApiError> {
-    let before_seq = match &page.cursor {
-        None => None,
-        Some(cursor) => Some(
-            core.store
-                .event(&caller.merchant_id, cursor)
+    let before_seq = page
+        .cursor_seq(|cursor| async move {
+            Ok(core
+                .store
+                .event(&caller.merchant_id, &cursor)
                 .await?
-                .ok_or_else(|| ApiError::invalid_param("cursor", "unknown cursor"))?
-                .seq,
-        ),
-    };
+                .map(|row| row.seq))
+        })
+        .await?;
     let filter = EventFilter {
         event_type: search.event_type,
         payment_id: search.payment_id,

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::domain::error::ApiError;
+
 /// The most items one page holds.
 pub(crate) const MAX_LIMIT: u32 = 100;
 
@@ -23,6 +25,23 @@ impl PageRequest {
     /// How many rows to read: one more than the page, to learn whether more follow.
     pub(crate) fn fetch(&self) -> u32 {
         self.limit + 1
+    }
+
+    /// The sequence number of the row the cursor names (`seq_of` looks it
+    /// up among the merchant's rows); none without a cursor, 400 naming
+    /// `cursor` when it names no row of the merchant.
+    pub(crate) async fn cursor_seq<F, Fut>(&self, seq_of: F) -> Result<Option<i64>, ApiError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<i64>, ApiError>>,
+    {
+        let Some(cursor) = self.cursor.clone() else {
+            return Ok(None);
+        };
+        match seq_of(cursor).await? {
+            Some(seq) => Ok(Some(seq)),
+            None => Err(ApiError::invalid_param("cursor", "unknown cursor")),
+        }
     }
 }
 
