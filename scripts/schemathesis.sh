@@ -77,6 +77,7 @@ env -u STRIPE_SECRET_KEY -u STRIPE_WEBHOOK_SECRET -u STRIPE_API_BASE \
   GATEWAY_MODE=sandbox \
   GATEWAY_RATE_LIMIT=0 \
   GATEWAY_AUTH_FAILURES_PER_MINUTE=0 \
+  GATEWAY_LIVE_STREAM_MAX=2s \
   GATEWAY_LOG_LEVEL=warn \
   "$binary" >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
@@ -123,17 +124,20 @@ failed() {
 }
 
 echo "== schemathesis $version against $base/openapi.json (seed $seed, $examples examples per operation)"
-# Three operations run on their own, without the stateful phase (so with ids
+# Four operations run on their own, without the stateful phase (so with ids
 # that match nothing, mostly): revoking an API key may pick the run's own key
-# (listed by GET /v1/merchant/api_keys), and the long poll and the event stream
-# of a real payment that never settles outlast any request timeout by design.
-alone=(--include-operation-id revoke_key --include-operation-id wait --include-operation-id events)
-run --exclude-operation-id revoke_key --exclude-operation-id wait --exclude-operation-id events || failed
+# (listed by GET /v1/merchant/api_keys), and the long poll and the event
+# streams (a payment's, and the merchant's events) stay open by design: the
+# server above ends every stream after 2 s (GATEWAY_LIVE_STREAM_MAX).
+alone=(--include-operation-id revoke_key --include-operation-id wait --include-operation-id events
+  --include-operation-id stream)
+run --exclude-operation-id revoke_key --exclude-operation-id wait --exclude-operation-id events \
+  --exclude-operation-id stream || failed
 if ! fetch "$base/v1/merchant" "$key" >/dev/null; then
   echo "the run's API key stopped working before the revocation test: the results above are hollow" >&2
   exit 1
 fi
-echo "== schemathesis: DELETE /v1/merchant/api_keys/{id}, GET /v1/payments/{id}/wait and /events"
+echo "== schemathesis: DELETE /v1/merchant/api_keys/{id}, GET /v1/payments/{id}/wait and /events, GET /v1/events/stream"
 run "${alone[@]}" --phases examples,coverage,fuzzing || failed
 
 # What the run reached: the statuses each route answered, from the server's own metrics.
