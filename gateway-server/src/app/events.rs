@@ -109,15 +109,21 @@ async fn load(core: &Core, caller: &Caller, id: &str) -> Result<EventRow, ApiErr
 }
 
 /// Every delivery of `event` with its attempts, oldest first.
+/// The most deliveries an event's answer shows, the newest.
+const DELIVERIES_SHOWN: usize = 50;
+
 async fn deliveries_of(
     core: &Core,
     caller: &Caller,
     event: &EventRow,
 ) -> Result<Vec<DeliveryView>, ApiError> {
-    let rows = core
+    let mut rows = core
         .store
         .event_deliveries(&caller.merchant_id, &event.id)
         .await?;
+    // An event resent again and again must not make its answer (and the
+    // attempts read for it) grow without bound: the newest ones are shown.
+    rows.drain(..rows.len().saturating_sub(DELIVERIES_SHOWN));
     let mut views = Vec::with_capacity(rows.len());
     for row in &rows {
         views.push(DeliveryView::new(row, Some(attempts(core, row).await?)));
