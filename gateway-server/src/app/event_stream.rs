@@ -72,7 +72,7 @@ pub(crate) async fn open(
     };
     let types = match (request.types, &endpoint) {
         (Some(types), _) => stream_types(types)?,
-        (None, Some(endpoint)) => serde_json::from_str(&endpoint.enabled_events).unwrap_or_default(),
+        (None, Some(endpoint)) => crate::app::webhook_endpoints::event_list(&endpoint.enabled_events),
         (None, None) => Vec::new(),
     };
     let types = if types.iter().any(|kind| kind == "*") {

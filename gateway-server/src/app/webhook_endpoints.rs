@@ -87,7 +87,7 @@ impl EndpointView {
 }
 
 /// The stored `enabled_events` as a list.
-fn event_list(stored: &str) -> Vec<String> {
+pub(crate) fn event_list(stored: &str) -> Vec<String> {
     serde_json::from_str(stored).unwrap_or_default()
 }
 
