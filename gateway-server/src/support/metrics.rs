@@ -97,6 +97,11 @@ impl Metrics {
         let Publication::Dispatched(handlers) = bus.publish(change) else {
             return None;
         };
+        if bus.handler_names().is_empty() {
+            // No handler to wait for: counted now, no task.
+            self.observe_dispatch(kind, origin, &[]);
+            return None;
+        }
         let metrics = Arc::clone(self);
         Some(async move {
             let outcomes = handlers.done().await;
