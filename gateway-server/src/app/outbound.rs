@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, StreamExt};
 use gateway_core::{IntentStatus, PaymentStatus, RefundStatus};
 use tokio::sync::Notify;
 
@@ -574,8 +573,12 @@ async fn run_worker(state: Arc<Core>) {
     // instead of at the next poll.
     let mut next_due: Option<i64> = None;
     let limits = state.outbound.limits;
-    // The rolling pool: every delivery in flight; as one ends, the next starts.
-    let mut running = futures_util::stream::FuturesUnordered::new();
+    // The rolling pool: every delivery in flight, each its own task on this
+    // thread; as one ends, the next starts. Tasks, not futures polled only
+    // by this loop: a delivery holding a database connection must go on
+    // while the loop awaits its claim, or the two starve each other of the
+    // connection pool.
+    let mut running = tokio::task::JoinSet::new();
     loop {
         let free = (limits.concurrency as usize).saturating_sub(running.len());
         if free > 0 {
@@ -589,7 +592,8 @@ async fn run_worker(state: Arc<Core>) {
             {
                 Ok(claimed) => {
                     for row in claimed {
-                        running.push(deliver(&state, &client, row));
+                        let (state, client) = (Arc::clone(&state), client.clone());
+                        running.spawn_local(async move { deliver(&state, &client, row).await });
                     }
                 }
                 Err(error) => tracing::warn!(%error, "claiming webhook deliveries failed"),
@@ -607,16 +611,25 @@ async fn run_worker(state: Arc<Core>) {
             }
         };
         tokio::select! {
-            Some(retry_at) = running.next(), if !running.is_empty() => {
-                note(retry_at);
+            Some(ended) = running.join_next(), if !running.is_empty() => {
+                note(delivery_retry(ended));
                 // Every other delivery that ended too, before claiming again.
-                while let Some(Some(retry_at)) = running.next().now_or_never() {
-                    note(retry_at);
+                while let Some(ended) = running.try_join_next() {
+                    note(delivery_retry(ended));
                 }
             }
             _ = tokio::time::timeout(Duration::from_millis(wait as u64), state.outbound.notify.notified()) => {}
         }
     }
+}
+
+/// When an ended delivery task's next attempt is due; a task that panicked
+/// schedules nothing (its claim lapses and the delivery is claimed again).
+fn delivery_retry(ended: Result<Option<i64>, tokio::task::JoinError>) -> Option<i64> {
+    ended.unwrap_or_else(|error| {
+        tracing::error!(%error, "a webhook delivery task failed");
+        None
+    })
 }
 
 /// Where a delivery goes now and the secrets it is signed with: its

@@ -372,3 +372,30 @@ async fn the_merchant_webhook_is_the_first_endpoint_and_endpoints_are_the_mercha
     assert_eq!(full.code(), "too_many_endpoints");
     server.stop().await;
 }
+
+/// Many endpoints of one merchant keep the delivery worker at its in-flight
+/// cap, each delivery reading its endpoint and secrets from the database
+/// while the worker claims the next ones. Every delivery arrives and the API
+/// keeps answering: deliveries in flight go on while the worker waits for
+/// its claim (they once stalled each other, and every request, for the 30 s
+/// connection pool timeout).
+#[actix_web::test]
+async fn deliveries_at_the_in_flight_cap_do_not_starve_the_connection_pool() {
+    let receiver = Receiver::start(&[]).await;
+    let server = TestServer::start_with(fast).await;
+    const ENDPOINTS: usize = 12;
+    for n in 0..ENDPOINTS {
+        create(&server, &format!("cap-{n}"), json!({"url": receiver.url})).await;
+    }
+    const PAYMENTS: usize = 3;
+    for _ in 0..PAYMENTS {
+        server.pay(&payment_body("5.00", "pm_card_visa", "")).await;
+    }
+    let expected = ENDPOINTS * PAYMENTS;
+    // Well under the pool's 30 s acquire timeout that a stall waits out.
+    let got = receiver.wait_for(expected, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), expected, "every endpoint received every event");
+    let events = server.get("/v1/events?limit=10").await;
+    assert_eq!(events.status, StatusCode::OK, "{}", events.text);
+    server.stop().await;
+}
