@@ -1,6 +1,8 @@
 //! The merchant's outbound webhook deliveries: listed, read with every
 //! attempt, and sent again on request.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -123,28 +125,34 @@ async fn load(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryRow, Api
         .ok_or_else(|| ApiError::not_found("webhook delivery", id))
 }
 
-/// A delivery's attempts, in order.
-pub(crate) async fn attempts(core: &Core, row: &DeliveryRow) -> Result<Vec<AttemptView>, ApiError> {
-    Ok(core
-        .store
-        .delivery_attempts(&row.id)
-        .await?
-        .into_iter()
-        .map(|a| AttemptView {
+/// The views of `rows`, each with its attempts in order, read in one query.
+pub(crate) async fn with_attempts(core: &Core, rows: &[DeliveryRow]) -> Result<Vec<DeliveryView>, ApiError> {
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    let mut attempts: HashMap<String, Vec<AttemptView>> = HashMap::new();
+    for a in core.store.delivery_attempts(&ids).await? {
+        attempts.entry(a.delivery_id).or_default().push(AttemptView {
             attempt: a.attempt,
             at: rfc3339(a.at),
             http_status: a.http_status,
             latency_ms: a.latency_ms,
             error: a.error,
-        })
+        });
+    }
+    Ok(rows
+        .iter()
+        .map(|row| DeliveryView::new(row, Some(attempts.remove(&row.id).unwrap_or_default())))
         .collect())
 }
 
 /// One delivery of the merchant with every attempt; 404 if there is none.
 pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<DeliveryView, ApiError> {
-    let row = load(core, caller, id).await?;
-    let attempts = attempts(core, &row).await?;
-    Ok(DeliveryView::new(&row, Some(attempts)))
+    view_with_attempts(core, &load(core, caller, id).await?).await
+}
+
+/// The view of one delivery with its attempts.
+async fn view_with_attempts(core: &Core, row: &DeliveryRow) -> Result<DeliveryView, ApiError> {
+    let mut views = with_attempts(core, std::slice::from_ref(row)).await?;
+    Ok(views.remove(0))
 }
 
 /// Queues a delivered or failed delivery again now, once per
@@ -178,7 +186,6 @@ pub(crate) async fn retry(
                 ));
             }
         }
-        let attempts = attempts(core, &row).await?;
         let at = now_ms();
         // What the change below makes of the row.
         row.status = DeliveryStatus::Pending;
@@ -186,7 +193,7 @@ pub(crate) async fn retry(
         Ok(Outcome {
             replay: None,
             status: Status::OK,
-            body: success_bytes(&DeliveryView::new(&row, Some(attempts))),
+            body: success_bytes(&view_with_attempts(core, &row).await?),
             // A retry by hand is the merchant saying its endpoint works
             // again: it is no longer backed off as a whole.
             changes: std::iter::once(Change::RetryDelivery {

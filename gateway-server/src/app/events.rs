@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::core::Core;
-use crate::app::deliveries::{attempts, DeliveryView};
+use crate::app::deliveries::{with_attempts, DeliveryView};
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
 use crate::app::lists::{Page, PageRequest};
 use crate::app::outbound::{self, delivery_of, event_payload, receives};
@@ -108,27 +108,22 @@ async fn load(core: &Core, caller: &Caller, id: &str) -> Result<EventRow, ApiErr
         .ok_or_else(|| ApiError::not_found("event", id))
 }
 
-/// Every delivery of `event` with its attempts, oldest first.
-/// The most deliveries an event's answer shows, the newest.
-const DELIVERIES_SHOWN: usize = 50;
+/// The most deliveries an event's answer shows, the newest: an event resent
+/// again and again must not make its answer (and the attempts read for it)
+/// grow without bound.
+const DELIVERIES_SHOWN: u32 = 50;
 
+/// The newest deliveries of `event` with their attempts, oldest first.
 async fn deliveries_of(
     core: &Core,
     caller: &Caller,
     event: &EventRow,
 ) -> Result<Vec<DeliveryView>, ApiError> {
-    let mut rows = core
+    let rows = core
         .store
-        .event_deliveries(&caller.merchant_id, &event.id)
+        .event_deliveries(&caller.merchant_id, &event.id, DELIVERIES_SHOWN)
         .await?;
-    // An event resent again and again must not make its answer (and the
-    // attempts read for it) grow without bound: the newest ones are shown.
-    rows.drain(..rows.len().saturating_sub(DELIVERIES_SHOWN));
-    let mut views = Vec::with_capacity(rows.len());
-    for row in &rows {
-        views.push(DeliveryView::new(row, Some(attempts(core, row).await?)));
-    }
-    Ok(views)
+    with_attempts(core, &rows).await
 }
 
 /// One of the merchant's events with its deliveries and their attempts; 404

@@ -425,8 +425,9 @@ pub(crate) trait OutboxStore: Send + Sync {
     ) -> Result<Vec<DeliveryRow>, StoreError>;
     /// One of a merchant's deliveries.
     async fn delivery(&self, merchant_id: &str, id: &str) -> Result<Option<DeliveryRow>, StoreError>;
-    /// A delivery's attempts, in order.
-    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError>;
+    /// The attempts of the deliveries `delivery_ids`, in one read: by
+    /// delivery, each delivery's in order.
+    async fn delivery_attempts(&self, delivery_ids: &[&str]) -> Result<Vec<AttemptRow>, StoreError>;
 }
 
 /// Merchant-visible events (`events`): what happened, whether or not it was
@@ -452,11 +453,13 @@ pub(crate) trait EventStore: Send + Sync {
         types: &[String],
         limit: u32,
     ) -> Result<Vec<EventRow>, StoreError>;
-    /// Every delivery of one of the merchant's events, oldest first.
+    /// The newest `limit` deliveries of one of the merchant's events, oldest
+    /// first (an event resent again and again has many).
     async fn event_deliveries(
         &self,
         merchant_id: &str,
         event_id: &str,
+        limit: u32,
     ) -> Result<Vec<DeliveryRow>, StoreError>;
     /// Deletes at most `limit` events created before `before` that have no
     /// pending delivery; returns how many.

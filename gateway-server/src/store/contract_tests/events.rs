@@ -241,13 +241,19 @@ pub(super) async fn deliveries_need_their_event_and_carry_its_sequence(backend: 
         .await
         .unwrap();
     let stored = store.event("m1", "evt_1").await.unwrap().unwrap();
-    let deliveries = store.event_deliveries("m1", "evt_1").await.unwrap();
+    let deliveries = store.event_deliveries("m1", "evt_1", 50).await.unwrap();
     assert_eq!(ids(&deliveries, |d| &d.id), ["whd_a", "whd_b"]);
+    let newest = store.event_deliveries("m1", "evt_1", 1).await.unwrap();
+    assert_eq!(ids(&newest, |d| &d.id), ["whd_b"], "the newest within the limit");
     for d in &deliveries {
         assert_eq!((d.event_seq, d.event_created_at), (stored.seq, NOW));
     }
     assert!(store.delivery("m1", "whd_orphan").await.unwrap().is_none());
-    assert!(store.event_deliveries("m2", "evt_1").await.unwrap().is_empty());
+    assert!(store
+        .event_deliveries("m2", "evt_1", 50)
+        .await
+        .unwrap()
+        .is_empty());
     // The payment's deliveries, as the timeline reads them.
     let of_payment = store
         .deliveries(

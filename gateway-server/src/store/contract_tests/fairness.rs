@@ -241,7 +241,7 @@ pub(super) async fn retention_prunes_old_finished_rows_in_bounded_batches(backen
     ] {
         assert_eq!(store.delivery("m1", id).await.unwrap().is_some(), kept, "{id}");
         assert_eq!(
-            store.delivery_attempts(id).await.unwrap().len(),
+            store.delivery_attempts(&[id]).await.unwrap().len(),
             usize::from(kept),
             "{id}'s attempts go with it"
         );

@@ -234,7 +234,7 @@ pub(super) async fn attempts_move_deliveries_and_retries_requeue_them(backend: B
         (delivered.attempts, delivered.delivered_at, delivered.last_status),
         (3, Some(NOW + 3), Some(200))
     );
-    let attempts = store.delivery_attempts("evt_a").await.unwrap();
+    let attempts = store.delivery_attempts(&["evt_a"]).await.unwrap();
     let shape: Vec<(i64, Option<i64>)> = attempts.iter().map(|a| (a.attempt, a.http_status)).collect();
     assert_eq!(shape, [(1, None), (2, Some(503)), (3, Some(200))]);
     assert_eq!((attempts[0].latency_ms, attempts[0].at), (12, NOW + 1));

@@ -400,13 +400,18 @@ macro_rules! shared_reads {
                     .await?)
             }
 
-            async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-                Ok(
-                    sqlx::query_as("SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt")
-                        .bind(delivery_id)
-                        .fetch_all(&self.$pool)
-                        .await?,
-                )
+            async fn delivery_attempts(&self, delivery_ids: &[&str]) -> Result<Vec<AttemptRow>, StoreError> {
+                if delivery_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query =
+                    sqlx::QueryBuilder::<$db>::new("SELECT * FROM webhook_attempts WHERE delivery_id IN (");
+                let mut list = query.separated(", ");
+                for id in delivery_ids {
+                    list.push_bind(*id);
+                }
+                query.push(") ORDER BY delivery_id, attempt");
+                Ok(query.build_query_as().fetch_all(&self.$pool).await?)
             }
         }
             #[async_trait::async_trait]
@@ -462,12 +467,19 @@ macro_rules! shared_reads {
                 Ok(query.build_query_as().fetch_all(&self.$pool).await?)
             }
 
-            async fn event_deliveries(&self, merchant_id: &str, event_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+            async fn event_deliveries(
+                &self,
+                merchant_id: &str,
+                event_id: &str,
+                limit: u32,
+            ) -> Result<Vec<DeliveryRow>, StoreError> {
                 Ok(sqlx::query_as(
-                    "SELECT * FROM webhook_deliveries WHERE event_id = $1 AND merchant_id = $2 ORDER BY seq",
+                    "SELECT * FROM (SELECT * FROM webhook_deliveries WHERE event_id = $1 AND merchant_id = $2 \
+                     ORDER BY seq DESC LIMIT $3) newest ORDER BY seq",
                 )
                 .bind(event_id)
                 .bind(merchant_id)
+                .bind(i64::from(limit))
                 .fetch_all(&self.$pool)
                 .await?)
             }
