@@ -10,10 +10,9 @@ use gateway_core::Watch;
 
 use crate::app::core::Core;
 use crate::app::live::LiveSlot;
-use crate::app::outbound::{event_payload, sign_for_endpoint, EVENT_TYPES};
+use crate::app::outbound::{endpoint_signer, event_payload, EVENT_TYPES};
 use crate::domain::error::{ApiError, Status};
 use crate::domain::scopes::Caller;
-use crate::store::EventRow;
 
 /// What a stream is asked for, validated.
 #[derive(Debug, Default)]
@@ -155,28 +154,26 @@ impl EventCursor {
             .store
             .events_after(&self.caller.merchant_id, self.after_seq, &self.types, BATCH)
             .await?;
+        // The endpoint's secrets are read and opened once per batch.
+        let signer = match (&self.endpoint_id, rows.is_empty()) {
+            (Some(endpoint), false) => Some(endpoint_signer(core, &self.caller.merchant_id, endpoint).await?),
+            _ => None,
+        };
+        let timestamp = (core.clock)();
         let mut batch = Vec::with_capacity(rows.len());
         for row in rows {
             self.after_seq = row.seq;
-            batch.push(self.streamed(core, &row).await?);
+            let payload = event_payload(&row);
+            batch.push(StreamedEvent {
+                signature: signer
+                    .as_ref()
+                    .map(|signer| signer.sign(payload.as_bytes(), timestamp)),
+                id: row.id,
+                event_type: row.event_type,
+                payload,
+            });
         }
         Ok(batch)
-    }
-
-    async fn streamed(&self, core: &Core, row: &EventRow) -> Result<StreamedEvent, ApiError> {
-        let payload = event_payload(row);
-        let signature = match &self.endpoint_id {
-            Some(endpoint) => {
-                Some(sign_for_endpoint(core, &self.caller.merchant_id, endpoint, payload.as_bytes()).await?)
-            }
-            None => None,
-        };
-        Ok(StreamedEvent {
-            id: row.id.clone(),
-            event_type: row.event_type.clone(),
-            payload,
-            signature,
-        })
     }
 
     /// Resolves when new events may be stored: a change on the bus, or

@@ -16,7 +16,7 @@ use crate::app::core::Core;
 use crate::app::deliveries::{with_attempts, DeliveryView};
 use crate::app::idempotency::{self, IdempotentRequest, Outcome, Reply};
 use crate::app::lists::{Page, PageRequest};
-use crate::app::outbound::{self, delivery_of, event_payload, receives};
+use crate::app::outbound::{delivery_of, event_payload, receives};
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
 use crate::store::{Change, EndpointRow, EventFilter, EventRow};
@@ -196,18 +196,4 @@ pub(crate) async fn resend(
         core.outbound.wake();
     }
     Ok(reply)
-}
-
-/// The full payload bytes of one of the merchant's events, exactly as every
-/// delivery sends them (what [`outbound::sign_for_endpoint`] signs); 404 if
-/// it is not the merchant's.
-// The event stream's (`GET /v1/events/stream`) payloads.
-#[allow(dead_code)]
-pub(crate) async fn payload(core: &Core, merchant_id: &str, id: &str) -> Result<String, ApiError> {
-    let event = core
-        .store
-        .event(merchant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event", id))?;
-    Ok(outbound::event_payload(&event))
 }

@@ -8,7 +8,7 @@
 //!   committed change is never without its event and webhooks and vice versa.
 //! * Every delivery of an event sends the same bytes ([`event_payload`]),
 //!   signed with each of the endpoint's valid secrets, newest first
-//!   ([`sign_for_endpoint`]: two `v1=` values during a rotation's grace period).
+//!   ([`EndpointSigner`]: two `v1=` values during a rotation's grace period).
 //! * The worker claims due rows for a lease before sending (a crash mid-send
 //!   frees them when the lease ends), POSTs the signed payload, records every
 //!   attempt (HTTP status, latency, error) and either marks the row delivered
@@ -373,40 +373,40 @@ async fn open_secrets_at(
         .collect()
 }
 
-/// The `Gateway-Signature` value for `payload` sent to one of the merchant's
-/// endpoints now: signed with every secret of the endpoint valid now, newest
-/// first (`t=…,v1=<new>,v1=<old>` during a rotation's grace period). 404 if
-/// the endpoint is not the merchant's; 409 `endpoint_has_no_secret` if it
-/// has no valid secret.
-pub(crate) async fn sign_for_endpoint(
+/// Signs payloads for one of the merchant's endpoints as its deliveries are
+/// signed: with every secret of the endpoint valid when it was made, newest
+/// first (`t=…,v1=<new>,v1=<old>` during a rotation's grace period). Made
+/// once for a batch of payloads; it holds opened secrets, so it has no
+/// `Debug` and is never logged.
+pub(crate) struct EndpointSigner {
+    secrets: Vec<Vec<u8>>,
+}
+
+impl EndpointSigner {
+    /// The `Gateway-Signature` value for `payload`, signed at `timestamp` (Unix seconds).
+    pub(crate) fn sign(&self, payload: &[u8], timestamp: i64) -> String {
+        gateway_core::signature::sign_header_all(payload, &self.secrets, timestamp)
+    }
+}
+
+/// The signer for one of the merchant's endpoints now. 404 if the endpoint
+/// is not the merchant's; 409 `endpoint_has_no_secret` if it has no valid secret.
+pub(crate) async fn endpoint_signer(
     core: &Core,
     merchant_id: &str,
     endpoint_id: &str,
-    payload: &[u8],
-) -> Result<String, ApiError> {
-    sign_at(
-        &*core.store,
-        &core.sealer,
-        merchant_id,
-        endpoint_id,
-        payload,
-        now_ms(),
-        (core.clock)(),
-    )
-    .await
+) -> Result<EndpointSigner, ApiError> {
+    signer_at(&*core.store, &core.sealer, merchant_id, endpoint_id, now_ms()).await
 }
 
-/// [`sign_for_endpoint`] with the secrets valid at `now` (Unix ms), signed at
-/// `timestamp` (Unix seconds).
-async fn sign_at(
+/// [`endpoint_signer`] with the secrets valid at `now` (Unix ms).
+async fn signer_at(
     store: &dyn Store,
     sealer: &Sealer,
     merchant_id: &str,
     endpoint_id: &str,
-    payload: &[u8],
     now: i64,
-    timestamp: i64,
-) -> Result<String, ApiError> {
+) -> Result<EndpointSigner, ApiError> {
     store
         .endpoint(merchant_id, endpoint_id)
         .await?
@@ -423,9 +423,7 @@ async fn sign_at(
             "this webhook endpoint has no valid signing secret: rotate its secret",
         ));
     }
-    Ok(gateway_core::signature::sign_header_all(
-        payload, &secrets, timestamp,
-    ))
+    Ok(EndpointSigner { secrets })
 }
 
 /// Adds to `changes` the events `updates` call for and, for each, a
@@ -960,9 +958,10 @@ mod tests {
             .unwrap();
         let body = br#"{"id":"evt_1"}"#;
         let tolerance = Duration::from_secs(300);
-        let header = sign_at(&store, &sealer, "m1", "we_1", body, now + 20, 1_700_000_000)
+        let header = signer_at(&store, &sealer, "m1", "we_1", now + 20)
             .await
-            .unwrap();
+            .unwrap()
+            .sign(body, 1_700_000_000);
         let new = gateway_core::signature::sign_header(body, b"whsec_new", 1_700_000_000);
         assert!(header.starts_with(&new), "new first: {header}");
         assert_eq!(header.matches("v1=").count(), 2);
@@ -971,22 +970,15 @@ mod tests {
             assert_eq!(verified, Ok(1_700_000_000), "{secret}");
         }
         // After the grace period, the new one only.
-        let later = sign_at(
-            &store,
-            &sealer,
-            "m1",
-            "we_1",
-            body,
-            now + 3_600_000,
-            1_700_003_600,
-        )
-        .await
-        .unwrap();
+        let later = signer_at(&store, &sealer, "m1", "we_1", now + 3_600_000)
+            .await
+            .unwrap()
+            .sign(body, 1_700_003_600);
         assert_eq!(later.matches("v1=").count(), 1);
         assert!(verify_header(&later, body, &["whsec_old"], tolerance, 1_700_003_600).is_err());
         // Another merchant's endpoint is a 404.
-        let foreign = sign_at(&store, &sealer, "m2", "we_1", body, now + 20, 1_700_000_000).await;
-        assert_eq!(foreign.unwrap_err().status().as_u16(), 404);
+        let foreign = signer_at(&store, &sealer, "m2", "we_1", now + 20).await;
+        assert_eq!(foreign.err().map(|e| e.status().as_u16()), Some(404));
     }
 
     #[test]
