@@ -156,7 +156,7 @@ where
     E: IntentEventType,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
-    box_handler_future(handler(E::from_change(change), ctx))
+    handler_future(handler(E::from_change(change), ctx))
 }
 
 /// A crate of payment handlers, declared with [`crate::declare_plugin!`].
@@ -344,8 +344,11 @@ impl IsHandlerResult for Result<(), HandlerError> {
     }
 }
 
-/// Boxes a handler's future (the one allocation a handler call makes).
-pub fn box_handler_future<F, R>(future: F) -> HandlerFuture
+/// A payment handler's future, boxed (the one allocation a handler call
+/// makes). Its bounds are what a handler must meet: the future is `Send`
+/// and `'static` (no reference or `Rc` held across an `.await`), and it
+/// resolves to `Result<(), HandlerError>`.
+pub fn handler_future<F, R>(future: F) -> HandlerFuture
 where
     F: Future<Output = R> + Send + 'static,
     R: IsHandlerResult,

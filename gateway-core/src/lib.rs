@@ -37,8 +37,9 @@ pub use events::{
     IntentRefunded, IntentRequiresAction, IntentRequiresCapture, IntentSucceeded, SharedChange,
 };
 pub use handler::{
-    call_handler, registered_handlers, HandlerCall, HandlerContext, HandlerError, HandlerFuture,
-    HandlerOptions, HandlerRegistration, Plugin, ProviderResolver, StaticProviders,
+    call_handler, handler_future, registered_handlers, HandlerCall, HandlerContext, HandlerError,
+    HandlerFuture, HandlerOptions, HandlerRegistration, IsHandlerContext, IsHandlerResult, Plugin,
+    ProviderResolver, StaticProviders,
 };
 pub use intent::{
     CaptureMethod, IntentStatus, Metadata, NextAction, PaymentErrorDetails, PaymentIntent, PaymentStatus,
@@ -75,7 +76,7 @@ pub mod __private {
 
     pub use crate::events::{IntentEventType, SharedChange};
     pub use crate::handler::{
-        box_handler_future, HandlerContext, HandlerFuture, HandlerOptions, HandlerRegistration,
-        IsHandlerContext, IsHandlerResult,
+        handler_future, HandlerContext, HandlerFuture, HandlerOptions, HandlerRegistration, IsHandlerContext,
+        IsHandlerResult,
     };
 }

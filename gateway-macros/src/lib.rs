@@ -157,23 +157,18 @@ fn expand(function: &ItemFn, args: HandlerArgs) -> syn::Result<TokenStream2> {
     let to_context = quote_spanned! {context.span()=>
         <#context as #private::IsHandlerContext>::from_context(ctx)
     };
-    // The callee is a local ident spanned at the return type, so a wrong
-    // return type is reported there.
+    // The callee is a local alias spanned at the return type, so a wrong
+    // return type or a future that is not `Send` is reported there; the
+    // notes name the function it stands for (`handler_future`), never the alias.
     let boxed = quote_spanned! {output.span()=>
-        __boxed(#ident(event, ctx))
+        __gateway_handler_future(#ident(event, ctx))
     };
     let kind = quote_spanned! {event_span=>
         <#event as #private::IntentEventType>::KIND
     };
     Ok(quote! {
         const _: () = {
-            fn __boxed<F, R>(future: F) -> #private::HandlerFuture
-            where
-                F: ::core::future::Future<Output = R> + ::core::marker::Send + 'static,
-                R: #private::IsHandlerResult,
-            {
-                #private::box_handler_future(future)
-            }
+            use #private::handler_future as __gateway_handler_future;
 
             fn __call(change: #private::SharedChange, ctx: #private::HandlerContext) -> #private::HandlerFuture {
                 let event = #to_event;

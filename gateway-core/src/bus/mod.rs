@@ -72,6 +72,20 @@ pub enum BusError {
         /// The plugin crate.
         crate_name: &'static str,
     },
+    /// Two handlers share a name: their outcomes, metrics and timeline
+    /// entries would be indistinguishable.
+    #[error(
+        "two payment handlers are named {name:?} (crates {first_crate:?} and {second_crate:?}): \
+         rename one, or give it `#[payment_handler(name = \"…\")]`"
+    )]
+    DuplicateHandlerName {
+        /// The shared name.
+        name: &'static str,
+        /// The crate of one of them (empty for a handler added by hand).
+        first_crate: &'static str,
+        /// The crate of the other.
+        second_crate: &'static str,
+    },
 }
 
 /// What [`EventBus::publish`] did with a change.
@@ -197,7 +211,8 @@ impl EventBusBuilder {
     }
 
     /// Builds the bus: reads the registry once and sorts handlers by name, so
-    /// dispatch order is stable.
+    /// dispatch order is stable. Fails if a plugin registered no handler, or
+    /// if two handlers share a name.
     pub fn build(self) -> Result<EventBus, BusError> {
         let mut handlers = self.handlers;
         if self.include_registered {
@@ -220,6 +235,13 @@ impl EventBusBuilder {
             }
         }
         handlers.sort_by_key(|handler| (handler.name, handler.crate_name));
+        if let Some(pair) = handlers.windows(2).find(|pair| pair[0].name == pair[1].name) {
+            return Err(BusError::DuplicateHandlerName {
+                name: pair[0].name,
+                first_crate: pair[0].crate_name,
+                second_crate: pair[1].crate_name,
+            });
+        }
         let by_kind = EventKind::ALL.map(|kind| {
             (0..handlers.len())
                 .filter(|&index| handlers[index].kind.is_none_or(|wanted| wanted == kind))

@@ -569,3 +569,20 @@ fn a_plugin_whose_handlers_are_missing_fails_the_build() {
         }
     );
 }
+
+#[test]
+fn two_handlers_with_one_name_fail_the_build() {
+    async fn nothing(_: IntentSucceeded, _: HandlerContext) -> Result<(), HandlerError> {
+        Ok(())
+    }
+    let error = EventBus::builder()
+        .on("notify", HandlerOptions::DEFAULT, nothing)
+        .on("notify", HandlerOptions::DEFAULT, nothing)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(error, BusError::DuplicateHandlerName { name: "notify", .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("rename one"), "{error}");
+}
