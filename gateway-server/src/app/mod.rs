@@ -39,6 +39,10 @@ use crate::store::StoreError;
 /// else a logged 500 with no details.
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::Conflict(crate::store::TOO_MANY_ENDPOINTS) = error {
+            // A create that raced another past the limit.
+            return webhook_endpoints::too_many_endpoints();
+        }
         tracing::error!(%error, "storage error");
         match error {
             StoreError::Busy => ApiError::new(

@@ -194,16 +194,23 @@ pub(crate) fn creation(core: &Core, row: &EndpointRow) -> Result<(Vec<Change>, S
     ))
 }
 
-/// 409 `too_many_endpoints` when the merchant has [`MAX_ENDPOINTS`] already.
+/// 409 `too_many_endpoints` when the merchant has [`MAX_ENDPOINTS`] already
+/// (the store checks again as it inserts: see [`too_many_endpoints`]).
 async fn check_room(core: &Core, caller: &Caller) -> Result<(), ApiError> {
     let count = core.store.endpoints(&caller.merchant_id).await?.len();
     if i64::try_from(count).unwrap_or(i64::MAX) >= MAX_ENDPOINTS {
-        return Err(ApiError::conflict(
-            "too_many_endpoints",
-            format!("a merchant has at most {MAX_ENDPOINTS} webhook endpoints: delete one first"),
-        ));
+        return Err(too_many_endpoints());
     }
     Ok(())
+}
+
+/// 409 `too_many_endpoints`: the answer to a create past [`MAX_ENDPOINTS`],
+/// whether seen before the commit or by the store's own count in it.
+pub(crate) fn too_many_endpoints() -> ApiError {
+    ApiError::conflict(
+        "too_many_endpoints",
+        format!("a merchant has at most {MAX_ENDPOINTS} webhook endpoints: delete one first"),
+    )
 }
 
 /// Creates an endpoint, once per `Idempotency-Key`; its secret is in this

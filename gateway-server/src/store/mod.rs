@@ -264,6 +264,9 @@ pub(crate) enum Change {
 /// The most webhook endpoints a merchant has.
 pub(crate) const MAX_ENDPOINTS: i64 = 16;
 
+/// The [`StoreError::Conflict`] of an [`Change::InsertEndpoint`] past [`MAX_ENDPOINTS`].
+pub(crate) const TOO_MANY_ENDPOINTS: &str = "the merchant has the most webhook endpoints allowed";
+
 /// Filters for listing events (newest first).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct EventFilter {

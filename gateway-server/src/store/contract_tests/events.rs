@@ -451,6 +451,30 @@ pub(super) async fn a_merchant_has_at_most_sixteen_endpoints(backend: Backend) {
         )))])
         .await
         .unwrap();
+    // Two creates racing for m2's last place (several instances on one
+    // PostgreSQL database): one is stored, the other refused.
+    let mut changes = Vec::new();
+    for n in 1..MAX_ENDPOINTS - 1 {
+        changes.push(Change::InsertEndpoint(Box::new(endpoint(
+            "m2",
+            &format!("we_m2_{n}"),
+            NOW + n,
+        ))));
+    }
+    store.commit(changes).await.unwrap();
+    let racer = |id: &str| store.commit(vec![Change::InsertEndpoint(Box::new(endpoint("m2", id, NOW)))]);
+    let (first, second) = tokio::join!(racer("we_race_1"), racer("we_race_2"));
+    assert!(
+        first.is_ok() != second.is_ok(),
+        "exactly one of the racing creates is stored: {first:?} {second:?}"
+    );
+    for refused in [first, second].into_iter().filter_map(Result::err) {
+        assert!(
+            matches!(refused, StoreError::Conflict(TOO_MANY_ENDPOINTS)),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(store.endpoints("m2").await.unwrap().len(), 16);
 }
 
 pub(super) async fn old_events_are_pruned_unless_a_delivery_is_pending(backend: Backend) {

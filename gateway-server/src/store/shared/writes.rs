@@ -421,6 +421,13 @@ macro_rules! shared_writes {
                 }
                 Change::InsertEvent(e) => insert_event(conn, e).await?,
                 Change::InsertEndpoint(e) => {
+                    // Locks the merchant's row (on PostgreSQL; SQLite has one
+                    // writer), so creates racing from several instances
+                    // count the merchant's endpoints one after the other.
+                    sqlx::query("UPDATE merchants SET created_at = created_at WHERE id = $1")
+                        .bind(&e.merchant_id)
+                        .execute(&mut *conn)
+                        .await?;
                     let done = sqlx::query(
                         "INSERT INTO webhook_endpoints (id, merchant_id, url, enabled, enabled_events, description, \
                          failures, blocked_until, created_at, updated_at) \
@@ -439,7 +446,7 @@ macro_rules! shared_writes {
                     .execute(&mut *conn)
                     .await?;
                     if done.rows_affected() == 0 {
-                        return Err(StoreError::Conflict("the merchant has the most webhook endpoints allowed"));
+                        return Err(StoreError::Conflict(TOO_MANY_ENDPOINTS));
                     }
                 }
                 Change::UpdateEndpoint(e) => {
