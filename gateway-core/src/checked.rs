@@ -46,10 +46,12 @@ pub trait ProviderObserver: Send + Sync + 'static {
     }
 }
 
-/// A provider behind its capability checks and an optional observer.
+/// A provider behind its capability checks, an optional time bound and an
+/// optional observer.
 pub struct CheckedProvider {
     inner: Arc<dyn PaymentProvider>,
     observer: Option<Arc<dyn ProviderObserver>>,
+    time_bound: Option<Duration>,
 }
 
 impl CheckedProvider {
@@ -58,7 +60,16 @@ impl CheckedProvider {
         CheckedProvider {
             inner,
             observer: None,
+            time_bound: None,
         }
+    }
+
+    /// Bounds every call by `limit`: a call still unanswered then is
+    /// abandoned as [`ProviderError::OutcomeUnknown`] (it may have reached
+    /// the provider), never as a failure.
+    pub fn time_bound(mut self, limit: Duration) -> Self {
+        self.time_bound = Some(limit);
+        self
     }
 
     /// Reports every call's outcome to `observer`.
@@ -105,9 +116,19 @@ impl CheckedProvider {
         call: impl Future<Output = Result<T, ProviderError>> + Send,
     ) -> Result<T, ProviderError> {
         let started = Instant::now();
-        let result = match check {
-            Ok(()) => call.await,
-            Err(refused) => Err(refused),
+        let result = match (check, self.time_bound) {
+            (Err(refused), _) => Err(refused),
+            (Ok(()), None) => call.await,
+            (Ok(()), Some(limit)) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                Err(ProviderError::OutcomeUnknown {
+                    status: None,
+                    message: format!(
+                        "{operation} had no answer within {} ms; it may have reached the provider",
+                        limit.as_millis()
+                    ),
+                    source: None,
+                })
+            }),
         };
         self.observe(operation, started, result)
     }
@@ -502,5 +523,40 @@ mod tests {
         );
         assert_eq!(checked.capabilities(), Capabilities::FULL);
         assert_eq!(checked.name(), "mock");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_past_the_time_bound_is_an_unknown_outcome_not_a_failure() {
+        let mock = MockProvider::new();
+        let recorder = Arc::new(Recorder::default());
+        let checked = CheckedProvider::new(Arc::new(mock.clone()))
+            .time_bound(Duration::from_secs(10))
+            .observed_by(recorder.clone());
+        mock.inject_fault(crate::mock::Fault::Slow(Duration::from_secs(11)));
+        let slow = checked
+            .create_intent(paid_request(CaptureMethod::Automatic), &key("t1"))
+            .await;
+        let error = slow.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            crate::error::ProviderErrorKind::OutcomeUnknown,
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("create_intent had no answer within 10000 ms"),
+            "{error}"
+        );
+        assert_eq!(
+            recorder.0.lock().unwrap().as_slice(),
+            [("mock".to_owned(), "create_intent", false)]
+        );
+        // Within the bound, the call's own answer.
+        mock.inject_fault(crate::mock::Fault::Slow(Duration::from_secs(9)));
+        let created = checked
+            .create_intent(paid_request(CaptureMethod::Automatic), &key("t2"))
+            .await;
+        assert!(created.is_ok(), "{created:?}");
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gateway_core::{
     build_provider, CheckedProvider, ObservedCall, PaymentProvider, ProviderConfig, ProviderError,
@@ -65,9 +65,18 @@ fn kind_name(error: &ProviderError) -> &'static str {
     }
 }
 
-/// `provider` as the gateway calls it: capability-checked and observed.
-fn checked(provider: Arc<dyn PaymentProvider>, metrics: &Arc<Metrics>) -> Arc<dyn PaymentProvider> {
-    Arc::new(CheckedProvider::new(provider).observed_by(Arc::new(CallMetrics(metrics.clone()))))
+/// `provider` as the gateway calls it: capability-checked, bounded by
+/// `time_bound` (`Config::provider_timeout`) and observed.
+fn checked(
+    provider: Arc<dyn PaymentProvider>,
+    metrics: &Arc<Metrics>,
+    time_bound: Duration,
+) -> Arc<dyn PaymentProvider> {
+    Arc::new(
+        CheckedProvider::new(provider)
+            .time_bound(time_bound)
+            .observed_by(Arc::new(CallMetrics(metrics.clone()))),
+    )
 }
 
 /// The in-memory provider's name: offered in sandbox mode only.
@@ -258,6 +267,8 @@ pub(crate) struct Providers {
     /// read (trusted for [`CACHE_TTL`], or until a notice marks it stale).
     merchant: Arc<Mutex<MerchantCache>>,
     metrics: Arc<Metrics>,
+    /// The longest one provider call may take (`Config::provider_timeout`).
+    time_bound: Duration,
     /// The operator's endpoint settings by provider name (see
     /// [`Providers::with_operator_settings`]), given to merchant accounts.
     endpoint: BTreeMap<String, BTreeMap<String, String>>,
@@ -287,17 +298,24 @@ impl gateway_core::ProviderResolver for CachedProviders {
 
 impl Providers {
     /// The gateway-wide accounts `global`, `default` serving requests that
-    /// name no provider. Refuses the mock outside `sandbox` mode, a default
-    /// that is not among them, and no default when several could be meant.
+    /// name no provider, every call bounded by `time_bound`. Refuses the mock
+    /// outside `sandbox` mode, a default that is not among them, and no
+    /// default when several could be meant.
     pub(crate) fn new(
         global: Vec<Arc<dyn PaymentProvider>>,
         default: Option<String>,
         sandbox: bool,
         metrics: Arc<Metrics>,
+        time_bound: Duration,
     ) -> Result<Self, ProviderSetupError> {
         let global: BTreeMap<_, _> = global
             .into_iter()
-            .map(|provider| (provider.name().to_owned(), checked(provider, &metrics)))
+            .map(|provider| {
+                (
+                    provider.name().to_owned(),
+                    checked(provider, &metrics, time_bound),
+                )
+            })
             .collect();
         if !sandbox && global.contains_key(MOCK) {
             return Err(ProviderSetupError::MockOutsideSandbox);
@@ -310,6 +328,7 @@ impl Providers {
             sandbox,
             merchant: Arc::new(Mutex::new(HashMap::new())),
             metrics,
+            time_bound,
             endpoint: BTreeMap::new(),
         })
     }
@@ -411,6 +430,7 @@ impl Providers {
         Ok(checked(
             provider.map_err(ProviderLookupError::Build)?,
             &self.metrics,
+            self.time_bound,
         ))
     }
 
@@ -597,6 +617,7 @@ mod tests {
             default.map(str::to_owned),
             sandbox,
             Arc::new(Metrics::new()),
+            Duration::from_secs(30),
         )
     }
 

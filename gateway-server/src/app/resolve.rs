@@ -30,9 +30,20 @@ use crate::domain::records::PendingStep;
 use crate::store::{PaymentRow, RefundRow};
 use crate::support::clock::now_ms;
 
-/// How long after its last change a row's pending call is taken as ended:
-/// past the provider's whole time bound (30 s by default), with a margin.
+/// The least time after its last change a row's pending call is taken as
+/// ended (the default provider time bound, 30 s, and [`UNRESOLVED_MARGIN`]).
 pub(crate) const UNRESOLVED_AFTER: Duration = Duration::from_secs(60);
+
+/// What [`unresolved_after`] adds to the provider time bound.
+const UNRESOLVED_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long after its last change a row's pending call is taken as ended,
+/// for calls bounded by `provider_timeout`: every call is abandoned by then
+/// (`CheckedProvider::time_bound`), so resolving never races one still in
+/// flight; at least [`UNRESOLVED_AFTER`].
+pub(crate) fn unresolved_after(provider_timeout: Duration) -> Duration {
+    UNRESOLVED_AFTER.max(provider_timeout.saturating_add(UNRESOLVED_MARGIN))
+}
 
 /// How many rows one pass resolves.
 const BATCH: u32 = 200;

@@ -114,8 +114,11 @@ pub struct Config {
     /// random per process when not set).
     pub providers: BTreeMap<String, BTreeMap<String, String>>,
     /// The longest a provider call may take (`GATEWAY_PROVIDER_TIMEOUT`,
-    /// default 30 s). A graceful stop waits this long (and 5 s more, to
-    /// store what the calls returned) for requests still in flight.
+    /// default 30 s): one unanswered by then is abandoned as an unknown
+    /// outcome, and rows left pending are resolved only after this and 30 s
+    /// more (`app::resolve::unresolved_after`). A graceful stop waits this
+    /// long (and 5 s more, to store what the calls returned) for requests
+    /// still in flight.
     pub provider_timeout: Duration,
     /// Requests per second allowed per merchant, all its API keys sharing
     /// one bucket (`GATEWAY_RATE_LIMIT`, default 100); 0 means no limit.
@@ -511,6 +514,7 @@ impl Config {
             config.provider_timeout,
             Duration::from_secs(1)..,
         )?;
+        config.reconcile.unresolved_after = crate::app::resolve::unresolved_after(config.provider_timeout);
         config.providers = file.providers;
         for (variable, provider, setting) in crate::server::settings::provider_variables() {
             if let Some(value) = env(variable) {
@@ -992,6 +996,11 @@ mod tests {
         .unwrap();
         assert!(config.is_sandbox() && config.mode_warning.is_none());
         assert_eq!(config.provider_timeout, Duration::from_secs(20));
+        assert_eq!(
+            config.reconcile.unresolved_after,
+            Duration::from_secs(60),
+            "at least 60 s"
+        );
         assert_eq!(config.providers["mock"]["seed"], "7");
         assert_eq!(config.providers["mock"]["webhook_secret"], "whsec_for_tests");
         assert!(!format!("{config:?}").contains("whsec_for_tests"));
@@ -1002,6 +1011,8 @@ mod tests {
         .unwrap();
         assert!(env_wins.is_sandbox());
         assert_eq!(env_wins.provider_timeout, Duration::from_secs(45));
+        // A call may take 45 s: its row is resolved only after it was abandoned.
+        assert_eq!(env_wins.reconcile.unresolved_after, Duration::from_secs(75));
         assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "0s")])).is_err());
         assert!(Config::from_sources(None, &env(&[("GATEWAY_PROVIDER_TIMEOUT", "soon")])).is_err());
     }

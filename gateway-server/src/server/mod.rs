@@ -466,6 +466,7 @@ fn offered_providers(
         config.default_provider.clone(),
         config.is_sandbox(),
         metrics,
+        config.provider_timeout,
     )
     .map_err(|error| StartError::Providers(error.to_string()))?
     .with_operator_settings(&config.providers))

@@ -338,6 +338,55 @@ async fn an_outcome_the_provider_left_unknown_shows_as_unknown() {
 }
 
 #[actix_web::test]
+async fn a_provider_call_past_the_provider_timeout_is_abandoned_as_unknown_and_resolved() {
+    let server = TestServer::start_with(|config| config.provider_timeout = Duration::from_secs(1)).await;
+    // The confirm would answer after 30 s: the gateway stops waiting at 1 s.
+    server
+        .mock
+        .inject_fault_on("confirm_intent", Fault::Slow(Duration::from_secs(30)));
+    let reply = server
+        .post_idem(
+            "/v1/payments",
+            "tl-bound",
+            &payment_body("16.00", "pm_card_visa", ""),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(reply.data()["awaiting_provider"], true, "{}", reply.text);
+    let id = reply.data()["id"].as_str().unwrap().to_owned();
+    let (_, entries) = timeline(&server, &id).await;
+    let confirm = entries
+        .iter()
+        .find(|e| call(e, "confirm_intent", "unknown"))
+        .unwrap_or_else(|| panic!("an unknown confirm: {entries:#?}"));
+    let latency = confirm["latency_ms"].as_i64().unwrap();
+    assert!(
+        (1000..30_000).contains(&latency),
+        "abandoned at the bound: {confirm}"
+    );
+    // Resolving asks the provider: the abandoned confirm never ran there, so
+    // the payment waits for the client's retry, never failed.
+    assert!(server.resolve_unknown_outcomes().await >= 1);
+    let payment = server.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(payment.status, StatusCode::OK, "{}", payment.text);
+    assert_eq!(payment.data()["status"], "pending", "{}", payment.text);
+    assert_eq!(
+        payment.data()["intent_status"],
+        "requires_confirmation",
+        "{}",
+        payment.text
+    );
+    assert_eq!(
+        payment.data()["awaiting_provider"],
+        false,
+        "resolved: {}",
+        payment.text
+    );
+    assert_eq!(payment.data()["amount_received"], "0.00");
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn replays_stop_growing_a_timeline_at_its_cap_but_status_changes_still_count() {
     /// `app::timeline::CAP`.
     const CAP: usize = 200;
