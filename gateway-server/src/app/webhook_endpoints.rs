@@ -25,6 +25,9 @@ use crate::app::invalidation::Invalidation;
 use crate::app::lists::List;
 use crate::app::merchants::webhook_url_refused;
 use crate::app::outbound::{new_signing_secret, sealed_secret, ENDPOINT_DELETED, EVENT_TYPES};
+
+/// The last error of a delivery given up because its endpoint was disabled.
+pub(crate) const ENDPOINT_DISABLED: &str = "the webhook endpoint was disabled";
 use crate::domain::error::{success_bytes, ApiError, Status};
 use crate::domain::scopes::Caller;
 use crate::store::{Change, EndpointRow, MAX_ENDPOINTS};
@@ -272,7 +275,9 @@ pub(crate) async fn get(core: &Core, caller: &Caller, id: &str) -> Result<Endpoi
 }
 
 /// Changes what `change` names (absent: unchanged); a changed endpoint's
-/// backoff is reset. 400 for a URL the egress policy refuses (naming `url`).
+/// backoff is reset, and disabling it gives up its pending deliveries (last
+/// error: "the webhook endpoint was disabled"; resend their events to send
+/// them again). 400 for a URL the egress policy refuses (naming `url`).
 pub(crate) async fn update(
     core: &Core,
     caller: &Caller,
@@ -280,6 +285,7 @@ pub(crate) async fn update(
     change: EndpointChange,
 ) -> Result<EndpointView, ApiError> {
     let mut row = load(core, caller, id).await?;
+    let disabling = row.enabled && change.enabled == Some(false);
     if let Some(url) = change.url {
         check_endpoint_url(core, &url, "url").await?;
         row.url = url;
@@ -296,9 +302,15 @@ pub(crate) async fn update(
     row.updated_at = now_ms();
     row.failures = 0;
     row.blocked_until = 0;
-    core.store
-        .commit(vec![Change::UpdateEndpoint(Box::new(row.clone()))])
-        .await?;
+    let mut changes = vec![Change::UpdateEndpoint(Box::new(row.clone()))];
+    if disabling {
+        changes.push(Change::GiveUpEndpointDeliveries {
+            merchant_id: row.merchant_id.clone(),
+            id: row.id.clone(),
+            reason: ENDPOINT_DISABLED.to_owned(),
+        });
+    }
+    core.store.commit(changes).await?;
     endpoints_changed(core, caller);
     Ok(EndpointView::new(&row, None))
 }

@@ -249,6 +249,13 @@ pub(crate) enum Change {
         id: String,
         reason: String,
     },
+    /// Gives up an endpoint's pending deliveries with `reason` as their
+    /// last error (the endpoint was disabled).
+    GiveUpEndpointDeliveries {
+        merchant_id: String,
+        id: String,
+        reason: String,
+    },
     /// Adds a signing secret to an endpoint.
     AddEndpointSecret(Box<EndpointSecretRow>),
     /// Ends the endpoint's secrets valid past `until` at `until` (a

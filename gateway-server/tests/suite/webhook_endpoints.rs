@@ -399,3 +399,52 @@ async fn deliveries_at_the_in_flight_cap_do_not_starve_the_connection_pool() {
     assert_eq!(events.status, StatusCode::OK, "{}", events.text);
     server.stop().await;
 }
+
+/// Disabling an endpoint gives up its pending deliveries (as Stripe stops
+/// sending to a disabled endpoint); resending the event sends it again.
+#[actix_web::test]
+async fn disabling_an_endpoint_gives_up_its_pending_deliveries() {
+    let failing = Receiver::start(&[503]).await;
+    let server = TestServer::start_with(|config| {
+        fast(config);
+        // The retry after the first 503 is long past the test.
+        config.webhook_delivery.first_retry = Duration::from_secs(60);
+        config.webhook_delivery.max_delay = Duration::from_secs(120);
+    })
+    .await;
+    let (id, _) = create(&server, "to-disable", json!({"url": failing.url})).await;
+    server.pay(&payment_body("3.00", "pm_card_visa", "")).await;
+    assert_eq!(failing.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    let deliveries = "/v1/webhook-deliveries?limit=10";
+    let mut pending = Value::Null;
+    for _ in 0..400 {
+        pending = server.get(deliveries).await.data()["data"][0].clone();
+        if pending["attempts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert_eq!(pending["attempts"], 1, "{pending}");
+
+    let off = patch(&server, &id, json!({"enabled": false})).await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.text);
+    let given_up = server.get(deliveries).await.data()["data"][0].clone();
+    assert_eq!(given_up["id"], pending["id"]);
+    assert_eq!(given_up["status"], "failed", "{given_up}");
+    assert_eq!(given_up["last_error"], "the webhook endpoint was disabled");
+    // Disabling again changes nothing; the merchant can resend to it by name.
+    let again = patch(&server, &id, json!({"enabled": false, "description": "off"})).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    let event_id = given_up["event_id"].as_str().unwrap();
+    let resent = server
+        .post_idem(
+            &format!("/v1/events/{event_id}/resend"),
+            "resend-disabled",
+            &json!({"endpoint_id": id}).to_string(),
+        )
+        .await;
+    assert_eq!(resent.status, StatusCode::OK, "{}", resent.text);
+    assert_eq!(failing.wait_for(2, Duration::from_secs(10)).await.len(), 2);
+    server.stop().await;
+}

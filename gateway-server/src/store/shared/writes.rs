@@ -6,6 +6,27 @@ macro_rules! shared_writes {
         /// A connection of this backend.
         type Conn = <$db as sqlx::Database>::Connection;
 
+        /// Gives up an endpoint's pending deliveries with `reason` as their last error.
+        async fn give_up_deliveries(
+            conn: &mut Conn,
+            merchant_id: &str,
+            endpoint_id: &str,
+            reason: &str,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = $1, last_error = $2, claimed_until = NULL \
+                 WHERE endpoint_id = $3 AND merchant_id = $4 AND status = $5",
+            )
+            .bind(DeliveryStatus::Failed.as_str())
+            .bind(reason)
+            .bind(endpoint_id)
+            .bind(merchant_id)
+            .bind(DeliveryStatus::Pending.as_str())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
         /// New payments, in one multi-row statement.
         async fn insert_payments(conn: &mut Conn, rows: &[&PaymentRow]) -> Result<(), StoreError> {
             let intents = rows
@@ -475,17 +496,10 @@ macro_rules! shared_writes {
                         .bind(merchant_id)
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query(
-                        "UPDATE webhook_deliveries SET status = $1, last_error = $2, claimed_until = NULL \
-                         WHERE endpoint_id = $3 AND merchant_id = $4 AND status = $5",
-                    )
-                    .bind(DeliveryStatus::Failed.as_str())
-                    .bind(reason)
-                    .bind(id)
-                    .bind(merchant_id)
-                    .bind(DeliveryStatus::Pending.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+                    give_up_deliveries(conn, merchant_id, id, reason).await?;
+                }
+                Change::GiveUpEndpointDeliveries { merchant_id, id, reason } => {
+                    give_up_deliveries(conn, merchant_id, id, reason).await?;
                 }
                 Change::AddEndpointSecret(secret) => {
                     sqlx::query(
