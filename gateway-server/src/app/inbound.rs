@@ -74,11 +74,15 @@ pub(crate) async fn provider_for(state: &Core, key: &EventKey) -> Option<Arc<dyn
     }
 }
 
-/// Processes a stored event unless it was processed already.
-pub(crate) async fn process(state: &Core, key: &EventKey) -> Processed {
+/// Processes a stored event if, read again under its lock, it is still not
+/// processed and its next attempt is still due before `due_before`: the
+/// sweep's list may be stale (the request that stored the event may have
+/// just made an attempt and scheduled the next one).
+async fn process_if_due(state: &Core, key: &EventKey, due_before: i64) -> Processed {
     let _guard = state.event_locks.lock(key.clone()).await;
     let row = match state.store.webhook_event(key).await {
-        Ok(Some(row)) if row.processed_at.is_none() => row,
+        Ok(Some(row)) if row.processed_at.is_none() && row.next_attempt_at <= due_before => row,
+        Ok(Some(row)) if row.processed_at.is_none() => return Processed::Later,
         Ok(_) => return Processed::AlreadyDone,
         Err(error) => {
             tracing::warn!(event = %key.event_id, %error, "reading a stored webhook event failed");
@@ -374,7 +378,7 @@ pub(crate) async fn sweep_once(state: &Core, due_before: i64) -> usize {
     };
     let count = rows.len();
     for row in rows {
-        process(state, &row.key).await;
+        process_if_due(state, &row.key, due_before).await;
     }
     count
 }
