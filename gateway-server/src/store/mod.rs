@@ -236,8 +236,10 @@ pub(crate) enum Change {
     /// On PostgreSQL the events of a commit are inserted last, under the
     /// events lock, so `seq` follows commit order (see `store::postgres`).
     InsertEvent(Box<EventRow>),
-    /// Adds an endpoint; fails the commit with [`StoreError::Conflict`] when
-    /// the merchant already has [`MAX_ENDPOINTS`].
+    /// Adds an endpoint; fails the commit with [`StoreError::Conflict`]
+    /// ([`TOO_MANY_ENDPOINTS`]) when the merchant already has
+    /// [`MAX_ENDPOINTS`] (two statements: the merchant's row is locked
+    /// first, so concurrent inserts count one after the other).
     InsertEndpoint(Box<EndpointRow>),
     /// Stores an endpoint's URL, `enabled`, `enabled_events`, description
     /// and `updated_at` (a changed endpoint starts afresh: backoff reset).
@@ -294,6 +296,15 @@ impl Change {
     pub(crate) fn update_payment(row: &mut PaymentRow) -> Change {
         row.version += 1;
         Change::UpdatePayment(Box::new(row.clone()))
+    }
+
+    /// Whether applying the change is one SQL statement, atomic on its own
+    /// (a backend may then skip the transaction of a commit of it alone).
+    pub(crate) fn is_one_statement(&self) -> bool {
+        !matches!(
+            self,
+            Change::InsertEndpoint(_) | Change::DeleteEndpoint { .. } | Change::ExpireEndpointSecrets { .. }
+        )
     }
 }
 

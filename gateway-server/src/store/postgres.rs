@@ -243,10 +243,8 @@ impl Store for PostgresStore {
         }
         match changes.as_slice() {
             [] => Ok(()),
-            // One statement is atomic on its own: save the BEGIN and COMMIT
-            // round trips. (An endpoint's insert is two: it locks the
-            // merchant's row, which must hold until the insert commits.)
-            [change] if !matches!(change, Change::InsertEndpoint(_)) => {
+            // One statement is atomic on its own: save the BEGIN and COMMIT round trips.
+            [change] if change.is_one_statement() => {
                 let mut conn = self.pool.acquire().await?;
                 apply(&mut conn, change).await
             }
