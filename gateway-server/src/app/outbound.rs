@@ -341,24 +341,21 @@ fn seal_secret(
     })
 }
 
-/// The endpoint's secrets valid now, opened, newest first.
-async fn open_secrets(core: &Core, merchant_id: &str, endpoint_id: &str) -> Result<Vec<Vec<u8>>, String> {
-    open_secrets_at(&*core.store, &core.sealer, merchant_id, endpoint_id, now_ms()).await
-}
-
-/// The endpoint's secrets valid at `now` (Unix ms), opened with `sealer`, newest first.
-async fn open_secrets_at(
+/// The signer of the endpoint's secrets valid at `now` (Unix ms), opened
+/// with `sealer`; `None` when it has no valid secret.
+async fn secrets_signer(
     store: &dyn Store,
     sealer: &Sealer,
     merchant_id: &str,
     endpoint_id: &str,
     now: i64,
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Option<EndpointSigner>, String> {
     let rows = store
         .endpoint_secrets(endpoint_id, now)
         .await
         .map_err(|e| e.to_string())?;
-    rows.iter()
+    let secrets = rows
+        .iter()
         .filter(|row| row.merchant_id == merchant_id)
         .map(|row| {
             let aad = if row.bound_to == BOUND_TO_ENDPOINT {
@@ -370,7 +367,8 @@ async fn open_secrets_at(
                 .open(&row.sealed, aad.as_bytes())
                 .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((!secrets.is_empty()).then_some(EndpointSigner { secrets }))
 }
 
 /// Signs payloads for one of the merchant's endpoints as its deliveries are
@@ -411,19 +409,18 @@ async fn signer_at(
         .endpoint(merchant_id, endpoint_id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint", endpoint_id))?;
-    let secrets = open_secrets_at(store, sealer, merchant_id, endpoint_id, now)
+    secrets_signer(store, sealer, merchant_id, endpoint_id, now)
         .await
         .map_err(|error| {
             tracing::error!(endpoint = %endpoint_id, %error, "opening webhook signing secrets failed");
             ApiError::internal()
-        })?;
-    if secrets.is_empty() {
-        return Err(ApiError::conflict(
-            "endpoint_has_no_secret",
-            "this webhook endpoint has no valid signing secret: rotate its secret",
-        ));
-    }
-    Ok(EndpointSigner { secrets })
+        })?
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "endpoint_has_no_secret",
+                "this webhook endpoint has no valid signing secret: rotate its secret",
+            )
+        })
 }
 
 /// Adds to `changes` the events `updates` call for and, for each, a
@@ -630,11 +627,10 @@ fn delivery_retry(ended: Result<Option<i64>, tokio::task::JoinError>) -> Option<
     })
 }
 
-/// Where a delivery goes now and the secrets it is signed with: its
-/// endpoint's current URL and valid secrets (newest first), or, for a
-/// delivery of before endpoints without one, its own URL and the merchant's
-/// secret of then.
-async fn destination(state: &Core, row: &DeliveryRow) -> Result<(String, Vec<Vec<u8>>), String> {
+/// Where a delivery goes now and how it is signed: its endpoint's current
+/// URL and valid secrets (newest first), or, for a delivery of before
+/// endpoints without one, its own URL and the merchant's secret of then.
+async fn destination(state: &Core, row: &DeliveryRow) -> Result<(String, EndpointSigner), String> {
     let Some(endpoint_id) = &row.endpoint_id else {
         let sealed = state
             .store
@@ -646,7 +642,12 @@ async fn destination(state: &Core, row: &DeliveryRow) -> Result<(String, Vec<Vec
             .sealer
             .open(&sealed, secret_aad(&row.merchant_id).as_bytes())
             .map_err(|_| "the signing secret cannot be opened with this master key".to_owned())?;
-        return Ok((row.url.clone(), vec![secret]));
+        return Ok((
+            row.url.clone(),
+            EndpointSigner {
+                secrets: vec![secret],
+            },
+        ));
     };
     let endpoint = state
         .store
@@ -654,11 +655,16 @@ async fn destination(state: &Core, row: &DeliveryRow) -> Result<(String, Vec<Vec
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| ENDPOINT_DELETED.to_owned())?;
-    let secrets = open_secrets(state, &row.merchant_id, endpoint_id).await?;
-    if secrets.is_empty() {
-        return Err("no valid signing secret: rotate the endpoint's secret".to_owned());
-    }
-    Ok((endpoint.url, secrets))
+    let signer = secrets_signer(
+        &*state.store,
+        &state.sealer,
+        &row.merchant_id,
+        endpoint_id,
+        now_ms(),
+    )
+    .await?
+    .ok_or_else(|| "no valid signing secret: rotate the endpoint's secret".to_owned())?;
+    Ok((endpoint.url, signer))
 }
 
 /// The last error of a delivery whose endpoint was deleted.
@@ -674,9 +680,8 @@ async fn deliver(state: &Core, client: &awc::Client, row: DeliveryRow) -> Option
     let gone = matches!(&destination, Err(error) if error == ENDPOINT_DELETED);
     let result: Result<u16, String> = match destination {
         Err(error) => Err(error),
-        Ok((url, secrets)) => {
-            let signature =
-                gateway_core::signature::sign_header_all(body.as_bytes(), &secrets, (state.clock)());
+        Ok((url, signer)) => {
+            let signature = signer.sign(body.as_bytes(), (state.clock)());
             let request = client
                 .post(&url)
                 .insert_header(("Content-Type", "application/json"))
